@@ -1,0 +1,3 @@
+from revcli.cli import main
+
+main()

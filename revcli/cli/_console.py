@@ -1,0 +1,185 @@
+"""All terminal output of the CLI: data to stdout (tables or JSON), everything else to stderr.
+
+Rich honours ``NO_COLOR`` and drops colours and spinners when the stream is not a terminal, so the
+same code serves a person at a terminal and an Airflow log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from revcli.errors import EXIT_INTERRUPTED, RevcliError
+from revcli.progress import Reporter, Task
+
+# file=None: rich looks up sys.stdout / sys.stderr at write time, so test runners that swap them
+# see the output.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or Infinity: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(obj: Any) -> None:
+    """Exactly one JSON document on one line of stdout (Airflow pushes the last line to XCom)."""
+    text = json.dumps(_clean(obj), default=_json_default, allow_nan=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool = True) -> Iterator[None]:
+    """Send anything libraries print to stdout (MLflow's run links, warnings printed by C code)
+    to stderr, so ``--json`` leaves exactly one JSON object on stdout."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None  # a test runner's in-memory stream: the Python-level redirect is enough
+    saved = None
+    if fd is not None:
+        saved = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None and fd is not None:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+class _RichTask(Task):
+    def __init__(self, progress: Any, task_id: Any) -> None:
+        self._progress = progress
+        self._id = task_id
+
+    def advance(self, amount: float = 1.0) -> None:
+        self._progress.advance(self._id, amount)
+
+    def update(self, **fields: Any) -> None:
+        known = {k: fields.pop(k) for k in ("total", "completed", "description") if k in fields}
+        self._progress.update(self._id, **known, **fields)
+
+
+class ConsoleReporter(Reporter):
+    """Spinner for steps, progress bars for tasks, one-line notes and warnings; all on stderr."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._status: Any = None
+
+    def step(self, message: str) -> None:
+        if self.quiet:
+            return
+        if not err.is_terminal:
+            err.print(f"[dim]… {escape(message)}[/]", highlight=False)
+            return
+        if self._status is None:
+            self._status = err.status(escape(message), spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(escape(message))
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self._pause()
+            err.print(escape(message), highlight=False)
+
+    def warn(self, message: str) -> None:
+        self._pause()
+        warn(message)
+
+    def _pause(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def close(self) -> None:
+        self._pause()
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: float | None = None, unit: str = "",
+             **fields: Any) -> Iterator[Task]:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._pause()
+        if self.quiet:
+            yield Task()
+            return
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+        if unit == "bytes":
+            columns += [DownloadColumn(), TransferSpeedColumn()]
+        else:
+            columns += [MofNCompleteColumn()]
+        columns += [TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=err, transient=False) as progress:
+            task_id = progress.add_task(description, total=total, info=fields.pop("info", ""),
+                                        **fields)
+            yield _RichTask(progress, task_id)
+
+
+@contextlib.contextmanager
+def cli_errors(reporter: ConsoleReporter | None = None) -> Iterator[None]:
+    """Turn revcli's errors into ``Error: ...`` on one line and their exit code; Ctrl-C into 130."""
+    try:
+        yield
+    except RevcliError as exc:
+        if reporter is not None:
+            reporter.close()
+        error(str(exc))
+        raise typer.Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        if reporter is not None:
+            reporter.close()
+        error("interrupted")
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    finally:
+        if reporter is not None:
+            reporter.close()

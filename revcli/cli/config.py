@@ -1,0 +1,47 @@
+"""``revcli config``: the effective settings and where each one came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from revcli.cli import _options
+from revcli.cli._console import cli_errors, out, print_json
+
+
+def config(
+    config: _options.Config = None,
+    workspace: _options.Workspace = None,
+    json: _options.Json = False,
+) -> None:
+    """Show the effective settings: defaults < config file < REVCLI_* env < flags.
+
+    Example: REVCLI_SEED=7 revcli config
+    """
+    from rich.table import Table
+
+    from revcli import settings as settings_mod
+
+    with cli_errors():
+        settings = _options.resolve(config, workspace=workspace)
+    rows = []
+    for f in settings_mod.setting_fields():
+        value = getattr(settings, f.name)
+        rows.append({"name": f.name, "value": str(value) if isinstance(value, Path) else value,
+                     "source": settings.source_of(f.name), "env": settings_mod.env_names(f)[0],
+                     "help": f.metadata["help"]})
+    if json:
+        print_json({"config_file": str(settings.config_file) if settings.config_file else None,
+                    "settings": rows, "params": settings.params})
+        return
+    table = Table(title="revcli settings", title_justify="left")
+    for col in ("setting", "value", "source", "env"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        source = row["source"]
+        style = "dim" if source == "default" else "bold"
+        table.add_row(row["name"], "-" if row["value"] is None else str(row["value"]),
+                      source, row["env"], style=style)
+    out.print(table)
+    out.print(f"config file: {settings.config_file or 'none (configs/revcli.toml not found)'}")
+    for name, params in settings.params.items():
+        out.print(f"[params.{name}] {params}")

@@ -1,0 +1,99 @@
+"""``revcli train``: fit one strategy / estimator, score it honestly, log it to MLflow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from revcli.cli import _options
+from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+
+
+def train(
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy", "-s", help="all | converting_only | two_stage [default: converting_only]",
+        show_default=False)] = None,
+    estimator: Annotated[str | None, typer.Option(
+        "--estimator", "-e", help="mean | ridge | rf | xgb | xgb_log | hgb | gbr_quantile | "
+        "ensemble [default: xgb]", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Hyperparameter key=value, repeatable; classifier__key=value for "
+        "the two_stage classifier", show_default=False)] = None,
+    drop_feature: Annotated[list[str] | None, typer.Option(
+        "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
+        show_default=False)] = None,
+    combine: Annotated[str | None, typer.Option(
+        "--combine", help="two_stage: expected (P x value) or threshold [default: expected]",
+        show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="two_stage --combine threshold: P(order) cut-off [default: 0.5]",
+        show_default=False)] = None,
+    data: _options.Data = None,
+    test_size: Annotated[float | None, typer.Option(
+        "--test-size", help="Holdout share [default: 0.2]", show_default=False)] = None,
+    seed: _options.Seed = None,
+    n_jobs: Annotated[int | None, typer.Option(
+        "--n-jobs", help="Threads, -1 for all cores [default: -1]", show_default=False)] = None,
+    run_name: Annotated[str | None, typer.Option(
+        "--run-name", help="MLflow run name", show_default=False)] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
+    experiment: _options.Experiment = None,
+    tracking_uri: _options.TrackingUri = None,
+    workspace: _options.Workspace = None,
+    config: _options.Config = None,
+    json: _options.Json = False,
+    quiet: _options.Quiet = False,
+) -> None:
+    """Train a model of session revenue, score it beside the baseline, log an MLflow run.
+
+    Uses the workspace's current dataset (the full-size demo set if there is none). The split
+    is shared by every strategy (stratified on is_ordered, seed 42), the scorecard shows each
+    metric beside the train-mean baseline, and a leakage audit names any feature that gives the
+    order away.
+
+    Examples:
+      revcli train --strategy converting_only
+      revcli train --strategy two_stage --estimator xgb
+      revcli train --strategy all --drop-feature engagement_depth --json
+      revcli train -e rf -p max_depth=8 -p n_estimators=100
+    """
+    from revcli import estimators
+    from revcli import train as core
+
+    reporter = ConsoleReporter(quiet=quiet or json)
+    with cli_errors(reporter):
+        settings = _options.resolve(
+            config, workspace=workspace, strategy=strategy, estimator=estimator,
+            combine=combine, threshold=threshold, test_size=test_size, seed=seed, n_jobs=n_jobs,
+            experiment=experiment, tracking_uri=tracking_uri)
+        params = dict(estimators.parse_param(p) for p in (param or []))
+        with stdout_to_stderr(json):
+            result = core.train(settings, data=data, params=params,
+                                drop_features=drop_feature or [], run_name=run_name,
+                                plots=not no_plots, reporter=reporter)
+        reporter.close()
+        if json:
+            print_json(result.to_dict())
+            return
+        _render(result, quiet)
+
+
+def _render(result: Any, quiet: bool) -> None:
+    from revcli.cli._render import render_leakage, render_scorecard
+
+    card = result.scorecard
+    split = result.split
+    title = (f"{result.strategy} / {result.estimator} on {card.population} "
+             f"({card.rows:,} rows, {card.converters:,} converters)")
+    render_scorecard(card, title)
+    if not quiet:
+        render_leakage(result.leakage, result.too_good)
+    out.print(f"run [bold]{result.run_id}[/] in {result.experiment!r} at {result.tracking_uri}")
+    if not quiet:
+        out.print(f"dataset {result.dataset.short} · split {split['hash']} "
+                  f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "
+                  f"{split['train_converters']:,} / {split['test_converters']:,})")
+        out.print(f"model {result.model_path} (sha256 {result.model_sha256[:12]})")
+        if result.plots:
+            out.print(f"plots {next(iter(result.plots.values())).parent}")

@@ -1,0 +1,151 @@
+"""The data contract of a training table, and loading it.
+
+A table is one row per website session with a ``revenue`` target (USD, 0.0 without an order).
+``is_ordered`` is derived from ``revenue > 0`` when absent and must agree with it when present.
+Every other column is a feature, as long as it is numeric (bool, int or float); identifier columns
+(``id`` or a name ending in ``_id``) are carried along for output but never learned from, because a
+session id is a clock and would smuggle time into the model. Nothing here hard-codes the 12
+feature names of the real table, so an extra one-hot column just works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from revcli.errors import DataError, NotFoundError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+TARGET = "revenue"
+ORDER_FLAG = "is_ordered"
+
+
+def is_id_column(name: str) -> bool:
+    lowered = name.lower()
+    return lowered == "id" or lowered.endswith("_id")
+
+
+@dataclass
+class Table:
+    """A validated table, split into what the model learns from and what it predicts."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    ordered: np.ndarray
+    features: list[str]
+    ids: pd.DataFrame
+    dropped: list[str]
+
+    @property
+    def rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def converters(self) -> int:
+        return int(self.ordered.sum())
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a parquet file, turning every way it can fail into one DataError line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a parquet file")
+    try:
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable parquet file ({first})") from None
+    return table.to_pandas()
+
+
+def _check_numeric(frame: pd.DataFrame) -> None:
+    from pandas.api import types as pdt
+
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        if not (pdt.is_bool_dtype(dtype) or pdt.is_numeric_dtype(dtype)) or pdt.is_complex_dtype(
+                dtype):
+            raise DataError(f"column {name!r} has dtype {dtype}, not bool/int/float; "
+                            f"encode it as numbers or drop it before training")
+
+
+def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
+             require_converters: bool = True) -> Table:
+    """Check ``frame`` against the data contract and split it into features and target."""
+    import numpy as np
+
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise DataError("the table is empty (no rows or no columns)")
+    if TARGET not in frame.columns:
+        raise DataError(f"no {TARGET!r} column: the target is required "
+                        f"(columns: {', '.join(map(str, frame.columns[:8]))}"
+                        f"{', ...' if frame.shape[1] > 8 else ''})")
+    id_columns = [c for c in frame.columns if is_id_column(str(c))]
+    learnable = frame.drop(columns=id_columns)
+    _check_numeric(learnable)
+
+    y = learnable[TARGET].to_numpy(dtype=np.float64)
+    n_nan = int(np.isnan(y).sum())
+    if n_nan:
+        raise DataError(f"{TARGET!r} has {n_nan:,} missing values; fill or drop those rows")
+    n_neg = int((y < 0).sum())
+    if n_neg:
+        raise DataError(f"{TARGET!r} has {n_neg:,} negative values; revenue must be >= 0 "
+                        "(refunds are ignored by the contract)")
+    ordered = y > 0
+    if ORDER_FLAG in learnable.columns:
+        flag = learnable[ORDER_FLAG].to_numpy()
+        if np.isnan(flag.astype(np.float64)).any():
+            raise DataError(f"{ORDER_FLAG!r} has missing values")
+        mismatch = int(((flag.astype(np.float64) > 0) != ordered).sum())
+        if mismatch:
+            raise DataError(f"{ORDER_FLAG!r} disagrees with {TARGET} > 0 on {mismatch:,} rows; "
+                            f"fix the table or drop the {ORDER_FLAG!r} column to derive it")
+    if require_converters and not ordered.any():
+        raise DataError(f"no converting sessions ({TARGET} > 0): there are no order values to "
+                        "learn from")
+
+    candidates = [c for c in learnable.columns if c not in (TARGET, ORDER_FLAG)]
+    drop = list(dict.fromkeys(drop_features))
+    unknown = [d for d in drop if d not in candidates]
+    if unknown:
+        raise DataError(f"--drop-feature {unknown[0]!r} is not a feature of this table "
+                        f"(features: {', '.join(candidates)})")
+    features = [c for c in candidates if c not in drop]
+    if not features:
+        raise DataError("no features left to learn from after --drop-feature")
+    X = learnable[features].astype(np.float32)
+    missing = X.isna().sum()
+    if missing.any():
+        name = str(missing.idxmax())
+        raise DataError(f"feature {name!r} has {int(missing.max()):,} missing values; "
+                        f"fill them or use --drop-feature {name!r}")
+    return Table(X=X, y=y, ordered=ordered, features=features, ids=frame[id_columns],
+                 dropped=drop)
+
+
+def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """The model's feature columns of ``frame`` as float32, naming any that are missing."""
+    import numpy as np
+
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise DataError(f"the table lacks {len(missing)} feature(s) the model needs: "
+                        f"{', '.join(missing)}")
+    X = frame[list(features)]
+    _check_numeric(X)
+    X = X.astype(np.float32)
+    if X.isna().to_numpy().any():
+        name = str(X.isna().sum().idxmax())
+        raise DataError(f"feature {name!r} has missing values")
+    return X

@@ -1,0 +1,44 @@
+"""One exception tree for every user-facing failure, and the exit codes they map to.
+
+Each message says what is wrong and, where there is one, how to fix it; the CLI prints it on one
+line as ``Error: <message>`` and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class RevcliError(Exception):
+    """A failure the user can act on (bad usage, bad data, unreachable service)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(RevcliError):
+    """A setting, flag or configuration file is invalid."""
+
+
+class DataError(RevcliError):
+    """A table breaks the data contract (see revcli.data)."""
+
+
+class NotFoundError(RevcliError):
+    """A dataset, run, model or file that was asked for does not exist."""
+
+
+class StorageError(RevcliError):
+    """Object storage (S3) or the local file system refused an operation."""
+
+
+class TrackingError(RevcliError):
+    """MLflow tracking or registry refused an operation."""
+
+
+class GateFailed(RevcliError):
+    """A quality gate or promotion check did not pass: exit 1 so CI and Airflow stop."""
+
+    exit_code = EXIT_GATE_FAILED

@@ -1,0 +1,219 @@
+"""The workspace: one directory that holds everything revcli caches or produces locally.
+
+Layout (default ``./.revcli``, moved with ``--workspace`` or ``REVCLI_WORKSPACE``)::
+
+    current.json                    {"dataset": "<sha256>"}: the dataset commands use by default
+    datasets/<sha256>.parquet       content-addressed copies of every registered table
+    datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, ...
+    models/<run_id>/model.joblib    every trained model, with model.json (sha256, features, ...)
+    mlflow.db, mlartifacts/         the default MLflow tracking store and its artifacts
+    plots/<run_id>/*.png            plots written by train and evaluate
+    studies/                        Optuna studies of `revcli tune`
+
+Every write goes through :mod:`revcli.atomic`, so a crash leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from revcli import atomic
+from revcli.errors import NotFoundError, StorageError
+
+SHA_LEN = 64
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """The manifest of one cached dataset."""
+
+    sha256: str
+    path: Path
+    source: str
+    rows: int
+    columns: list[dict[str, str]]
+    created: str
+    bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.sha256[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetRecord:
+        data = dict(data)
+        data["path"] = Path(data["path"])
+        return cls(**data)
+
+
+class Workspace:
+    """Local state of revcli under one root directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def studies_dir(self) -> Path:
+        return self.root / "studies"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "mlartifacts"
+
+    def ensure(self) -> Workspace:
+        try:
+            for d in (self.root, self.datasets_dir, self.models_dir):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create workspace {self.root}: {exc.strerror}; "
+                               "choose another with --workspace or REVCLI_WORKSPACE") from None
+        return self
+
+    # -- MLflow -----------------------------------------------------------------------------
+
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    def artifact_location(self) -> str:
+        return self.artifacts_dir.as_uri()
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def _manifest_path(self, sha: str) -> Path:
+        return self.datasets_dir / f"{sha}.json"
+
+    def dataset_path(self, sha: str) -> Path:
+        return self.datasets_dir / f"{sha}.parquet"
+
+    def register_file(self, src: str | Path, source: str, *, move: bool = False,
+                      extra: dict[str, Any] | None = None,
+                      sha256: str | None = None) -> DatasetRecord:
+        """Cache a validated parquet file under its sha256 and make it the current dataset.
+
+        ``move=True`` renames ``src`` into place (it must be on the workspace's file system, e.g.
+        a temp file in ``datasets/``); otherwise the file is copied atomically.
+        """
+        import pyarrow.parquet as pq
+
+        self.ensure()
+        src = Path(src)
+        sha = sha256 or atomic.sha256_file(src)
+        dest = self.dataset_path(sha)
+        if dest.exists():
+            if move:
+                src.unlink(missing_ok=True)
+        elif move:
+            src.replace(dest)
+        else:
+            with atomic.atomic_path(dest) as tmp:
+                shutil.copyfile(src, tmp)
+        meta = pq.read_metadata(dest)
+        schema = meta.schema.to_arrow_schema()
+        previous = self._read_manifest(sha)
+        record = DatasetRecord(
+            sha256=sha,
+            path=dest,
+            source=source,
+            rows=meta.num_rows,
+            columns=[{"name": n, "dtype": str(t)} for n, t in zip(schema.names, schema.types,
+                                                                   strict=True)],
+            created=previous.created if previous else _now(),
+            bytes=dest.stat().st_size,
+            extra={**(previous.extra if previous else {}), **(extra or {})},
+        )
+        atomic.write_json(self._manifest_path(sha), record.to_dict())
+        self.set_current(sha)
+        return record
+
+    def write_dataset(self, frame: Any, source: str,
+                      extra: dict[str, Any] | None = None) -> DatasetRecord:
+        """Write a pandas DataFrame as parquet into the cache and make it current."""
+        self.ensure()
+        with atomic.temp_path(self.datasets_dir, suffix=".parquet.tmp") as tmp:
+            frame.to_parquet(tmp, index=False)
+            return self.register_file(tmp, source, move=True, extra=extra)
+
+    def _read_manifest(self, sha: str) -> DatasetRecord | None:
+        path = self._manifest_path(sha)
+        if not path.is_file():
+            return None
+        try:
+            record = DatasetRecord.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError):
+            return None
+        # The manifest stores an absolute path; trust the workspace's own layout instead so a
+        # moved workspace keeps working.
+        return DatasetRecord(**{**record.__dict__, "path": self.dataset_path(sha)})
+
+    def set_current(self, sha: str) -> None:
+        atomic.write_json(self.root / "current.json", {"dataset": sha})
+
+    def current(self) -> DatasetRecord | None:
+        try:
+            sha = json.loads((self.root / "current.json").read_text())["dataset"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        record = self._read_manifest(sha)
+        if record is None or not record.path.is_file():
+            return None
+        return record
+
+    def datasets(self) -> list[DatasetRecord]:
+        if not self.datasets_dir.is_dir():
+            return []
+        records = [self._read_manifest(p.stem) for p in self.datasets_dir.glob("*.json")]
+        return sorted((r for r in records if r is not None and r.path.is_file()),
+                      key=lambda r: r.created)
+
+    def dataset(self, ref: str) -> DatasetRecord:
+        """A cached dataset by sha256 or a unique prefix of it (at least 6 characters)."""
+        matches = [r for r in self.datasets() if len(ref) >= 6 and r.sha256.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no dataset {ref!r} in {self.datasets_dir}; "
+                                "`revcli fetch --list` shows the cached ones")
+        raise NotFoundError(f"dataset prefix {ref!r} is ambiguous; give more characters")
+
+    def remove_dataset(self, sha: str) -> None:
+        self._manifest_path(sha).unlink(missing_ok=True)
+        self.dataset_path(sha).unlink(missing_ok=True)
+
+    # -- models -----------------------------------------------------------------------------
+
+    def model_dir(self, run_id: str) -> Path:
+        return self.models_dir / run_id

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from revcli import leakage, metrics
+
+
+def test_audit_names_engagement_depth_on_the_demo(small_demo: pd.DataFrame) -> None:
+    X = small_demo.drop(columns=["revenue", "is_ordered"]).astype(np.float32)
+    findings = leakage.audit(X, small_demo.is_ordered.to_numpy() == 1)
+    assert [f.feature for f in findings] == ["engagement_depth"]
+    assert "value 7" in findings[0].detail
+    assert findings[0].auc > 0.99
+
+
+def test_audit_flags_high_auc_without_a_marking_value() -> None:
+    rng = np.random.default_rng(0)
+    ordered = rng.random(5_000) < 0.1
+    X = pd.DataFrame({"score": np.where(ordered, rng.uniform(10, 20, 5_000),
+                                        rng.uniform(0, 9, 5_000)),
+                      "noise": rng.random(5_000)})
+    findings = leakage.audit(X, ordered)
+    assert [f.feature for f in findings] == ["score"]
+    assert "ROC AUC 1.000" in findings[0].detail
+
+
+def test_too_good_to_be_true() -> None:
+    y = np.array([49.99, 59.99, 109.98, 49.99])
+    good = metrics.scorecard("converting_only", y, y + 1.0, baseline_value=60.0)
+    honest = metrics.scorecard("converting_only", y, np.full(4, 60.0), baseline_value=60.0)
+    assert "too good to be true" in leakage.too_good(good)
+    assert leakage.too_good(honest) is None
