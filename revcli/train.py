@@ -219,36 +219,38 @@ def save_model(workspace: Workspace, run_id: str, model: Any, meta: dict[str, An
     return path, sha
 
 
-def train(settings: Settings, *, data: str | Path | None = None,
-          params: Mapping[str, Any] | None = None, drop_features: Sequence[str] = (),
-          run_name: str | None = None, plots: bool = True,
-          reporter: Reporter = SILENT) -> TrainResult:
-    """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run."""
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    hyper = model_params(settings, params)
-    # Build once unfitted so a bad name or parameter fails before any data is loaded.
-    strategies.build(settings.strategy, settings.estimator, hyper, combine=settings.combine,
-                     threshold=settings.threshold)
-    target_set = targets.load(settings.targets,
-                              fallback=settings.source_of("targets") == "default")
+def connect(settings: Settings, workspace: Workspace) -> tuple[str, str]:
+    """Configure MLflow and resolve the experiment: (tracking URI, experiment id)."""
+    uri = tracking.configure(settings, workspace)
+    return uri, tracking.ensure_experiment(settings.experiment, uri, workspace)
 
-    prepared = prepare(settings, data, drop_features, reporter)
-    timings["load"] = time.perf_counter() - clock
-    # Tracking before fitting: an unreachable server fails before minutes of work, not after.
-    reporter.step("opening the MLflow store")
-    start = time.perf_counter()
-    uri = tracking.configure(settings, prepared.workspace)
-    experiment_id = tracking.ensure_experiment(settings.experiment, uri, prepared.workspace)
-    timings["tracking"] = time.perf_counter() - start
 
+def audit(prepared: Prepared, reporter: Reporter = SILENT) -> list[leakage.LeakFinding]:
+    """The leakage audit on the training rows, each finding warned about."""
     findings = leakage.audit(prepared.X_train, prepared.table.ordered[prepared.split.train])
     for finding in findings:
         reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}; "
                       f"re-run with --drop-feature {finding.feature}")
+    return findings
 
-    fitted = fit_and_score(prepared, settings, hyper, reporter)
-    timings["fit"] = fitted.fit_seconds
+
+def record(prepared: Prepared, settings: Settings, fitted: Fitted, hyper: Mapping[str, Any],
+           findings: Sequence[leakage.LeakFinding], *, uri: str, experiment_id: str,
+           command: str = "train", run_name: str | None = None,
+           extra_tags: Mapping[str, str] | None = None,
+           extra_params: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
+           plots: bool = True, reporter: Reporter = SILENT,
+           timings: dict[str, float] | None = None) -> TrainResult:
+    """Judge a fitted model (targets, leaks, importance) and log it as one MLflow run.
+
+    The run holds params, metrics beside ``baseline_*``, tags, the model (MLflow flavour and a
+    joblib copy in the workspace with its sha256), ``scorecard.json`` and the plots. ``command``,
+    ``extra_tags``/``extra_params`` and ``parent_run_id`` let tune and compare log their models
+    the same way (a parent makes it a nested run).
+    """
+    timings = timings if timings is not None else {}
+    target_set = targets.load(settings.targets,
+                              fallback=settings.source_of("targets") == "default")
     card = fitted.scorecard
     card.verdicts = target_set.verdicts(card.metrics, level="all")
     card.leaks = [f.feature for f in findings]
@@ -268,19 +270,22 @@ def train(settings: Settings, *, data: str | Path | None = None,
     log_start = time.perf_counter()
     commit = tracking.git_commit()
     split_info = prepared.split_summary()
+    versions = tracking.library_versions()
     tags = {
-        "revcli.command": "train",
+        "revcli.command": command,
         "revcli.strategy": settings.strategy,
         "revcli.estimator": settings.estimator,
         "revcli.dataset_sha256": prepared.dataset.sha256,
         "revcli.dataset_source": prepared.dataset.source,
         "revcli.split_hash": prepared.split.hash,
-        "revcli.version": tracking.library_versions()["revcli"],
+        "revcli.version": versions["revcli"],
         "revcli.leakage": ",".join(f.feature for f in findings) or "none",
         "revcli.too_good": "true" if warning else "false",
         "revcli.population": card.population,
         **({"mlflow.source.git.commit": commit, "revcli.git_commit": commit} if commit else {}),
-        **{f"revcli.lib.{k}": v for k, v in tracking.library_versions().items()},
+        **{f"revcli.lib.{k}": v for k, v in versions.items()},
+        **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+        **(extra_tags or {}),
     }
     run_params = {
         "strategy": settings.strategy,
@@ -296,6 +301,7 @@ def train(settings: Settings, *, data: str | Path | None = None,
         **({"combine": settings.combine, "threshold": settings.threshold}
            if settings.strategy == "two_stage" else {}),
         **{f"model.{k}": v for k, v in tracking.flat_params(fitted.model.get_params()).items()},
+        **(extra_params or {}),
     }
     with tracking.run(experiment_id, run_name, tags, uri) as active:
         import mlflow
@@ -309,20 +315,25 @@ def train(settings: Settings, *, data: str | Path | None = None,
             "run_id": run_id,
             "strategy": settings.strategy,
             "estimator": settings.estimator,
-            "params": hyper,
+            "params": dict(hyper),
             "features": prepared.table.features,
+            "dropped_features": prepared.table.dropped,
             "dataset_sha256": prepared.dataset.sha256,
             "split_hash": prepared.split.hash,
+            "seed": settings.seed,
+            "test_size": settings.test_size,
+            "combine": settings.combine,
+            "threshold": settings.threshold,
             "metrics": card.to_dict()["metrics"],
-            "revcli_version": tags["revcli.version"],
+            "revcli_version": versions["revcli"],
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         model_path, model_sha = save_model(prepared.workspace, run_id, fitted.model, meta)
         mlflow.set_tag("revcli.model_sha256", model_sha)
         sample = prepared.X_test.iloc[:5]
         model_uri = tracking.log_model(fitted.model, sample, fitted.model.predict(sample))
-        plot_paths: dict[str, Path] = {}
         timings["log_model"] = time.perf_counter() - log_start
+        plot_paths: dict[str, Path] = {}
         if plots:
             plot_paths = _write_plots(prepared.workspace.plots_dir / run_id, settings.strategy,
                                       y_eval, pred_eval, importance)
@@ -330,12 +341,43 @@ def train(settings: Settings, *, data: str | Path | None = None,
                 mlflow.log_artifact(str(path), artifact_path="plots")
         result = TrainResult(
             run_id=run_id, experiment=settings.experiment, tracking_uri=uri,
-            strategy=settings.strategy, estimator=settings.estimator, params=hyper,
+            strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
             dataset=prepared.dataset, features=prepared.table.features,
-            dropped=prepared.table.dropped, split=split_info, scorecard=card, leakage=findings,
-            too_good=warning, model_path=model_path, model_sha256=model_sha,
-            model_uri=model_uri, plots=plot_paths, importance=importance, timings=timings)
+            dropped=prepared.table.dropped, split=split_info, scorecard=card,
+            leakage=list(findings), too_good=warning, model_path=model_path,
+            model_sha256=model_sha, model_uri=model_uri, plots=plot_paths,
+            importance=importance, timings=timings)
         mlflow.log_dict(result.to_dict(), "scorecard.json")
     timings["log"] = time.perf_counter() - log_start
+    return result
+
+
+def train(settings: Settings, *, data: str | Path | None = None,
+          params: Mapping[str, Any] | None = None, drop_features: Sequence[str] = (),
+          run_name: str | None = None, plots: bool = True,
+          reporter: Reporter = SILENT) -> TrainResult:
+    """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    hyper = model_params(settings, params)
+    # Build once unfitted so a bad name or parameter fails before any data is loaded.
+    strategies.build(settings.strategy, settings.estimator, hyper, combine=settings.combine,
+                     threshold=settings.threshold)
+    targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
+
+    prepared = prepare(settings, data, drop_features, reporter)
+    timings["load"] = time.perf_counter() - clock
+    # Tracking before fitting: an unreachable server fails before minutes of work, not after.
+    reporter.step("opening the MLflow store")
+    start = time.perf_counter()
+    uri, experiment_id = connect(settings, prepared.workspace)
+    timings["tracking"] = time.perf_counter() - start
+
+    findings = audit(prepared, reporter)
+    fitted = fit_and_score(prepared, settings, hyper, reporter)
+    timings["fit"] = fitted.fit_seconds
+    result = record(prepared, settings, fitted, hyper, findings, uri=uri,
+                    experiment_id=experiment_id, run_name=run_name, plots=plots,
+                    reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
     return result
