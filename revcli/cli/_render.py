@@ -61,8 +61,9 @@ def scorecard_table(card: Any, title: str) -> Table:
 def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
                    leaks: Sequence[str] = ()) -> Table:
     table = Table(title=title, title_justify="left",
-                  caption=("[bold yellow]passes rest on a leaking feature: do not trust them[/]"
-                           if leaks else None), caption_justify="left")
+                  caption=("[bold yellow]trained with a feature that gives the order away: "
+                           "do not trust these passes[/]" if leaks else None),
+                  caption_justify="left")
     for col in ("level", "metric", "target", "value", "result"):
         table.add_column(col)
     for v in verdicts:
@@ -84,11 +85,15 @@ def render_scorecard(card: Any, title: str) -> None:
                                  leaks=card.leaks))
 
 
-def render_leakage(findings: Sequence[Any], too_good: str | None) -> None:
+def render_leakage(findings: Sequence[Any], too_good: str | None, strategy: str = "") -> None:
     if not findings and not too_good:
         out.print("[green]leakage audit: no single feature gives the order away[/]")
         return
     for f in findings:
-        out.print(f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}")
+        line = f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}"
+        if strategy == "converting_only":
+            line += (" (constant on converting sessions, so it cannot inflate converting_only; "
+                     "drop it for all and two_stage)")
+        out.print(line)
     if too_good:
         out.print(f"[bold yellow]too good:[/] {escape(too_good)}")

@@ -88,7 +88,7 @@ def _render(result: Any, quiet: bool) -> None:
              f"({card.rows:,} rows, {card.converters:,} converters)")
     render_scorecard(card, title)
     if not quiet:
-        render_leakage(result.leakage, result.too_good)
+        render_leakage(result.leakage, result.too_good, result.strategy)
     out.print(f"run [bold]{result.run_id}[/] in {result.experiment!r} at {result.tracking_uri}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "
