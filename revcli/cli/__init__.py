@@ -51,9 +51,10 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import config, fetch, train
+    from revcli.cli import config, fetch, push, train
 
     app.command("fetch")(fetch.fetch)
+    app.command("push")(push.push)
     app.command("train")(train.train)
     app.command("config")(config.config)
 
