@@ -88,7 +88,7 @@ class RunFacts:
 
     @property
     def label(self) -> str:
-        return (f"v{self.version} (run {self.run_id[:12]})" if self.version
+        return (f"v{self.version}, run {self.run_id[:12]}" if self.version
                 else f"run {self.run_id[:12]}")
 
 
@@ -171,7 +171,7 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
                                  f"{str(new_value)[:12]}, champion {str(old_value)[:12]}): "
                                  f"{metric} scores are not comparable"))
         if not refusals and not math.isfinite(result.champion or math.nan):
-            refusals.append((INCOMPARABLE, f"champion {champion.label} has no {metric!r} "
+            refusals.append((INCOMPARABLE, f"champion ({champion.label}) has no {metric!r} "
                                            "metric"))
     if refusals:
         result.verdict = refusals[0][0]
@@ -185,7 +185,7 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
     elif champion.run_id == candidate.run_id:
         result.verdict = ALREADY
         result.reasons = [f"run {candidate.run_id[:12]} already is {CHAMPION} "
-                          f"{champion.label}"]
+                          f"(v{champion.version})"]
     else:
         old = result.champion
         assert old is not None
@@ -193,8 +193,10 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
         result.verdict = WON if won else LOST
         relation = ("beats" if won else "ties with" if new == old else "does not beat")
         result.reasons = [f"candidate run {candidate.run_id[:12]} ({metric} {_fmt(new)}) "
-                          f"{relation} {CHAMPION} {champion.label} ({metric} {_fmt(old)}; "
-                          f"{direction} is better) on split {candidate.split_hash}"]
+                          f"{relation} {CHAMPION} v{champion.version} (run "
+                          f"{champion.run_id[:12]}, {metric} {_fmt(old)}; {direction} is "
+                          f"better) on dataset {str(candidate.dataset_sha256)[:12]}, split "
+                          f"{candidate.split_hash}"]
     return result
 
 
@@ -460,9 +462,13 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
         _mlflow_call(uri, "tag the model version", client.set_model_version_tag, name,
                      str(version.version), "revcli.promotion", gate.summary()[:4000])
         champion_version = str(version.version)
-    elif promote is False:
+    elif not promote:
         current = current_champion(client, uri, name)
         champion_version = current.version if current else None
+        if current is not None and current.run_id != run_id:
+            reporter.warn(f"{location} now holds run {run_id[:12]}, not the {CHAMPION} "
+                          f"(v{current.version}, run {current.run_id[:12]}); push with "
+                          "--promote to keep the key for the champion, or --key for candidates")
 
     return PushResult(run_id=run_id, model_uri=location.uri, metadata_uri=meta_location.uri,
                       model_sha256=model_sha, model_bytes=size, endpoint=storage.endpoint,

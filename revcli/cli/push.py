@@ -77,8 +77,12 @@ def push(
         _render(result, quiet)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
 def _render(result: Any, quiet: bool) -> None:
-    out.print(f"model [bold]{result.model_uri}[/] ({result.model_bytes / 1e6:.2f} MB, sha256 "
+    out.print(f"model [bold]{result.model_uri}[/] ({_size(result.model_bytes)}, sha256 "
               f"{result.model_sha256[:12]}) at {result.endpoint}")
     if not quiet:
         out.print(f"metadata {result.metadata_uri}")
@@ -87,9 +91,12 @@ def _render(result: Any, quiet: bool) -> None:
               f"at {result.tracking_uri}")
     gate = result.gate
     if gate is not None:
-        verdict = "promoted" if gate.passed else "promoted by --force"
-        out.print(f"[bold green]{verdict}[/]: version {result.version} is now champion — "
-                  f"{gate.summary() if gate.passed else '; '.join(gate.reasons)}")
+        if gate.verdict == "already champion":
+            out.print(f"version {result.version} stays champion")
+        else:
+            verdict = "promoted" if gate.passed else "promoted by --force"
+            out.print(f"[bold green]{verdict}[/]: version {result.version} is now champion: "
+                      f"{'; '.join(gate.reasons)}")
     elif result.champion:
         out.print(f"champion stays version {result.champion} (use --promote to compete)")
     else:

@@ -48,10 +48,9 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited with {proc.returncode}:\n{_tail(log)}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
         time.sleep(0.1)
     stop(proc)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{_tail(log)}")

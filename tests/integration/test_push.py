@@ -160,6 +160,11 @@ def test_the_promotion_gate(invoke, s3_env, bucket, runs, target) -> None:
     same = invoke(*target(runs.ridge, "--promote", "--json"))
     assert same.exit_code == 0 and json.loads(same.stdout)["gate"]["verdict"] == "already champion"
 
+    # Without --promote the key is overwritten, and push says it no longer holds the champion.
+    plain = invoke(*target(runs.mean))
+    assert plain.exit_code == 0, plain.output
+    assert "not the champion (v2" in plain.stderr and _champion(runs, target.name) == "2"
+
 
 def test_the_gate_refuses_to_compare_other_data_unless_forced(invoke, runs, target) -> None:
     assert invoke(*target(runs.ridge, "--promote")).exit_code == 0
