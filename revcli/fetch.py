@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from revcli import atomic, data, demo
+from revcli import atomic, data
 from revcli.errors import ConfigError, DataError, StorageError
 from revcli.progress import SILENT, Reporter
 from revcli.storage import Location, ObjectInfo, S3Storage, parse_uri
@@ -31,9 +31,16 @@ from revcli.workspace import DatasetRecord, Workspace
 STALE_TEMP_SECONDS = 3600
 
 
-def fetch_demo(workspace: Workspace, rows: int = demo.FULL_ROWS, seed: int = 0,
+# The size of the real table (revcli.demo.FULL_ROWS), spelled out so that importing this module
+# (every `revcli fetch`, a cache hit included) does not import numpy through revcli.demo.
+FULL_ROWS = 472_871
+
+
+def fetch_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
                reporter: Reporter = SILENT) -> DatasetRecord:
     """Generate the demo table (see :mod:`revcli.demo`) and make it the current dataset."""
+    from revcli import demo
+
     if rows < 100:
         raise ConfigError(f"--rows must be at least 100 for a usable split, got {rows}")
     reporter.step(f"generating {rows:,} demo sessions (seed {seed})")
@@ -51,7 +58,7 @@ def fetch_local(workspace: Workspace, path: str | Path,
     return workspace.register_file(path, source=str(path.resolve()))
 
 
-def current_or_demo(workspace: Workspace, rows: int = demo.FULL_ROWS, seed: int = 0,
+def current_or_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
                     reporter: Reporter = SILENT) -> DatasetRecord:
     """The workspace's current dataset; without one, the full-size demo set (said in one line)."""
     record = workspace.current()

@@ -72,6 +72,10 @@ class RunFacts:
     population: str | None
     leakage: str | None
     version: str | None = None
+    # revcli.honest: "false" when the scores rest on a leaking feature (strategy-aware: a feature
+    # constant on converters cannot inflate converting_only) or are too good to be true.
+    honest: str | None = None
+    too_good: bool = False
 
     @classmethod
     def from_run(cls, run: Any, version: str | None = None) -> RunFacts:
@@ -80,7 +84,13 @@ class RunFacts:
                    dataset_sha256=tags.get("revcli.dataset_sha256"),
                    split_hash=tags.get("revcli.split_hash"),
                    population=tags.get("revcli.population"),
-                   leakage=tags.get("revcli.leakage"), version=version)
+                   leakage=tags.get("revcli.leakage"), version=version,
+                   honest=tags.get("revcli.honest"),
+                   too_good=tags.get("revcli.too_good") == "true")
+
+    @property
+    def leaks(self) -> list[str]:
+        return [f for f in (self.leakage or "").split(",") if f and f != "none"]
 
     def score(self, metric: str) -> float:
         value = self.metrics.get(metric)
@@ -105,6 +115,7 @@ class GateResult:
     champion_version: str | None = None
     champion_run: str | None = None
     forced: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -157,10 +168,21 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
         result.champion_run = champion.run_id
 
     refusals = []
-    if candidate.leakage not in (None, "", "none"):
+    leaks = candidate.leaks
+    # Runs logged before the revcli.honest tag existed are judged by their leakage tag alone.
+    dishonest = candidate.honest == "false" or (candidate.honest is None and bool(leaks))
+    if dishonest and leaks:
         refusals.append((LEAK, f"run {candidate.run_id[:12]} was trained with leaking "
-                               f"feature(s) {candidate.leakage} (tag revcli.leakage); re-train "
-                               f"with --drop-feature {candidate.leakage.split(',')[0]}"))
+                               f"feature(s) {','.join(leaks)} and its scores rest on them (tags "
+                               f"revcli.leakage, revcli.honest); re-train with --drop-feature "
+                               f"{leaks[0]}"))
+    elif dishonest:
+        refusals.append((LEAK, f"run {candidate.run_id[:12]} scores too good to be true for "
+                               "this data (tag revcli.too_good); check it for leakage"))
+    elif leaks:
+        result.notes.append(f"the leakage audit of run {candidate.run_id[:12]} named "
+                            f"{','.join(leaks)}, which cannot inflate its scores (constant on "
+                            f"the rows it is scored on; tag revcli.honest=true)")
     if champion is not None and champion.run_id != candidate.run_id:
         for what, new_value, old_value in (
                 ("dataset sha256", candidate.dataset_sha256, champion.dataset_sha256),
@@ -389,6 +411,8 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
             raise GateFailed(f"not promoted: {gate.summary()}; nothing was uploaded or "
                              "registered" + ("" if gate.verdict == LOST else
                                              " (--force promotes anyway)"))
+        for note in gate.notes:
+            reporter.warn(note)
         if not gate.passed:
             reporter.warn(gate.summary())
 

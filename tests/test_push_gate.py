@@ -22,9 +22,10 @@ from revcli.storage import Location
 
 def facts(run_id: str = "cand", version: str | None = None, leakage: str = "none",
           dataset: str = "d" * 64, split: str = "s1", population: str = "test converters",
-          **metrics: float) -> RunFacts:
+          honest: str | None = "true", too_good: bool = False, **metrics: float) -> RunFacts:
     return RunFacts(run_id=run_id, metrics=metrics or {"rmse": 17.0}, dataset_sha256=dataset,
-                    split_hash=split, population=population, leakage=leakage, version=version)
+                    split_hash=split, population=population, leakage=leakage, version=version,
+                    honest=honest, too_good=too_good)
 
 
 def champion(**kw) -> RunFacts:
@@ -71,12 +72,27 @@ def test_scores_from_other_data_splits_or_populations_are_not_compared(change, r
     assert forced.summary().startswith("promoted by --force over the gate")
 
 
-def test_a_leaky_run_is_refused_even_as_the_first_model() -> None:
-    gate = judge(facts(leakage="engagement_depth"), None, "rmse")
+@pytest.mark.parametrize("honest", ["false", None])  # None: a run logged before revcli.honest
+def test_a_leaky_run_is_refused_even_as_the_first_model(honest) -> None:
+    gate = judge(facts(leakage="engagement_depth", honest=honest), None, "rmse")
     assert gate.verdict == LEAK and not gate.promote
     assert "engagement_depth" in gate.summary()
     assert "--drop-feature engagement_depth" in gate.summary()
-    assert judge(facts(leakage="engagement_depth"), None, "rmse", force=True).promote
+    assert judge(facts(leakage="engagement_depth", honest=honest), None, "rmse",
+                 force=True).promote
+
+
+def test_a_too_good_run_is_refused() -> None:
+    gate = judge(facts(honest="false", too_good=True, rmse=3.0), champion(), "rmse")
+    assert gate.verdict == LEAK and "too good to be true" in gate.summary()
+
+
+def test_a_leak_that_cannot_inflate_the_scores_is_said_but_not_refused() -> None:
+    # converting_only: engagement_depth is constant on converters, so the run stays honest.
+    gate = judge(facts(leakage="engagement_depth", honest="true", rmse=16.0), champion(),
+                 "rmse")
+    assert gate.verdict == WON
+    assert gate.notes and "engagement_depth" in gate.notes[0]
 
 
 def test_the_champion_itself_passes() -> None:

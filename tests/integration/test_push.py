@@ -24,7 +24,7 @@ class Runs:
     tracking_uri: str
     mean: str  # converting_only / mean: the weaker model
     ridge: str  # converting_only / ridge on the same dataset and split: the stronger one
-    leaky: str  # ridge trained with engagement_depth, which the leakage audit flags
+    leaky: str  # all / ridge with engagement_depth: its scores rest on the leak
     other_data: str  # ridge on another dataset (other sha256)
     rmse: dict[str, float]
 
@@ -36,16 +36,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory, mlflow: MlflowServer, small_d
     config = root / "empty.toml"
     config.write_text("")
 
-    def fit(estimator: str, drop: list[str]) -> train.TrainResult:
+    def fit(estimator: str, drop: list[str], strategy: str = "converting_only"
+            ) -> train.TrainResult:
         s = settings.resolve(flags={"workspace": str(ws.root), "estimator": estimator,
-                                    "tracking_uri": mlflow.uri},
+                                    "strategy": strategy, "tracking_uri": mlflow.uri},
                              config_file=config, env={})
         return train.train(s, drop_features=drop, plots=False)
 
     ws.write_dataset(small_demo, source="demo:push")
     mean = fit("mean", ["engagement_depth"])
     ridge = fit("ridge", ["engagement_depth"])
-    leaky = fit("ridge", [])
+    leaky = fit("ridge", [], strategy="all")
     ws.write_dataset(demo.generate(rows=8_000, seed=7), source="demo:other")
     other = fit("ridge", ["engagement_depth"])
     assert ridge.scorecard.metrics["rmse"] < mean.scorecard.metrics["rmse"]
