@@ -7,7 +7,9 @@ import pytest
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
+    ReadTimeoutError,
     ResponseStreamingError,
 )
 
@@ -64,6 +66,8 @@ def _client_error(code: str, status: int, message: str = "") -> ClientError:
     (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "cannot reach the S3 endpoint"),
     (NoCredentialsError(), "no usable S3 credentials"),
     (ResponseStreamingError(error="Connection broken: IncompleteRead"), "connection broke"),
+    (IncompleteReadError(actual_bytes=10, expected_bytes=20), "the connection closed early"),
+    (ReadTimeoutError(endpoint_url="http://minio:9000"), "sent nothing for 60 s"),
 ])
 def test_every_failure_is_one_line_that_names_the_object(exc, expected) -> None:
     error = storage_error(exc, LOC, "read", "http://minio:9000")
