@@ -131,6 +131,13 @@ def test_push_uploads_model_and_metadata_and_registers_a_version(invoke, s3_env,
     assert json.loads(again.stdout)["version"] == "1"  # pushing a run twice reuses its version
     assert json.loads(again.stdout)["version_reused"] is True
 
+    candidate = invoke(*target(runs.mean), "--key", "candidates/mean.pkl", "--json")
+    assert candidate.exit_code == 0, candidate.output
+    assert json.loads(candidate.stdout)["model_uri"] == f"s3://{bucket}/candidates/mean.pkl"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="candidates/")
+            ["Contents"]}
+    assert keys == {"candidates/mean.pkl", "candidates/mean.json"}
+
 
 def test_the_promotion_gate(invoke, s3_env, bucket, runs, target) -> None:
     first = invoke(*target(runs.mean, "--promote"))
