@@ -74,12 +74,13 @@ def fetch(
     ~/.aws, --profile) and are never printed.
 
     Examples:
-      revcli fetch
-      revcli fetch s3://processed-data/training_data.parquet --endpoint-url http://localhost:9000
-      revcli fetch ./exports/sessions.parquet
-      revcli fetch --demo --rows 20000 --seed 1
-      revcli fetch --list
-      revcli fetch --prune
+
+        revcli fetch
+        revcli fetch s3://processed-data/training_data.parquet --endpoint-url http://localhost:9000
+        revcli fetch ./exports/sessions.parquet
+        revcli fetch --demo --rows 20000 --seed 1
+        revcli fetch --list
+        revcli fetch --prune
     """
     from revcli import fetch as core
     from revcli.workspace import Workspace

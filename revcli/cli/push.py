@@ -53,9 +53,10 @@ def push(
     uploaded or registered. The first model pushed with --promote becomes champion.
 
     Examples:
-      revcli push --run 3f2a9c
-      revcli push --run 3f2a9c --promote
-      revcli push --run 3f2a9c --uri s3://models/candidate.pkl --endpoint-url http://localhost:9000
+
+        revcli push --run 3f2a9c
+        revcli push --run 3f2a9c --promote
+        revcli push --run 3f2a9c --uri s3://models/candidate.pkl --endpoint-url http://localhost:9000
     """
     from revcli import push as core
 

@@ -53,10 +53,11 @@ def train(
     order away.
 
     Examples:
-      revcli train --strategy converting_only
-      revcli train --strategy two_stage --estimator xgb
-      revcli train --strategy all --drop-feature engagement_depth --json
-      revcli train -e rf -p max_depth=8 -p n_estimators=100
+
+        revcli train --strategy converting_only
+        revcli train --strategy two_stage --estimator xgb
+        revcli train --strategy all --drop-feature engagement_depth --json
+        revcli train -e rf -p max_depth=8 -p n_estimators=100
     """
     from revcli import estimators
     from revcli import train as core
