@@ -51,12 +51,15 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import config, fetch, push, train
+    from revcli.cli import compare, config, evaluate, fetch, predict, push, train
 
     app.command("fetch")(fetch.fetch)
     app.command("push")(push.push)
     app.command("train")(train.train)
     app.command("config")(config.config)
+    app.command("evaluate")(evaluate.evaluate)
+    app.command("predict")(predict.predict)
+    app.add_typer(compare.app, name="compare")
 
 
 _register()

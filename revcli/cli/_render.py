@@ -43,9 +43,12 @@ def _leak_note(card: Any) -> str:
             f"away; re-run with --drop-feature {escape(card.leaks[0])}")
 
 
-def scorecard_table(card: Any, title: str) -> Table:
-    caption = (f"baseline: the train mean (${card.baseline_value:.2f}) on the same rows; "
-               "MAPE on converters only")
+def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> Table:
+    """``baseline_note`` replaces the default description of the baseline (evaluate says where
+    its train mean came from)."""
+    baseline = (escape(baseline_note) if baseline_note
+                else f"the train mean (${card.baseline_value:.2f}) on the same rows")
+    caption = f"baseline: {baseline}; MAPE on converters only"
     if card.leaks:
         caption += "\n" + _leak_note(card)
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
