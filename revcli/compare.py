@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import metrics, modelref, strategies, tracking
-from revcli.errors import ConfigError, NotFoundError, TrackingError
+from revcli.errors import ConfigError, NotFoundError
 from revcli.progress import SILENT, Reporter
 from revcli.workspace import Workspace
 
@@ -144,13 +144,7 @@ def _q(value: str) -> str:
 
 
 def _translate(uri: str, exc: Exception) -> Exception:
-    from mlflow.exceptions import MlflowException
-
-    text = str(exc).strip().splitlines()
-    first = text[0][:300] if text else type(exc).__name__
-    if isinstance(exc, MlflowException):
-        return TrackingError(f"MLflow tracking at {uri} failed: {first}")
-    return TrackingError(f"MLflow tracking at {uri} is unreachable: {first}")
+    return modelref.tracking_error(uri, exc)
 
 
 def _search(client: Any, uri: str, experiment_ids: list[str], filter_string: str,

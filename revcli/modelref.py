@@ -82,12 +82,21 @@ class LoadedModel:
                 "split_hash": self.meta.get("split_hash")}
 
 
-def _mlflow_errors(uri: str, exc: Exception, what: str) -> Exception:
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "NewConnectionError",
+                "Failed to establish", "timed out", "Name or service not known")
+
+
+def tracking_error(uri: str, exc: Exception, what: str = "") -> Exception:
+    """One line for an MLflow failure: NotFoundError, an unreachable server, or TrackingError."""
     text = str(exc).strip().splitlines()
     first = text[0][:300] if text else type(exc).__name__
+    if any(marker in str(exc) for marker in _UNREACHABLE) or (
+            isinstance(exc, OSError) and "RESOURCE_DOES_NOT_EXIST" not in str(exc)):
+        return TrackingError(f"MLflow tracking server at {uri} is unreachable; check "
+                             "--tracking-uri / MLFLOW_TRACKING_URI and that the server is up")
     if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or (
             "not found" in first.lower()):
-        return NotFoundError(f"{what}: {first}")
+        return NotFoundError(f"{what + ': ' if what else ''}{first}")
     return TrackingError(f"MLflow tracking at {uri} failed: {first}")
 
 
@@ -131,9 +140,9 @@ def resolve_run(uri: str, settings: Settings, workspace: Workspace, ref: str) ->
             raise NotFoundError(f"no run {ref!r} and no registered model version {label} in "
                                 f"{uri}; give a run id (`revcli compare runs` lists them) or an "
                                 "alias that exists") from None
-        raise _mlflow_errors(uri, exc, label) from None
+        raise tracking_error(uri, exc, label) from None
     except OSError as exc:
-        raise TrackingError(f"MLflow tracking at {uri} is unreachable: {exc}") from None
+        raise tracking_error(uri, exc) from None
     if not mv.run_id:
         raise NotFoundError(f"registered model version {name}/{mv.version} records no run; "
                             "revcli can only load models it trained")
@@ -194,10 +203,8 @@ def _runs_with_sha(uri: str, sha: str) -> list[Any]:
             return []
         return list(client.search_runs(ids, filter_string=f"tags.`{SHA_TAG}` = '{sha}'",
                                        max_results=5))
-    except MlflowException as exc:
-        raise _mlflow_errors(uri, exc, "search for the model's run") from None
-    except OSError as exc:
-        raise TrackingError(f"MLflow tracking at {uri} is unreachable: {exc}") from None
+    except (MlflowException, OSError) as exc:
+        raise tracking_error(uri, exc, "search for the model's run") from None
 
 
 def _unpickle(path: Path) -> Any:

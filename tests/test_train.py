@@ -48,6 +48,8 @@ def test_logged_model_loads_with_mlflow_and_predicts_like_the_joblib(trained) ->
 
     model = joblib.load(trained.model_path)
     assert atomic.sha256_file(trained.model_path) == trained.model_sha256
+    # models:/ URIs resolve against the global tracking URI, which other tests move
+    mlflow.set_tracking_uri(trained.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(trained.model_uri)
     X = pd.read_parquet(trained.dataset.path).drop(columns=["revenue", "is_ordered"]).head(50)
     X = X.astype(np.float32)
