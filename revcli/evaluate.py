@@ -8,8 +8,9 @@ baseline, errors by segment (:mod:`revcli.reports`), permutation importance, cal
 predicted decile, plots, and the verdict of a quality gate; it is logged as an MLflow run tagged
 ``revcli.command=evaluate`` and ``revcli.source_run=<run id>``.
 
-A model trained with a feature the leakage audit flags does not pass a gate, whatever its scores,
-unless the caller allows it: a leak is reported, not celebrated.
+A model whose scores rest on a feature the leakage audit flags (strategy-aware, as ``revcli train``
+records it), or whose converter RMSE is too good to be true, does not pass a gate, whatever its
+scores, unless the caller allows it: a leak is reported, not celebrated.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Gate:
     verdicts: list[dict[str, Any]]
     leaks: list[str]
     allow_leak: bool
+    too_good: str | None = None
 
     @property
     def failed_targets(self) -> list[dict[str, Any]]:
@@ -48,7 +50,7 @@ class Gate:
 
     @property
     def leak_blocks(self) -> bool:
-        return bool(self.leaks) and not self.allow_leak
+        return bool(self.leaks or self.too_good) and not self.allow_leak
 
     @property
     def passed(self) -> bool:
@@ -59,15 +61,19 @@ class Gate:
         for v in self.failed_targets:
             value = "n/a" if v["value"] is None else f"{v['value']:.4g}"
             out.append(f"{v['metric']} {value} is not {v['op']} {v['threshold']:g}")
-        if self.leak_blocks:
-            out.append(f"trained with {', '.join(self.leaks)}, which the leakage audit flags "
-                       "(re-train with --drop-feature, or pass --allow-leak)")
+        if self.leak_blocks and self.leaks:
+            out.append(f"its scores rest on {', '.join(self.leaks)}, which the leakage audit "
+                       f"flags (re-train with --drop-feature {self.leaks[0]}, or pass "
+                       "--allow-leak)")
+        elif self.leak_blocks:
+            out.append(f"{self.too_good} (or pass --allow-leak)")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "level": self.level, "enforced": self.enforced,
                 "passed": self.passed, "verdicts": self.verdicts, "leaks": self.leaks,
-                "allow_leak": self.allow_leak, "reasons": self.reasons()}
+                "too_good": self.too_good, "allow_leak": self.allow_leak,
+                "reasons": self.reasons()}
 
 
 @dataclass
@@ -287,8 +293,11 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
     for finding in findings:
         reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
-    # recorded at training time, or found in these rows: either way the scores are not honest
-    card.leaks = sorted(set(loaded.leakage) | {f.feature for f in findings})
+    # Recorded at training time, or found in these rows: either way the scores rest on it --
+    # except for converting_only, scored on converters, where such a feature is constant.
+    found = set() if strategies.scores_converters_only(strategy) else {
+        f.feature for f in findings}
+    card.leaks = sorted(set(loaded.leaks) | found)
     too_good = leakage.too_good(card)
     if too_good:
         reporter.warn(too_good)
@@ -304,7 +313,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     verdicts = target_set.verdicts(card.metrics, level)
     card.verdicts = verdicts
     verdict = Gate(source=target_set.source, level=level, enforced=enforce, verdicts=verdicts,
-                   leaks=list(card.leaks), allow_leak=allow_leak)
+                   leaks=list(card.leaks), allow_leak=allow_leak, too_good=too_good)
 
     label = f"{strategy}: {rows.population}"
     result = EvalResult(model=loaded, data=rows.data, scorecard=card,
@@ -341,7 +350,9 @@ def _log_run(result: EvalResult, ws: Workspace, settings: Settings, experiment_i
         "revcli.dataset_sha256": result.data["sha256"],
         "revcli.population": card.population,
         "revcli.holdout": "true" if result.data["holdout"] else "false",
-        "revcli.leakage": ",".join(card.leaks) or "none",
+        "revcli.leakage": ",".join(sorted(set(loaded.flagged)
+                                          | {f.feature for f in result.leak_findings})) or "none",
+        "revcli.honest": "false" if card.leaks or result.too_good else "true",
         "revcli.gate": "pass" if result.gate.passed else "fail",
         "revcli.gate_level": result.gate.level,
         "revcli.version": tracking.library_versions()["revcli"],

@@ -66,20 +66,36 @@ class LoadedModel:
         return [str(c) for c in getattr(self.model, "feature_names_in_", [])]
 
     @property
-    def leakage(self) -> list[str]:
-        """Features the leakage audit flagged when the model was trained."""
-        value = self.meta.get("leakage") or []
-        if isinstance(value, str):
-            value = [] if value in ("", "none") else value.split(",")
-        return [str(v) for v in value]
+    def flagged(self) -> list[str]:
+        """Features the leakage audit named when the model was trained."""
+        return _names(self.meta.get("leakage", self.meta.get("leaks")))
+
+    @property
+    def leaks(self) -> list[str]:
+        """Flagged features the model's scores rest on. Strategy-aware, as ``revcli train``
+        records it: a feature constant on converting sessions (engagement_depth == 7) cannot
+        inflate converting_only, which fits and is scored on converters only."""
+        if "leaks" in self.meta:
+            return _names(self.meta["leaks"])
+        if self.meta.get("honest") == "true" or self.strategy == "converting_only":
+            return []
+        return self.flagged
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "run_id": self.run_id,
                 "path": str(self.path) if self.path else None, "sha256": self.sha256,
                 "checked": self.checked, "strategy": self.strategy, "estimator": self.estimator,
-                "features": self.features, "leakage": self.leakage,
+                "features": self.features, "leakage": self.flagged, "leaks": self.leaks,
                 "dataset_sha256": self.meta.get("dataset_sha256"),
                 "split_hash": self.meta.get("split_hash")}
+
+
+def _names(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v and v != "none"]
+    return [str(v) for v in value]
 
 
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "NewConnectionError",
@@ -174,15 +190,23 @@ def meta_from_run(run: Any) -> dict[str, Any]:
         "threshold": number("threshold", float),
         "model_sha256": tags.get(SHA_TAG),
         "leakage": tags.get("revcli.leakage", ""),
+        "honest": tags.get("revcli.honest"),
     }
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
+    """model.json as ``revcli train`` writes it, or the metadata JSON ``revcli push`` uploads
+    beside the model on S3 (its sha256 is under ``model``)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "model_sha256" in data else None
+    if not isinstance(data, dict):
+        return None
+    if "model_sha256" not in data and isinstance(data.get("model"), dict) and (
+            data["model"].get("sha256")):
+        data = {**data, "model_sha256": data["model"]["sha256"]}
+    return data if data.get("model_sha256") else None
 
 
 def _meta_beside(path: Path) -> tuple[dict[str, Any] | None, Path | None]:

@@ -35,7 +35,8 @@ def test_holdout_scorecard_reproduces_training(trained, trained_settings) -> Non
     assert card.rows == trained.split["test_converters"]
     assert result.data["holdout"] is True and result.data["rows"] == trained.split["test_rows"]
     assert "own training rows" in result.baseline_note
-    assert card.leaks == ["engagement_depth"]
+    # named by the audit, but constant on the converters converting_only is scored on
+    assert card.leaks == [] and [f.feature for f in result.leak_findings] == ["engagement_depth"]
     # the segment table covers every evaluated row once per group
     landing = [s for s in result.segments if s.group == "landing_page"]
     assert sum(s.rows for s in landing) == card.rows
@@ -47,20 +48,45 @@ def test_holdout_scorecard_reproduces_training(trained, trained_settings) -> Non
     result.check_gate()
 
 
-def test_leak_fails_an_enforced_gate_unless_allowed(trained, trained_settings, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory, small_demo) -> tuple[settings.Settings, train.TrainResult]:
+    """An all-sessions model trained with engagement_depth: its scores rest on the leak."""
+    root = tmp_path_factory.mktemp("leaky")
+    seed_store(root / "ws")
+    Workspace(root / "ws").write_dataset(small_demo, source="demo:test")
+    config = root / "empty.toml"
+    config.write_text("")
+    s = settings.resolve(flags={"workspace": str(root / "ws"), "strategy": "all",
+                                "estimator": "ridge"}, config_file=config, env={})
+    return s, train.train(s, plots=False)
+
+
+def test_leak_fails_an_enforced_gate_unless_allowed(leaky, tmp_path) -> None:
+    s, source = leaky
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('default_level = "minimum"\n[minimum]\nrmse = "< 1000"\n')
+    result = evaluate.evaluate(s, run=source.run_id, gate=lenient, enforce=True, track=False,
+                               plots=False)
+    assert result.scorecard.leaks == ["engagement_depth"]
+    assert all(v["passed"] for v in result.gate.verdicts)
+    assert not result.gate.passed
+    assert "rest on engagement_depth" in result.gate.reasons()[0]
+    with pytest.raises(GateFailed, match="leakage audit flags"):
+        result.check_gate()
+    allowed = evaluate.evaluate(s, run=source.run_id, gate=lenient, enforce=True,
+                                allow_leak=True, track=False, plots=False)
+    assert allowed.gate.passed and allowed.gate.leaks == ["engagement_depth"]
+    allowed.check_gate()
+
+
+def test_converting_only_is_not_failed_for_a_constant_leak(trained, trained_settings,
+                                                           tmp_path) -> None:
     lenient = tmp_path / "lenient.toml"
     lenient.write_text('default_level = "minimum"\n[minimum]\nrmse = "< 1000"\n')
     result = evaluate.evaluate(trained_settings, run=trained.run_id, gate=lenient,
                                enforce=True, track=False, plots=False)
-    assert all(v["passed"] for v in result.gate.verdicts)
-    assert not result.gate.passed
-    assert "engagement_depth" in result.gate.reasons()[0]
-    with pytest.raises(GateFailed, match="leakage audit flags"):
-        result.check_gate()
-    allowed = evaluate.evaluate(trained_settings, run=trained.run_id, gate=lenient,
-                                enforce=True, allow_leak=True, track=False, plots=False)
-    assert allowed.gate.passed and allowed.gate.leaks == ["engagement_depth"]
-    allowed.check_gate()
+    assert result.gate.passed and result.gate.leaks == []
+    result.check_gate()
 
 
 def test_other_data_is_scored_on_all_its_rows(trained, trained_settings, tmp_path) -> None:

@@ -46,7 +46,8 @@ def test_recorded_file_loads_with_its_record(trained, copied) -> None:
     assert loaded.checked.startswith("sha256 matches") and "model.json" in loaded.checked
     assert loaded.strategy == "converting_only" and loaded.estimator == "xgb"
     assert loaded.features == trained.features
-    assert loaded.leakage == ["engagement_depth"]
+    # trained with engagement_depth, constant on converters: converting_only's scores are honest
+    assert "engagement_depth" in loaded.features and loaded.leaks == []
     assert loaded.meta["baseline_value"] == pytest.approx(trained.scorecard.baseline_value)
     assert loaded.run_id == trained.run_id
 
@@ -108,6 +109,7 @@ def test_run_references(trained, tmp_path: Path) -> None:
     assert modelref.resolve_run(uri, s, ws, trained.run_id[:8])[0] == trained.run_id
     loaded = modelref.load(s, ws, run=trained.run_id[:8], consult_tracking=True)
     assert loaded.run is not None and loaded.run.info.run_id == trained.run_id
+    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []  # from the run's tags
     with pytest.raises(NotFoundError, match="neither a run id"):
         modelref.resolve_run(uri, s, ws, "../../etc/passwd")
     with pytest.raises(NotFoundError, match="no registered model version"):
@@ -116,3 +118,27 @@ def test_run_references(trained, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="exactly one of --run"):
         modelref.load(s, ws)
+
+
+def test_a_pushed_model_is_checked_against_the_metadata_pushed_beside_it(trained,
+                                                                          tmp_path) -> None:
+    """`revcli push` uploads regression_model.pkl and regression_model.json (sha256 under
+    "model"); downloaded together they load like the workspace copy."""
+    import json
+
+    pkl = tmp_path / "regression_model.pkl"
+    shutil.copy(trained.model_path, pkl)
+    document = {"run_id": trained.run_id, "strategy": "converting_only", "estimator": "xgb",
+                "features": trained.features, "dataset_sha256": trained.dataset.sha256,
+                "split_hash": trained.split["hash"], "seed": 42, "test_size": 0.2,
+                "leakage": "engagement_depth",
+                "model": {"uri": "s3://models/regression_model.pkl",
+                          "sha256": trained.model_sha256, "format": "joblib"}}
+    (tmp_path / "regression_model.json").write_text(json.dumps(document))
+    loaded = modelref.load_file(pkl)
+    assert "regression_model.json" in loaded.checked and loaded.run_id == trained.run_id
+    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []
+    document["model"]["sha256"] = "0" * 64
+    (tmp_path / "regression_model.json").write_text(json.dumps(document))
+    with pytest.raises(DataError, match="changed after training"):
+        modelref.load_file(pkl)

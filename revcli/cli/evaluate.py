@@ -61,9 +61,9 @@ def evaluate(
     sha256 is checked against its record before it is unpickled. Plots go to the workspace
     (plots/<eval-run-id>/) and to an MLflow evaluation run linked to the source run.
 
-    --gate FILE or --level LEVEL enforce the targets: exit 1 when one fails, or when the model
-    was trained with a feature the leakage audit flags (unless --allow-leak). Without them the
-    verdicts are shown and the exit code is 0.
+    --gate FILE or --level LEVEL enforce the targets: exit 1 when one fails, or when the scores
+    rest on a feature the leakage audit flags or are too good to be true (unless --allow-leak).
+    Without them the verdicts are shown and the exit code is 0.
 
     Examples:
       revcli evaluate --run 3f2a9c1e
@@ -105,7 +105,7 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
         top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
         out.print("permutation importance (RMSE increase when shuffled): "
                   + ", ".join(f"{escape(k)} {v:+.2f}" for k, v in top))
-        render_leakage(result.leak_findings, result.too_good)
+        render_leakage(result.leak_findings, result.too_good, model.strategy)
     state = "enforced" if gate.enforced else "shown, not enforced (--gate or --level enforce it)"
     out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({escape(gate.source)}): "
                              f"{state}", leaks=gate.leaks))

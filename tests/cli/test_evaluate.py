@@ -35,36 +35,55 @@ def test_shown_targets_do_not_fail_the_command(invoke, trained, ws_args) -> None
     assert "permutation importance" in out
 
 
-def test_gate_exit_codes_and_the_leak_rule(invoke, trained, ws_args, lenient) -> None:
-    leak = invoke("evaluate", "--run", trained.run_id, *ws_args, "--gate", str(lenient))
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory, small_demo) -> tuple[list[str], str]:
+    """(workspace args, run id) of an all-sessions model whose scores rest on the leak."""
+    from revcli import settings, train
+    from revcli.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("leaky-cli")
+    seed_store(root / "ws")
+    Workspace(root / "ws").write_dataset(small_demo, source="demo:test")
+    config = root / "empty.toml"
+    config.write_text("")
+    s = settings.resolve(flags={"workspace": str(root / "ws"), "strategy": "all",
+                                "estimator": "ridge"}, config_file=config, env={})
+    run_id = train.train(s, plots=False).run_id
+    return ["--workspace", str(root / "ws"), "--no-track", "--no-plots"], run_id
+
+
+def test_gate_exit_codes_and_the_leak_rule(invoke, trained, ws_args, leaky, lenient) -> None:
+    args, run_id = leaky
+    leak = invoke("evaluate", "--run", run_id, *args, "--gate", str(lenient))
     assert leak.exit_code == 1, leak.output
     last = leak.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: gate 'minimum'") and "engagement_depth" in last
     assert "pass (leak)" in leak.stdout
-    allowed = invoke("evaluate", "--run", trained.run_id, *ws_args, "--gate", str(lenient),
+    allowed = invoke("evaluate", "--run", run_id, *args, "--gate", str(lenient),
                      "--allow-leak")
     assert allowed.exit_code == 0, allowed.output
     assert "gate minimum: pass" in allowed.stdout
+    # converting_only is scored on converters, where the leak is constant: it passes
+    honest = invoke("evaluate", "--run", trained.run_id, *ws_args, "--gate", str(lenient))
+    assert honest.exit_code == 0, honest.output
     # the seed's R² target is out of reach on this data: the gate fails, as it should
-    seed = invoke("evaluate", "--run", trained.run_id, *ws_args, "--level", "good",
-                  "--allow-leak")
+    seed = invoke("evaluate", "--run", trained.run_id, *ws_args, "--level", "good")
     assert seed.exit_code == 1
     assert "r2" in seed.stderr and "is not > 0.5" in seed.stderr
 
 
-def test_json_has_the_verdicts_even_when_the_gate_fails(invoke, trained, ws_args,
-                                                        lenient) -> None:
-    result = invoke("evaluate", "--run", trained.run_id[:10], *ws_args, "--gate",
-                    str(lenient), "--json")
+def test_json_has_the_verdicts_even_when_the_gate_fails(invoke, leaky, lenient) -> None:
+    args, run_id = leaky
+    result = invoke("evaluate", "--run", run_id[:10], *args, "--gate", str(lenient), "--json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
     gate = payload["gate"]
     assert gate["enforced"] and not gate["passed"] and gate["leaks"] == ["engagement_depth"]
     assert [v["metric"] for v in gate["verdicts"]] == ["rmse", "mae"]
     assert all(v["passed"] for v in gate["verdicts"])
-    assert payload["scorecard"]["population"] == "test converters"
+    assert payload["scorecard"]["population"] == "all test sessions"
     assert payload["segments"] and payload["calibration"]
-    assert payload["model"]["run_id"] == trained.run_id
+    assert payload["model"]["run_id"] == run_id
 
 
 def test_an_honest_model_passes_and_is_logged(invoke, small_settings, lenient) -> None:
