@@ -67,6 +67,17 @@ def _meaning(loaded: modelref.LoadedModel) -> str:
     return MEANING[loaded.strategy]
 
 
+def _score(model: Any, X: Any) -> list[np.ndarray]:
+    """[prediction] or, for two_stage, [prediction, p_order, order_value] -- each stage run
+    once (TwoStage.predict would run both again)."""
+    if not isinstance(model, strategies.TwoStage):
+        return [model.predict(X)]
+    p, value = model.predict_proba_order(X), model.predict_order_value(X)
+    combined = (np.where(p >= model.threshold, value, 0.0) if model.combine == "threshold"
+                else p * value)
+    return [combined, p, value]
+
+
 def _open(path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -169,11 +180,7 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
                                         f"{exc}") from None
                     columns = ([batch.column(c) for c in ids] if ids
                                else [pa.array(np.arange(done, done + len(frame)), pa.int64())])
-                    columns.append(pa.array(loaded.model.predict(X), pa.float64()))
-                    if two_stage:
-                        columns.append(pa.array(loaded.model.predict_proba_order(X), pa.float64()))
-                        columns.append(pa.array(loaded.model.predict_order_value(X),
-                                                pa.float64()))
+                    columns += [pa.array(a, pa.float64()) for a in _score(loaded.model, X)]
                     writer.write(pa.Table.from_arrays(columns, schema=schema))
                     done += len(frame)
                     batches += 1

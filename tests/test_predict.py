@@ -136,6 +136,9 @@ def test_two_stage_through_a_registry_alias(small_settings, sessions, tmp_path) 
     np.testing.assert_allclose(scored["prediction"], model.predict(X))
     np.testing.assert_allclose(scored["p_order"], model.predict_proba_order(X))
     np.testing.assert_allclose(scored["prediction"], scored["p_order"] * scored["order_value"])
+    # each stage runs once per batch; the threshold combination matches the model's own too
+    model.set_params(combine="threshold", threshold=0.2)
+    np.testing.assert_allclose(predict._score(model, X)[0], model.predict(X))
     # the same through models:/NAME/VERSION
     again = predict.predict(s, run=f"models:/{s.registry_model}/1", data=path,
                             out=tmp_path / "again.parquet")
