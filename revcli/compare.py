@@ -41,6 +41,9 @@ PAGE = 1_000
 QUIET_PARAMS = frozenset({"features"})
 CONV = {"rmse": "conv_rmse", "mae": "conv_mae", "r2": "conv_r2", "mape": "conv_mape"}
 FORMATS = ("table", "md", "csv", "json")
+# Shown beside the main metrics when runs have them (--metric picks any other): the zero-aware
+# scores that compare all-sessions runs, and the converter RMSE that compares every strategy.
+DEFAULT_EXTRA = ("total_ratio", "gini", "conv_rmse", "conv_r2", "auc")
 
 
 # -- reading runs -------------------------------------------------------------------------------
@@ -320,7 +323,8 @@ def _metric_columns(rows: Sequence[RunRow], wanted: Sequence[str] | None) -> lis
                               f"{', '.join(metrics.METRICS)}")
         return list(wanted)
     present = {k for r in rows for k in r.metrics}
-    return [m for m in metrics.METRICS if m in metrics.MAIN_METRICS or m in present]
+    return [m for m in metrics.METRICS if m in metrics.MAIN_METRICS
+            or (m in DEFAULT_EXTRA and m in present)]
 
 
 def _experiment(client: Any, uri: str, settings: Settings) -> Any:

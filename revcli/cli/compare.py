@@ -77,7 +77,7 @@ def runs(
         "of all matching runs)")] = 20,
     sort: Annotated[str | None, typer.Option(
         "--sort", help="Metric to rank by, best first in its own direction (rmse, mae, r2, "
-        "mape, gini, conv_rmse, ...) [default: the promote metric, rmse]",
+        "mape, gini, conv_rmse, ...) \\[default: the promote metric, rmse]",
         show_default=False)] = None,
     params: Annotated[bool, typer.Option("--params", help="Show every param")] = False,
     only_changed: Annotated[bool, typer.Option(
@@ -88,7 +88,7 @@ def runs(
         "others show deltas against it", show_default=False)] = None,
     metric_names: Annotated[list[str] | None, typer.Option(
         "--metric", "-m", help="Metric columns to show (repeatable or comma-separated) "
-        "[default: rmse, mae, r2, mape and every other metric the runs have]",
+        "\\[default: rmse, mae, r2, mape; total_ratio, gini, conv_rmse, conv_r2, auc when present]",
         show_default=False)] = None,
     nested: Annotated[bool, typer.Option(
         "--nested", help="Include nested runs (e.g. tuning trials)")] = False,
@@ -258,10 +258,10 @@ def _side_by_side(result: Any) -> Any:
 @app.command("strategies")
 def strategies_(
     estimator: Annotated[list[str] | None, typer.Option(
-        "--estimator", "-e", help="Estimator(s), repeatable or comma-separated [default: xgb]",
+        "--estimator", "-e", help="Estimator(s), repeatable or comma-separated \\[default: xgb]",
         show_default=False)] = None,
     strategy: Annotated[list[str] | None, typer.Option(
-        "--strategy", "-s", help="Strategies to compare [default: all, converting_only, "
+        "--strategy", "-s", help="Strategies to compare \\[default: all, converting_only, "
         "two_stage]", show_default=False)] = None,
     drop_feature: Annotated[list[str] | None, typer.Option(
         "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
@@ -274,10 +274,10 @@ def strategies_(
         "--combine", help="two_stage (and the converting_only pairing): expected or threshold",
         show_default=False)] = None,
     test_size: Annotated[float | None, typer.Option(
-        "--test-size", help="Holdout share [default: 0.2]", show_default=False)] = None,
+        "--test-size", help="Holdout share \\[default: 0.2]", show_default=False)] = None,
     seed: _options.Seed = None,
     n_jobs: Annotated[int | None, typer.Option(
-        "--n-jobs", help="Threads, -1 for all cores [default: -1]", show_default=False)] = None,
+        "--n-jobs", help="Threads, -1 for all cores \\[default: -1]", show_default=False)] = None,
     plots: Annotated[bool, typer.Option("--plots", help="Write and log each run's plots")
     ] = False,
     fmt: Format = "table",

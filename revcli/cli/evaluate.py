@@ -29,14 +29,16 @@ def evaluate(
         "model's own holdout", show_default=False)] = None,
     gate: Annotated[Path | None, typer.Option(
         "--gate", help="Enforce the targets in this TOML file: exit 1 when one fails "
-        "[default file: configs/targets.toml, or the built-in seed targets]",
+        "(--level alone enforces configs/targets.toml, or the built-in seed targets when it is "
+        "absent)",
         show_default=False)] = None,
     level: Annotated[str | None, typer.Option(
-        "--level", help="Targets level to enforce: minimum | good (enforces the gate) "
-        "[env: REVCLI_GATE_LEVEL; default: minimum]", show_default=False)] = None,
+        "--level", help="Targets level, minimum | good; giving it enforces the gate "
+        "\\[shown level: REVCLI_GATE_LEVEL / gate_level; default: minimum]",
+        show_default=False)] = None,
     allow_leak: Annotated[bool, typer.Option(
-        "--allow-leak", help="Let a model trained with a leaking feature pass the gate (the leak "
-        "is still reported)")] = False,
+        "--allow-leak", help="Let a model whose scores rest on a leaking feature (or are too "
+        "good to be true) pass the gate; the leak is still reported")] = False,
     trust: Trust = False,
     segment_sort: Annotated[str, typer.Option(
         "--segment-sort", help="Rank segments by vs_baseline (model RMSE ÷ baseline RMSE), "
@@ -144,7 +146,7 @@ def _segment_table(segments: list[Any], limit: int) -> Any:
         return "n/a" if value is None or value != value else format(value, fmt)
 
     for s in shown:
-        ratio = num(s.rmse_vs_baseline, ".2f")
+        ratio = num(s.rmse_vs_baseline, ".3f")
         if s.rmse_vs_baseline == s.rmse_vs_baseline and s.rmse_vs_baseline > 1:
             ratio = f"[red]{ratio}[/]"
         table.add_row(escape(s.group), escape(s.level), f"{s.rows:,}",
