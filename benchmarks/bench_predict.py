@@ -24,8 +24,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench_train import measure  # the script's own folder is on sys.path
 
 REFERENCE = r"""
 import sys
@@ -41,19 +42,6 @@ pd.DataFrame({"session_id": frame["session_id"], "prediction": model.predict(X),
               "p_order": model.predict_proba_order(X),
               "order_value": model.predict_order_value(X)}).to_parquet(out)
 """
-
-
-def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def write_sessions(source: Path | None, rows: int, path: Path) -> int:

@@ -225,24 +225,18 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
                  all_ordered=table.ordered)
 
 
-def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
+def _write_plots(directory: Path, strategy: str, label: str, y: np.ndarray, pred: np.ndarray,
                  importance: dict[str, float]) -> dict[str, Path]:
+    """train's three plots, then the cumulative-revenue curve and calibration by decile."""
     from revcli import plots
+    from revcli.train import _write_plots as training_plots
 
-    return {
-        "residuals": plots.residuals(y, pred, directory / "residuals.png",
-                                     title=f"Residuals vs predicted ({label})"),
-        "predicted_vs_actual": plots.predicted_vs_actual(
-            y, pred, directory / "predicted_vs_actual.png",
-            title=f"Predicted vs actual ({label})"),
-        "feature_importance": plots.feature_importance(
-            list(importance), np.array(list(importance.values())),
-            directory / "feature_importance.png", title=f"Permutation importance ({label})"),
-        "lorenz": plots.lorenz(y, pred, directory / "lorenz.png",
-                               title=f"Cumulative revenue curve ({label})"),
-        "calibration": plots.calibration(y, pred, directory / "calibration.png",
-                                         title=f"Calibration by predicted decile ({label})"),
-    }
+    paths = training_plots(directory, strategy, y, pred, importance, label=label)
+    paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
+                                   title=f"Cumulative revenue curve ({label})")
+    paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
+                                             title=f"Calibration by predicted decile ({label})")
+    return paths
 
 
 def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | None = None,
@@ -325,8 +319,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
         result.eval_run_id = None
         if plots:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-            result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", label, y_eval,
-                                        pred_eval, importance)
+            result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", strategy, label,
+                                        y_eval, pred_eval, importance)
         return result
     _log_run(result, ws, settings, experiment_id, plots, label, y_eval, pred_eval, reporter)
     return result
@@ -373,8 +367,8 @@ def _log_run(result: EvalResult, ws: Workspace, settings: Settings, experiment_i
         mlflow.log_metrics(logged)
         result.eval_run_id = run_id
         if plots:
-            result.plots = _write_plots(ws.plots_dir / run_id, label, y_eval, pred_eval,
-                                        result.importance)
+            result.plots = _write_plots(ws.plots_dir / run_id, loaded.strategy, label, y_eval,
+                                        pred_eval, result.importance)
             for path in result.plots.values():
                 mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_dict(result.to_dict(), "evaluation.json")

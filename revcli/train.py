@@ -187,10 +187,12 @@ def permutation_importance(model: Any, X: Any, y: np.ndarray, seed: int) -> dict
 
 
 def _write_plots(directory: Path, strategy: str, y: np.ndarray, pred: np.ndarray,
-                 importance: Mapping[str, float]) -> dict[str, Path]:
+                 importance: Mapping[str, float], label: str | None = None) -> dict[str, Path]:
+    """``label`` names the rows in the titles (default: the strategy's test rows)."""
     from revcli import plots
 
-    label = f"{strategy}: {'test converters' if strategy == 'converting_only' else 'test sessions'}"
+    label = label or (f"{strategy}: "
+                      f"{'test converters' if strategy == 'converting_only' else 'test sessions'}")
     return {
         "residuals": plots.residuals(y, pred, directory / "residuals.png",
                                      title=f"Residuals vs predicted ({label})"),

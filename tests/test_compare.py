@@ -10,7 +10,7 @@ import pytest
 
 from revcli import compare, settings
 from revcli.errors import ConfigError, NotFoundError
-from tests.store_template import seed_store
+from tests.workspaces import seed_store
 
 DATA = "a" * 64
 SPLIT = "b" * 16

@@ -12,7 +12,7 @@ import pytest
 from revcli import evaluate, settings, train
 from revcli.errors import DataError, GateFailed
 from revcli.workspace import Workspace
-from tests.store_template import seed_store
+from tests.workspaces import seed_store, train_in
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -51,14 +51,8 @@ def test_holdout_scorecard_reproduces_training(trained, trained_settings) -> Non
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory, small_demo) -> tuple[settings.Settings, train.TrainResult]:
     """An all-sessions model trained with engagement_depth: its scores rest on the leak."""
-    root = tmp_path_factory.mktemp("leaky")
-    seed_store(root / "ws")
-    Workspace(root / "ws").write_dataset(small_demo, source="demo:test")
-    config = root / "empty.toml"
-    config.write_text("")
-    s = settings.resolve(flags={"workspace": str(root / "ws"), "strategy": "all",
-                                "estimator": "ridge"}, config_file=config, env={})
-    return s, train.train(s, plots=False)
+    return train_in(tmp_path_factory.mktemp("leaky"), small_demo, strategy="all",
+                    estimator="ridge")
 
 
 def test_leak_fails_an_enforced_gate_unless_allowed(leaky, tmp_path) -> None:

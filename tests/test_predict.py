@@ -13,7 +13,7 @@ import pytest
 
 from revcli import predict, settings, train
 from revcli.errors import ConfigError, DataError
-from tests.store_template import seed_store
+from tests.workspaces import seed_store
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 
 from revcli import settings
 from tests.cli.test_train import _one_line_error
-from tests.store_template import seed_store
 from tests.test_compare import Store
+from tests.workspaces import seed_store
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_train import _one_line_error
-from tests.store_template import seed_store
+from tests.workspaces import seed_store, train_in
 
 
 @pytest.fixture
@@ -38,18 +38,9 @@ def test_shown_targets_do_not_fail_the_command(invoke, trained, ws_args) -> None
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory, small_demo) -> tuple[list[str], str]:
     """(workspace args, run id) of an all-sessions model whose scores rest on the leak."""
-    from revcli import settings, train
-    from revcli.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("leaky-cli")
-    seed_store(root / "ws")
-    Workspace(root / "ws").write_dataset(small_demo, source="demo:test")
-    config = root / "empty.toml"
-    config.write_text("")
-    s = settings.resolve(flags={"workspace": str(root / "ws"), "strategy": "all",
-                                "estimator": "ridge"}, config_file=config, env={})
-    run_id = train.train(s, plots=False).run_id
-    return ["--workspace", str(root / "ws"), "--no-track", "--no-plots"], run_id
+    s, result = train_in(tmp_path_factory.mktemp("leaky-cli"), small_demo, strategy="all",
+                         estimator="ridge")
+    return ["--workspace", str(s.workspace), "--no-track", "--no-plots"], result.run_id
 
 
 def test_gate_exit_codes_and_the_leak_rule(invoke, trained, ws_args, leaky, lenient) -> None:
