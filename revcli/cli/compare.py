@@ -37,8 +37,9 @@ def print_wide(renderable: Any) -> None:
 
 app = typer.Typer(
     help="Compare MLflow runs side by side, or train the three strategies on one split.\n\n"
-    "Example: revcli compare runs --strategy two_stage --sort mae",
+    "Example: `revcli compare runs --strategy two_stage --sort mae`",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 
 Format = Annotated[str, typer.Option(
@@ -108,9 +109,10 @@ def runs(
     nested runs are left out.
 
     Examples:
-      revcli compare runs
-      revcli compare runs -s two_stage --sort mae --only-changed --baseline champion -f md
-      revcli compare runs 3f2a9c1e 77d0b2aa --format json
+
+        revcli compare runs
+        revcli compare runs -s two_stage --sort mae --only-changed --baseline champion -f md
+        revcli compare runs 3f2a9c1e 77d0b2aa --format json
     """
     from revcli import compare as core
 
@@ -296,8 +298,9 @@ def strategies_(
     own, as the seed scored it), beside the train-mean baselines.
 
     Examples:
-      revcli compare strategies --estimator xgb
-      revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
+
+        revcli compare strategies --estimator xgb
+        revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
     """
     from revcli import compare as core
 

@@ -61,16 +61,17 @@ def evaluate(
     With --run, the model is scored on its own holdout (recomputed from its dataset and checked
     against the recorded split hash); with --data, on every row of that file. The model file's
     sha256 is checked against its record before it is unpickled. Plots go to the workspace
-    (plots/<eval-run-id>/) and to an MLflow evaluation run linked to the source run.
+    (`plots/<eval-run-id>/`) and to an MLflow evaluation run linked to the source run.
 
     --gate FILE or --level LEVEL enforce the targets: exit 1 when one fails, or when the scores
     rest on a feature the leakage audit flags or are too good to be true (unless --allow-leak).
     Without them the verdicts are shown and the exit code is 0.
 
     Examples:
-      revcli evaluate --run 3f2a9c1e
-      revcli evaluate --run champion --level good
-      revcli evaluate --model models/model.joblib --data other.parquet --gate configs/targets.toml
+
+        revcli evaluate --run 3f2a9c1e
+        revcli evaluate --run champion --level good
+        revcli evaluate --model models/model.joblib --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 

@@ -32,15 +32,16 @@ def predict(
 ) -> None:
     """Score every row of a parquet file with a model and write the predictions.
 
-    The output has the input's rows in the input's order, its id columns (id or *_id; without
+    The output has the input's rows in the input's order, its id columns (`id` or `*_id`; without
     any, a `row` column with the input row number) and `prediction`; two_stage models add
     `p_order` and `order_value`. The input is read in batches, so a file larger than memory
     works. Columns the model does not use are ignored (and named); missing ones are an error.
 
     Examples:
-      revcli predict --run 3f2a9c1e --data sessions.parquet --out scored.parquet
-      revcli predict --run champion --data s3-export.parquet --out scored.csv --json
-      revcli predict --model models/model.joblib --data sessions.parquet --out scored.parquet
+
+        revcli predict --run 3f2a9c1e --data sessions.parquet --out scored.parquet
+        revcli predict --run champion --data s3-export.parquet --out scored.csv --json
+        revcli predict --model models/model.joblib --data sessions.parquet --out scored.parquet
     """
     from revcli import predict as core
 
