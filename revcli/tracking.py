@@ -84,7 +84,14 @@ def configure(settings: Settings, workspace: Workspace) -> str:
     uri = tracking_uri(settings, workspace)
     if uri.startswith("sqlite:///") and uri == workspace.tracking_uri():
         workspace.ensure()
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that, or the next settings
+    # resolution in this process (a PythonOperator training twice) would read it as the user's.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
     return uri
 
 

@@ -121,3 +121,13 @@ def test_errors_before_any_work(small_settings, tmp_path) -> None:
     from revcli.workspace import Workspace
 
     assert len(Workspace(small_settings.workspace).datasets()) == 1
+
+
+def test_training_leaves_the_environment_alone(small_settings, monkeypatch) -> None:
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    train.train(small_settings.replace(estimator="mean"), plots=False)
+    # a second resolution in the same process must not inherit the first run's store
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert settings.resolve(env=dict(os.environ)).tracking_uri is None
