@@ -51,10 +51,11 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import config, fetch, train
+    from revcli.cli import config, fetch, train, tune
 
     app.command("fetch")(fetch.fetch)
     app.command("train")(train.train)
+    app.command("tune")(tune.tune)
     app.command("config")(config.config)
 
 
