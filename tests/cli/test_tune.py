@@ -32,7 +32,8 @@ def existing_study(small_settings) -> Path:
     return workspace.studies_dir / _study.STUDY_DB
 
 
-def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, small_settings, space_file) -> None:
+def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, small_settings,
+                                                            space_file) -> None:
     result = invoke("tune", "--space", str(space_file), "-n", "3", "-j", "1", "--no-plots",
                     "--json")
     assert result.exit_code == 0, result.output
@@ -50,7 +51,8 @@ def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, small_settin
     assert all(line.startswith("Warning:") for line in result.stderr.splitlines() if line)
 
 
-def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, small_settings, space_file) -> None:
+def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, small_settings,
+                                                          space_file) -> None:
     result = invoke("tune", "--space", str(space_file), "-n", "2", "-j", "1", "--no-plots",
                     "--drop-feature", "engagement_depth", "--top", "2")
     assert result.exit_code == 0, result.output
