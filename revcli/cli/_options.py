@@ -36,6 +36,17 @@ Data = Annotated[Path | None, typer.Option(
     "--data", help="Train on this local parquet file instead of the workspace's current dataset "
     "(it is validated and cached like any other)", show_default=False)]
 
+# ("\\[" keeps rich markup from swallowing the bracketed default.)
+DropFeature = Annotated[list[str] | None, typer.Option(
+    "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
+    show_default=False)]
+Combine = Annotated[str | None, typer.Option(
+    "--combine", help="two_stage: expected (P x value) or threshold \\[default: expected]",
+    show_default=False)]
+Threshold = Annotated[float | None, typer.Option(
+    "--threshold", help="two_stage --combine threshold: P(order) cut-off \\[default: 0.5]",
+    show_default=False)]
+
 
 def resolve(config: Path | None, **flags: Any) -> settings_mod.Settings:
     """Settings for one command: flags given on the command line over env, file and defaults."""

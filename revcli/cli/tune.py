@@ -15,49 +15,43 @@ from revcli.errors import EXIT_INTERRUPTED
 
 def tune(
     strategy: Annotated[str | None, typer.Option(
-        "--strategy", "-s", help="all | converting_only | two_stage [default: converting_only]",
+        "--strategy", "-s", help="all | converting_only | two_stage \\[default: converting_only]",
         show_default=False)] = None,
     estimator: Annotated[str | None, typer.Option(
         "--estimator", "-e", help="An estimator with a search space (xgb, xgb_log, hgb, rf, "
-        "ridge, gbr_quantile, ensemble) or 'all' to search across them [default: xgb]",
+        "ridge, gbr_quantile, ensemble) or 'all' to search across them \\[default: xgb]",
         show_default=False)] = None,
     n_trials: Annotated[int | None, typer.Option(
         "--n-trials", "-n", help="New completed trials to add (pruned and failed ones do not "
-        "count) [env: REVCLI_N_TRIALS; default: 50, or unlimited with only --timeout]",
+        "count) \\[env: REVCLI_N_TRIALS; default: 50, or unlimited with only --timeout]",
         show_default=False)] = None,
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", "-t", help="Start no new trial after this many seconds [env: "
+        "--timeout", "-t", help="Start no new trial after this many seconds \\[env: "
         "REVCLI_TIMEOUT]", show_default=False)] = None,
     n_jobs: Annotated[int | None, typer.Option(
-        "--n-jobs", "-j", help="Trials at a time, each on cores/N threads [default: -1, one "
+        "--n-jobs", "-j", help="Trials at a time, each on cores/N threads \\[default: -1, one "
         "trial at a time on all cores, which keeps a seeded search reproducible]",
         show_default=False)] = None,
     metric: Annotated[str | None, typer.Option(
         "--metric", "-m", help="CV metric to minimise: rmse | mae | tweedie_deviance "
-        "[env: REVCLI_TUNE_METRIC; default: rmse]", show_default=False)] = None,
+        "\\[env: REVCLI_TUNE_METRIC; default: rmse]", show_default=False)] = None,
     folds: Annotated[int | None, typer.Option(
-        "--folds", help="Cross-validation folds on the training split [env: REVCLI_CV_FOLDS; "
+        "--folds", help="Cross-validation folds on the training split \\[env: REVCLI_CV_FOLDS; "
         "default: 3]", show_default=False)] = None,
     space: Annotated[Path | None, typer.Option(
-        "--space", help="Spaces file [env: REVCLI_SPACES; default: configs/spaces.toml, else "
+        "--space", help="Spaces file \\[env: REVCLI_SPACES; default: configs/spaces.toml, else "
         "the built-in spaces]", show_default=False)] = None,
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db "
-        "[env: REVCLI_STORAGE; default: sqlite in the workspace]", show_default=False)] = None,
+        "\\[env: REVCLI_STORAGE; default: sqlite in the workspace]", show_default=False)] = None,
     study: Annotated[str | None, typer.Option(
-        "--study", help="Study name [default: derived from strategy, estimator, metric, folds, "
+        "--study", help="Study name \\[default: derived from strategy, estimator, metric, folds, "
         "dataset, space and setup, so the same command resumes it]", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Delete the study's trials and start it over")] = False,
-    drop_feature: Annotated[list[str] | None, typer.Option(
-        "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
-        show_default=False)] = None,
-    combine: Annotated[str | None, typer.Option(
-        "--combine", help="two_stage: expected (P x value) or threshold [default: expected]",
-        show_default=False)] = None,
-    threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="two_stage --combine threshold: P(order) cut-off [default: 0.5]",
-        show_default=False)] = None,
+    drop_feature: _options.DropFeature = None,
+    combine: _options.Combine = None,
+    threshold: _options.Threshold = None,
     top: Annotated[int, typer.Option("--top", help="Trials shown in the table", min=1)] = 5,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
     data: _options.Data = None,

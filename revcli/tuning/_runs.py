@@ -168,7 +168,6 @@ def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], 
     import warnings
 
     import matplotlib
-    import optuna
 
     from revcli import plots
 
@@ -182,7 +181,6 @@ def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                optuna.logging.set_verbosity(optuna.logging.ERROR)
                 ax = draw(study)
             fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
             fig.set_size_inches(8, 5)

@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -43,6 +43,9 @@ ESTIMATOR_PARAM = "estimator"
 KINDS = ("int", "float", "categorical")
 _KEYS = {"type", "low", "high", "step", "log", "choices", "when"}
 BUILTIN_SOURCE = "built-in default spaces (revcli/tuning/spaces.toml)"
+
+
+_MISSING = object()  # a condition on a parameter this trial did not sample
 
 
 def _fail(source: str, where: str, message: str) -> ConfigError:
@@ -97,13 +100,6 @@ class Param:
         if self.when:
             data["when"] = {name: list(values) for name, values in self.when}
         return data
-
-
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
 
 
 @dataclass(frozen=True)
@@ -381,7 +377,3 @@ def load(path: Path | None, fallback: bool = False) -> SpaceFile:
     if path is None or (fallback and not Path(path).is_file()):
         return parse(tomllib.loads(builtin_text()), BUILTIN_SOURCE, builtin=True)
     return parse(_read(Path(path)), str(path))
-
-
-def declared_names(spaces: Sequence[EstimatorSpace]) -> list[str]:
-    return [p.name for s in spaces for p in s.params]

@@ -552,8 +552,9 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
     plot_paths: dict[str, Path] = {}
     if plots:
         reporter.step("plotting the study")
-        plot_paths, skipped = _runs.study_plots(
-            session.study, session.prepared.workspace.plots_dir / session.parent_id)
+        with _optuna_quiet():
+            plot_paths, skipped = _runs.study_plots(
+                session.study, session.prepared.workspace.plots_dir / session.parent_id)
         for path in plot_paths.values():
             client.log_artifact(session.parent_id, str(path), artifact_path="plots")
         session.notes.extend(f"plot skipped: {text}" for text in skipped)
