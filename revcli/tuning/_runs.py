@@ -70,11 +70,11 @@ def close_dead_parents(uri: str, experiment_id: str, study: str) -> list[str]:
         max_results=200)
     closed = []
     for run in runs:
-        tags = run.data.tags
-        who = {"host": tags.get("revcli.worker.host"), "boot": tags.get("revcli.worker.boot"),
-               "pid": tags.get("revcli.worker.pid"),
-               "start": int(tags["revcli.worker.start"]) if tags.get("revcli.worker.start")
-               else None}
+        prefix = "revcli.worker."
+        who: dict[str, Any] = {k.removeprefix(prefix): v for k, v in run.data.tags.items()
+                               if k.startswith(prefix)}
+        for key in ("pid", "start", "pidns"):  # tags are strings; the identity has numbers
+            who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
         if _study.process_gone(who):
             client.set_tag(run.info.run_id, "revcli.killed_because", "its process died")
             client.set_terminated(run.info.run_id, "KILLED")

@@ -287,11 +287,20 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+def _pid_namespace() -> int | None:
+    """Containers on one kernel share its boot id (and may share a hostname): the pid namespace
+    tells their pids apart."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def worker() -> dict[str, Any]:
     """The identity of this process, as stored with every trial and every parent run."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid,
-            "start": _start_ticks(pid)}
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(),
+            "pid": pid, "start": _start_ticks(pid)}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -313,6 +322,8 @@ def process_gone(who: Mapping[str, Any] | None) -> bool:
         return False
     me = worker()
     if who.get("host") != me["host"] or not who.get("boot") or who.get("boot") != me["boot"]:
+        return False
+    if who.get("pidns") != me["pidns"]:
         return False
     try:
         pid = int(who["pid"])

@@ -28,6 +28,17 @@ max_depth = { type = "int", low = 2, high = 4 }
 learning_rate = { type = "float", low = 0.05, high = 0.3, log = true }
 classifier__max_depth = { type = "int", low = 2, high = 3 }
 
+[xgb.objective]
+type = "categorical"
+choices = ["reg:tweedie", "count:poisson"]
+when = { strategy = ["all", "two_stage"] }
+
+[xgb.tweedie_variance_power]
+type = "float"
+low = 1.1
+high = 1.9
+when = { objective = "reg:tweedie" }
+
 [ridge]
 alpha = { type = "float", low = 0.01, high = 100.0, log = true }
 """

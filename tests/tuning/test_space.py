@@ -73,7 +73,7 @@ def test_missing_default_file_falls_back_but_an_explicit_one_does_not(tmp_path: 
     ('[ridge]\nclassifier__alpha = { type = "float", low = 0.1, high = 1.0 }',
      "the classifier of 'ridge' takes no parameter 'alpha'"),
     ('[xgb]\nmade_up_booster_param = { type = "float", low = 0.1, high = 1.0 }',
-     "does not use 'made_up_booster_param'"),
+     "the estimator of 'xgb' takes no parameter 'made_up_booster_param'"),
     ('[svm]\nC = { type = "float", low = 0.1, high = 1.0 }', "[svm]: unknown estimator"),
     ('[xgb]\nmax_depth = { type = "int", low = 1, high = 3, when = { strategy = "some" } }',
      "unknown strategy 'some'"),
@@ -89,14 +89,27 @@ def test_malformed_spaces_are_one_line_errors(text: str, fragment: str) -> None:
     assert fragment in message and "\n" not in message and message.startswith("test.toml: ")
 
 
-def test_xgboost_booster_parameters_pass_when_their_condition_holds() -> None:
-    # tweedie_variance_power is not in XGBRegressor.get_params(); XGBoost itself says it is used
-    # (with objective reg:tweedie, which the probe sets from the `when` condition).
-    spaces = _parse('[xgb]\nobjective = { type = "categorical", choices = ["reg:tweedie"] }\n'
-                    'tweedie_variance_power = { type = "float", low = 1.1, high = 1.9, '
-                    'when = { objective = "reg:tweedie" } }\n')
-    assert [p.name for p in spaces.spaces["xgb"].params] == ["objective",
-                                                             "tweedie_variance_power"]
+def test_xgboost_booster_parameters_are_taken_and_reach_the_booster() -> None:
+    # tweedie_variance_power is not in XGBRegressor.get_params(): XGBoost takes it as **kwargs.
+    import warnings
+
+    import numpy as np
+
+    from revcli import strategies
+
+    spaces = _parse('[xgb_log]\ntweedie_variance_power = { type = "float", low = 1.1, '
+                    'high = 1.9 }\n[ensemble]\nxgb__tweedie_variance_power = { type = "float", '
+                    'low = 1.1, high = 1.9 }\n')
+    assert set(spaces.spaces) == {"xgb_log", "ensemble"}
+    model = strategies.build("two_stage", "xgb", {"objective": "reg:tweedie",
+                                                  "tweedie_variance_power": 1.3})
+    rng = np.random.default_rng(0)
+    X, y = rng.random((200, 3)), np.where(rng.random(200) < 0.3, 50.0, 0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+    assert not [w for w in caught if "are not used" in str(w.message)]
+    assert model.regressor_.get_params()["tweedie_variance_power"] == 1.3
 
 
 def test_conditions_decide_what_a_trial_samples(ask) -> None:

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from revcli.errors import ConfigError
+from revcli.errors import ConfigError, RevcliError
 from revcli.tuning import _study, tune
 from revcli.workspace import Workspace
 
@@ -93,7 +93,11 @@ def test_a_seeded_sequential_search_is_reproducible(tune_settings, tmp_path, tin
 
 
 def test_all_estimators_on_two_stage_refits_the_winner(tune_settings) -> None:
-    result = tune(tune_settings(n_trials=4, strategy="two_stage", estimator="all"), plots=False)
+    result = tune(tune_settings(n_trials=6, strategy="two_stage", estimator="all"), plots=False)
+    assert result.new["failed"] == 0  # Tweedie and Poisson objectives (with the power) work
+    tweedie = [t for t in _load(result).get_trials(states=(TrialState.COMPLETE,))
+               if t.params.get("xgb.objective") == "reg:tweedie"]
+    assert all(1.1 <= t.params["xgb.tweedie_variance_power"] <= 1.9 for t in tweedie)
     assert result.key["estimator"] == "all"
     assert result.refit.estimator == result.best.estimator in {"xgb", "ridge"}
     assert result.refit.scorecard.population == "all test sessions"
@@ -121,6 +125,18 @@ def test_a_timeout_alone_searches_until_the_time_is_up(tune_settings) -> None:
     assert result.timings["search"] < 3 + 10  # the running trial finishes, no new one starts
 
 
+def test_a_space_whose_every_trial_fails_stops_with_the_reason(tune_settings, tmp_path) -> None:
+    space = tmp_path / "broken.toml"
+    space.write_text('[xgb]\nobjective = { type = "categorical", choices = ["reg:nonsense"] }\n')
+    with pytest.raises(RevcliError, match=r"5 trials in a row failed, the last with .*nonsense"):
+        tune(tune_settings(n_trials=3, spaces=str(space)), plots=False)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tune_settings().workspace / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("Revenue_Prediction_Regression").experiment_id],
+        filter_string="tags.`revcli.command` = 'tune'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
 # -- recovering the trials of dead workers ---------------------------------------------------------
 
 
@@ -138,6 +154,7 @@ def test_process_gone_only_when_it_is_certain() -> None:
     assert not _study.process_gone({**me, "host": "another-host"})
     assert not _study.process_gone({**me, "boot": "another-boot"})
     assert _study.process_gone(_dead_pid())
+    assert not _study.process_gone({**_dead_pid(), "pidns": -1})  # another container's pid
     # the pid lives on, but it is a younger process: the recorded one is gone
     if me["start"] is not None:
         assert _study.process_gone({**me, "pid": 1, "start": -5})
