@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=472_871, help="demo rows without --data")
     parser.add_argument("--trials", type=int, default=60, help="completed trials to run")
     parser.add_argument("--n-jobs", type=int, default=-1,
-                        help="trials at a time (-1: one at a time on all cores)")
+                        help="trials at a time (-1: one per core)")
     parser.add_argument("--strategy", default="converting_only")
     parser.add_argument("--estimator", default="xgb")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -29,9 +29,8 @@ def tune(
         "--timeout", "-t", help="Start no new trial after this many seconds \\[env: "
         "REVCLI_TIMEOUT]", show_default=False)] = None,
     n_jobs: Annotated[int | None, typer.Option(
-        "--n-jobs", "-j", help="Trials at a time, each on cores/N threads \\[default: -1, one "
-        "trial at a time on all cores, which keeps a seeded search reproducible]",
-        show_default=False)] = None,
+        "--n-jobs", "-j", help="Trials at a time, each on cores/N threads; 1 makes a seeded "
+        "search reproducible \\[default: -1, one trial per core]", show_default=False)] = None,
     metric: Annotated[str | None, typer.Option(
         "--metric", "-m", help="CV metric to minimise: rmse | mae | tweedie_deviance "
         "\\[env: REVCLI_TUNE_METRIC; default: rmse]", show_default=False)] = None,
