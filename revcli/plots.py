@@ -90,3 +90,53 @@ def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Permutation feature importance")
     return _save(fig, path)
+
+
+def lorenz(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
+    """Cumulative share of actual revenue against share of sessions, ranked by prediction, with
+    the perfect ranking and a random one (the diagonal) for reference."""
+    from revcli import metrics
+
+    plt = _pyplot()
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    grid = np.linspace(0.0, 1.0, 501)
+    for scores, label, style in ((y, "perfect ranking", ":"), (pred, "model", "-")):
+        x, c = metrics.lorenz_curve(y, scores)
+        ax.plot(grid, np.interp(grid, x, c), linestyle=style, linewidth=1.6, label=label)
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--",
+            label="random / constant (baseline)")
+    gini = metrics.normalized_gini(y, pred)
+    top = metrics.top_share(y, pred)
+    ax.set_xlabel("share of sessions, highest predicted first")
+    ax.set_ylabel("share of actual revenue")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title or "Cumulative revenue (Lorenz) curve")
+    ax.legend(loc="lower right", title=f"normalized Gini {gini:.3f}; top 10 % hold "
+              f"{top * 100:.1f} %" if np.isfinite(gini) else None)
+    return _save(fig, path)
+
+
+def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
+                bins: int = 10) -> Path:
+    """Mean predicted and mean actual revenue per predicted decile (error bars: ±2 standard
+    errors of the actual mean)."""
+    from revcli.reports import calibration_bins
+
+    plt = _pyplot()
+    table = calibration_bins(y, pred, bins)
+    x = np.array([b.bin for b in table])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(x, [b.actual_mean for b in table],
+                yerr=[2 * b.actual_se if np.isfinite(b.actual_se) else 0.0 for b in table],
+                marker="o", capsize=3, label="actual mean")
+    ax.plot(x, [b.predicted_mean for b in table], marker="s", linestyle="--",
+            label="predicted mean")
+    ax.set_xticks(x)
+    ax.set_xlabel(f"predicted {'decile' if bins == 10 else 'bin'} (1 = lowest predictions)")
+    ax.set_ylabel("mean revenue ($)")
+    ax.set_title(title or "Calibration by predicted decile")
+    ax.legend(loc="upper left")
+    return _save(fig, path)

@@ -52,7 +52,8 @@ class Settings:
     source: str = _setting("s3://processed-data/training_data.parquet",
                            "where `revcli fetch` reads the training table")
     endpoint_url: str | None = _setting(
-        None, "S3 endpoint (MinIO); boto3 also reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL")
+        None, "S3 endpoint (MinIO); unset: the AWS profile's endpoint_url, else AWS S3",
+        env=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
     aws_profile: str | None = _setting(None, "AWS profile for S3 credentials",
                                        env=("AWS_PROFILE",))
     region: str | None = _setting(None, "S3 region", env=("AWS_DEFAULT_REGION",))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from revcli import estimators
 from revcli.errors import ConfigError
@@ -39,20 +39,45 @@ def _record_features(model: BaseEstimator, X: Any) -> None:
     model.n_features_in_ = X.shape[1]
 
 
+def _check_fit_input(model: BaseEstimator, X: Any, y: Any) -> tuple[Any, np.ndarray]:
+    """Validate fit input the scikit-learn way; DataFrames pass through so sub-estimators keep
+    their column names. NaN is left to the sub-estimators (XGBoost and HGB handle it)."""
+    if y is None:
+        raise ValueError(f"{type(model).__name__} requires y to be passed, but the target y is "
+                         "None")
+    if not hasattr(X, "iloc"):
+        X = check_array(X, accept_sparse=False, ensure_all_finite="allow-nan",
+                        estimator=model)
+    y = column_or_1d(y, warn=True).astype(np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity.")
+    if len(y) != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} samples but y has {len(y)}")
+    return X, y
+
+
 def _default_regressor() -> Any:
     return estimators.make_regressor("xgb")
 
 
-class AllSessions(RegressorMixin, BaseEstimator):
-    """One regressor fitted on every session, zeros included."""
+class _OneRegressor(RegressorMixin, BaseEstimator):
+    """One regressor fitted on the rows :meth:`_fit_rows` keeps."""
 
     def __init__(self, estimator: Any = None) -> None:
         self.estimator = estimator
 
-    def fit(self, X: Any, y: Any) -> AllSessions:
-        y = np.asarray(y, dtype=np.float64)
+    def _fit_rows(self, y: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of the rows to fit on; None means all of them."""
+        return None
+
+    def fit(self, X: Any, y: Any) -> Any:
+        X, y = _check_fit_input(self, X, y)
+        mask = self._fit_rows(y)
         base = self.estimator if self.estimator is not None else _default_regressor()
-        self.estimator_ = clone(base).fit(X, y)
+        if mask is None:
+            self.estimator_ = clone(base).fit(X, y)
+        else:
+            self.estimator_ = clone(base).fit(X[mask], y[mask])
         _record_features(self, X)
         return self
 
@@ -61,30 +86,22 @@ class AllSessions(RegressorMixin, BaseEstimator):
         return np.clip(np.asarray(self.estimator_.predict(X), dtype=np.float64), 0.0, None)
 
 
-class ConvertingOnly(RegressorMixin, BaseEstimator):
+class AllSessions(_OneRegressor):
+    """One regressor fitted on every session, zeros included."""
+
+
+class ConvertingOnly(_OneRegressor):
     """A regressor of the order value, fitted on the rows with revenue > 0.
 
     ``fit`` accepts all sessions and keeps the converters itself, so it can be cross-validated on
     the same folds as the other strategies.
     """
 
-    def __init__(self, estimator: Any = None) -> None:
-        self.estimator = estimator
-
-    def fit(self, X: Any, y: Any) -> ConvertingOnly:
-        y = np.asarray(y, dtype=np.float64)
+    def _fit_rows(self, y: np.ndarray) -> np.ndarray:
         mask = y > 0
         if not mask.any():
             raise ValueError("ConvertingOnly needs at least one row with revenue > 0")
-        base = self.estimator if self.estimator is not None else _default_regressor()
-        X_conv = X[mask] if hasattr(X, "iloc") else np.asarray(X)[mask]
-        self.estimator_ = clone(base).fit(X_conv, y[mask])
-        _record_features(self, X)
-        return self
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return np.clip(np.asarray(self.estimator_.predict(X), dtype=np.float64), 0.0, None)
+        return mask
 
 
 class TwoStage(RegressorMixin, BaseEstimator):
@@ -100,15 +117,15 @@ class TwoStage(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> TwoStage:
         if self.combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {self.combine!r}")
-        y = np.asarray(y, dtype=np.float64)
+        X, y = _check_fit_input(self, X, y)
         ordered = (y > 0).astype(np.int64)
         if ordered.min() == ordered.max():
-            raise ValueError("TwoStage needs both converting and non-converting rows")
+            raise ValueError("TwoStage needs both converting and non-converting rows "
+                             "(revenue > 0 and == 0); got 1 class")
         clf = self.classifier if self.classifier is not None else estimators.make_classifier("xgb")
         reg = self.regressor if self.regressor is not None else _default_regressor()
         self.classifier_ = clone(clf).fit(X, ordered)
-        X_conv = X[ordered == 1] if hasattr(X, "iloc") else np.asarray(X)[ordered == 1]
-        self.regressor_ = clone(reg).fit(X_conv, y[ordered == 1])
+        self.regressor_ = clone(reg).fit(X[ordered == 1], y[ordered == 1])
         _record_features(self, X)
         return self
 

@@ -30,7 +30,7 @@ app = typer.Typer(
     name="revcli",
     help=HELP,
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -51,12 +51,16 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import config, fetch, train, tune
+    from revcli.cli import compare, config, evaluate, fetch, predict, push, train, tune
 
     app.command("fetch")(fetch.fetch)
+    app.command("push")(push.push)
     app.command("train")(train.train)
     app.command("tune")(tune.tune)
     app.command("config")(config.config)
+    app.command("evaluate")(evaluate.evaluate)
+    app.command("predict")(predict.predict)
+    app.add_typer(compare.app, name="compare")
 
 
 _register()

@@ -104,6 +104,7 @@ class ConsoleReporter(Reporter):
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self._status: Any = None
+        self._step: Any = None
 
     def step(self, message: str) -> None:
         if self.quiet:
@@ -112,10 +113,15 @@ class ConsoleReporter(Reporter):
             err.print(f"[dim]… {escape(message)}[/]", highlight=False)
             return
         if self._status is None:
-            self._status = err.status(escape(message), spinner="dots")
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            # A spinner with the elapsed time of the current step: a long fit shows it is alive.
+            self._status = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                    TimeElapsedColumn(), console=err, transient=True)
             self._status.start()
+            self._step = self._status.add_task(escape(message), total=None)
         else:
-            self._status.update(escape(message))
+            self._status.reset(self._step, description=escape(message), total=None)
 
     def note(self, message: str) -> None:
         if not self.quiet:

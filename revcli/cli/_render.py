@@ -43,9 +43,12 @@ def _leak_note(card: Any) -> str:
             f"away; re-run with --drop-feature {escape(card.leaks[0])}")
 
 
-def scorecard_table(card: Any, title: str) -> Table:
-    caption = (f"baseline: the train mean (${card.baseline_value:.2f}) on the same rows; "
-               "MAPE on converters only")
+def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> Table:
+    """``baseline_note`` replaces the default description of the baseline (evaluate says where
+    its train mean came from)."""
+    baseline = (escape(baseline_note) if baseline_note
+                else f"the train mean (${card.baseline_value:.2f}) on the same rows")
+    caption = f"baseline: {baseline}; MAPE on converters only"
     if card.leaks:
         caption += "\n" + _leak_note(card)
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
@@ -61,8 +64,9 @@ def scorecard_table(card: Any, title: str) -> Table:
 def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
                    leaks: Sequence[str] = ()) -> Table:
     table = Table(title=title, title_justify="left",
-                  caption=("[bold yellow]passes rest on a leaking feature: do not trust them[/]"
-                           if leaks else None), caption_justify="left")
+                  caption=("[bold yellow]trained with a feature that gives the order away: "
+                           "do not trust these passes[/]" if leaks else None),
+                  caption_justify="left")
     for col in ("level", "metric", "target", "value", "result"):
         table.add_column(col)
     for v in verdicts:
@@ -84,11 +88,15 @@ def render_scorecard(card: Any, title: str) -> None:
                                  leaks=card.leaks))
 
 
-def render_leakage(findings: Sequence[Any], too_good: str | None) -> None:
+def render_leakage(findings: Sequence[Any], too_good: str | None, strategy: str = "") -> None:
     if not findings and not too_good:
         out.print("[green]leakage audit: no single feature gives the order away[/]")
         return
     for f in findings:
-        out.print(f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}")
+        line = f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}"
+        if strategy == "converting_only":
+            line += (" (constant on converting sessions, so it cannot inflate converting_only; "
+                     "drop it for all and two_stage)")
+        out.print(line)
     if too_good:
         out.print(f"[bold yellow]too good:[/] {escape(too_good)}")

@@ -15,7 +15,9 @@ def config(
 ) -> None:
     """Show the effective settings: defaults < config file < REVCLI_* env < flags.
 
-    Example: REVCLI_SEED=7 revcli config
+    Example:
+
+        REVCLI_SEED=7 revcli config
     """
     from rich.table import Table
 

@@ -53,10 +53,11 @@ def train(
     order away.
 
     Examples:
-      revcli train --strategy converting_only
-      revcli train --strategy two_stage --estimator xgb
-      revcli train --strategy all --drop-feature engagement_depth --json
-      revcli train -e rf -p max_depth=8 -p n_estimators=100
+
+        revcli train --strategy converting_only
+        revcli train --strategy two_stage --estimator xgb
+        revcli train --strategy all --drop-feature engagement_depth --json
+        revcli train -e rf -p max_depth=8 -p n_estimators=100
     """
     from revcli import estimators
     from revcli import train as core
@@ -88,7 +89,7 @@ def _render(result: Any, quiet: bool) -> None:
              f"({card.rows:,} rows, {card.converters:,} converters)")
     render_scorecard(card, title)
     if not quiet:
-        render_leakage(result.leakage, result.too_good)
+        render_leakage(result.leakage, result.too_good, result.strategy)
     out.print(f"run [bold]{result.run_id}[/] in {result.experiment!r} at {result.tracking_uri}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "

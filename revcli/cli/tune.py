@@ -71,10 +71,11 @@ def tune(
     after the running trial, refits the best so far and exits 130.
 
     Examples:
-      revcli tune --strategy converting_only --estimator xgb --n-trials 50
-      revcli tune --strategy two_stage --estimator all --timeout 600 --n-jobs 2
-      revcli tune --storage postgresql://user@db-host/optuna --study nightly
-      revcli tune --space my_spaces.toml --metric mae --fresh --json
+
+        revcli tune --strategy converting_only --estimator xgb --n-trials 50
+        revcli tune --strategy two_stage --estimator all --timeout 600 --n-jobs 2
+        revcli tune --storage postgresql://user@db-host/optuna --study nightly
+        revcli tune --space my_spaces.toml --metric mae --fresh --json
     """
     from revcli import tuning
 

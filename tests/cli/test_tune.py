@@ -11,7 +11,9 @@ import pytest
 from revcli import atomic
 from revcli.tuning import _study
 from revcli.workspace import Workspace
-from tests.tuning.conftest import CHEAP_SPACE, free_port
+from tests.integration.servers import free_port
+from tests.tuning.conftest import CHEAP_SPACE
+from tests.workspaces import seed_store
 
 
 @pytest.fixture
@@ -19,6 +21,13 @@ def space_file(tmp_path: Path) -> Path:
     path = tmp_path / "spaces.toml"
     path.write_text(CHEAP_SPACE)
     return path
+
+
+@pytest.fixture
+def ws(small_settings) -> Path:
+    """The small demo workspace with a migrated MLflow store."""
+    seed_store(small_settings.workspace)
+    return small_settings.workspace
 
 
 @pytest.fixture
@@ -32,8 +41,7 @@ def existing_study(small_settings) -> Path:
     return workspace.studies_dir / _study.STUDY_DB
 
 
-def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, small_settings,
-                                                            space_file) -> None:
+def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, ws, space_file) -> None:
     result = invoke("tune", "--space", str(space_file), "-n", "3", "-j", "1", "--no-plots",
                     "--json")
     assert result.exit_code == 0, result.output
@@ -51,8 +59,7 @@ def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, small_settin
     assert all(line.startswith("Warning:") for line in result.stderr.splitlines() if line)
 
 
-def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, small_settings,
-                                                          space_file) -> None:
+def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, ws, space_file) -> None:
     result = invoke("tune", "--space", str(space_file), "-n", "2", "-j", "1", "--no-plots",
                     "--drop-feature", "engagement_depth", "--top", "2")
     assert result.exit_code == 0, result.output
@@ -63,7 +70,7 @@ def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, small_settings
     assert "engagement_depth" not in result.stderr  # dropped: no leak warning
 
 
-def test_the_builtin_spaces_are_used_outside_the_repository(invoke, small_settings) -> None:
+def test_the_builtin_spaces_are_used_outside_the_repository(invoke, ws) -> None:
     # the autouse fixture runs every test in an empty directory: no configs/ here
     assert not Path("configs").exists()
     result = invoke("tune", "--estimator", "ridge", "-n", "1", "-j", "1", "--no-plots")

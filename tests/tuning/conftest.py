@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from revcli import demo, settings
+from tests.integration.servers import free_port, stop
+from tests.workspaces import seed_store
 
 TINY_ROWS = 8_000
 
@@ -57,26 +58,14 @@ def tiny_demo():
     return demo.generate(rows=TINY_ROWS, seed=0)
 
 
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sqlite store with its schema migrated once (a new one costs seconds of
-    alembic migrations, which every test would otherwise pay again)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def tiny_ws(isolated: Path, tiny_demo, empty_mlflow_db: Path) -> Path:
+def tiny_ws(isolated: Path, tiny_demo) -> Path:
     """The autouse workspace, holding the tiny demo set as its current dataset and an empty,
     migrated MLflow store."""
     from revcli.workspace import Workspace
 
-    workspace = Workspace(isolated)
-    workspace.write_dataset(tiny_demo, source="demo:tiny")
-    shutil.copyfile(empty_mlflow_db, workspace.mlflow_db)
+    seed_store(isolated)
+    Workspace(isolated).write_dataset(tiny_demo, source="demo:tiny")
     return isolated
 
 
@@ -132,12 +121,6 @@ def stop_group(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
         proc.communicate()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- a real PostgreSQL server ----------------------------------------------------------------------
 
 
@@ -189,10 +172,5 @@ def postgres_url() -> Iterator[str]:
                 time.sleep(0.2)
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGINT)  # fast shutdown
-            server.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,157 @@
+"""``revcli evaluate``: a model's scorecard on its holdout or any data, segments, plots, a gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from revcli.cli import _options
+from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+
+Run = Annotated[str | None, typer.Option(
+    "--run", "-r", help="MLflow run id (or a unique prefix), a registry alias of the registered "
+    "model (e.g. champion) or models:/NAME@ALIAS", show_default=False)]
+ModelFile = Annotated[Path | None, typer.Option(
+    "--model", "-m", help="A model file (joblib) written by revcli train; its sha256 is checked "
+    "against model.json beside it or its MLflow run before it is loaded", show_default=False)]
+Trust = Annotated[bool, typer.Option(
+    "--trust", help="Load a model file whose sha256 does not match its record, or has none "
+    "(unpickling runs code: only for files you know)")]
+
+
+def evaluate(
+    run: Run = None,
+    model: ModelFile = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Score all rows of this parquet file (training schema) instead of the "
+        "model's own holdout", show_default=False)] = None,
+    gate: Annotated[Path | None, typer.Option(
+        "--gate", help="Enforce the targets in this TOML file: exit 1 when one fails "
+        "(--level alone enforces configs/targets.toml, or the built-in seed targets when it is "
+        "absent)",
+        show_default=False)] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", help="Targets level, minimum | good; giving it enforces the gate "
+        "\\[shown level: REVCLI_GATE_LEVEL / gate_level; default: minimum]",
+        show_default=False)] = None,
+    allow_leak: Annotated[bool, typer.Option(
+        "--allow-leak", help="Let a model whose scores rest on a leaking feature (or are too "
+        "good to be true) pass the gate; the leak is still reported")] = False,
+    trust: Trust = False,
+    segment_sort: Annotated[str, typer.Option(
+        "--segment-sort", help="Rank segments by vs_baseline (model RMSE ÷ baseline RMSE), "
+        "rmse, mae or bias (|log predicted ÷ actual total|)")] = "vs_baseline",
+    segments: Annotated[int, typer.Option(
+        "--segments", help="Segment rows to show, worst first; 0 for all (JSON has all)")] = 12,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
+    no_track: Annotated[bool, typer.Option(
+        "--no-track", help="Do not log an evaluation run to MLflow")] = False,
+    seed: _options.Seed = None,
+    experiment: _options.Experiment = None,
+    tracking_uri: _options.TrackingUri = None,
+    workspace: _options.Workspace = None,
+    config: _options.Config = None,
+    json: _options.Json = False,
+    quiet: _options.Quiet = False,
+) -> None:
+    """Evaluate a model: scorecard beside the baseline, errors by segment, plots, quality gate.
+
+    With --run, the model is scored on its own holdout (recomputed from its dataset and checked
+    against the recorded split hash); with --data, on every row of that file. The model file's
+    sha256 is checked against its record before it is unpickled. Plots go to the workspace
+    (`plots/<eval-run-id>/`) and to an MLflow evaluation run linked to the source run.
+
+    --gate FILE or --level LEVEL enforce the targets: exit 1 when one fails, or when the scores
+    rest on a feature the leakage audit flags or are too good to be true (unless --allow-leak).
+    Without them the verdicts are shown and the exit code is 0.
+
+    Examples:
+
+        revcli evaluate --run 3f2a9c1e
+        revcli evaluate --run champion --level good
+        revcli evaluate --model models/model.joblib --data other.parquet --gate configs/targets.toml
+    """
+    from revcli import evaluate as core
+
+    reporter = ConsoleReporter(quiet=quiet or json)
+    with cli_errors(reporter):
+        settings = _options.resolve(config, workspace=workspace, seed=seed, gate_level=level,
+                                    experiment=experiment, tracking_uri=tracking_uri)
+        with stdout_to_stderr(json):
+            result = core.evaluate(settings, run=run, model=model, data=data, trust=trust,
+                                   gate=gate, level=level, enforce=gate is not None or
+                                   level is not None, allow_leak=allow_leak,
+                                   plots=not no_plots, track=not no_track,
+                                   segment_sort=segment_sort, reporter=reporter)
+        reporter.close()
+        if json:
+            print_json(result.to_dict())
+        else:
+            _render(result, segments, quiet)
+        result.check_gate()
+
+
+def _render(result: Any, limit: int, quiet: bool) -> None:
+    from rich.markup import escape
+
+    from revcli.cli._render import render_leakage, scorecard_table, verdicts_table
+    from revcli.cli.compare import print_wide
+
+    card, gate, model = result.scorecard, result.gate, result.model
+    title = (f"{model.strategy} / {model.estimator} on {card.population} ({card.rows:,} rows, "
+             f"{card.converters:,} converters)")
+    print_wide(scorecard_table(card, title, baseline_note=result.baseline_note))
+    if not quiet:
+        print_wide(_segment_table(result.segments, limit))
+        top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
+        out.print("permutation importance (RMSE increase when shuffled): "
+                  + ", ".join(f"{escape(k)} {v:+.2f}" for k, v in top))
+        render_leakage(result.leak_findings, result.too_good, model.strategy)
+    state = "enforced" if gate.enforced else "shown, not enforced (--gate or --level enforce it)"
+    out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({escape(gate.source)}): "
+                             f"{state}", leaks=gate.leaks))
+    if gate.passed:
+        out.print(f"[green]gate {gate.level}: pass[/]")
+    else:
+        out.print(f"[red]gate {gate.level}: FAIL[/] — " + escape("; ".join(gate.reasons())))
+    if not quiet:
+        out.print(f"model {escape(model.source)} · {escape(model.checked)}")
+        data = result.data
+        holdout = ", the model's own holdout" if data["holdout"] else ""
+        out.print(f"data {escape(data['source'])} (sha256 {data['sha256'][:12]}{holdout})")
+        if data.get("note"):
+            out.print(f"[yellow]note:[/] {escape(data['note'])}")
+        if result.plots:
+            out.print(f"plots {next(iter(result.plots.values())).parent}")
+    if result.eval_run_id:
+        out.print(f"evaluation run [bold]{result.eval_run_id}[/] at {result.tracking_uri}")
+
+
+def _segment_table(segments: list[Any], limit: int) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = segments if limit <= 0 else segments[:limit]
+    table = Table(title=f"errors by segment, worst first ({len(shown)} of {len(segments)})",
+                  title_justify="left", caption="RMSE ÷ baseline above 1: the model is worse "
+                  "than the train mean there; dim rows have too few rows to judge",
+                  caption_justify="left")
+    for col in ("segment", "level", "rows", "conv.", "actual mean", "pred. mean", "RMSE", "MAE",
+                "pred ÷ actual", "RMSE ÷ baseline"):
+        table.add_column(col, justify="left" if col in ("segment", "level") else "right",
+                         no_wrap=col not in ("segment", "level"))
+
+    def num(value: float, fmt: str) -> str:
+        return "n/a" if value is None or value != value else format(value, fmt)
+
+    for s in shown:
+        ratio = num(s.rmse_vs_baseline, ".3f")
+        if s.rmse_vs_baseline == s.rmse_vs_baseline and s.rmse_vs_baseline > 1:
+            ratio = f"[red]{ratio}[/]"
+        table.add_row(escape(s.group), escape(s.level), f"{s.rows:,}",
+                      f"{s.conversion * 100:.1f} %", num(s.actual_mean, ".2f"),
+                      num(s.predicted_mean, ".2f"), num(s.rmse, ".2f"), num(s.mae, ".2f"),
+                      num(s.total_ratio, ".3f"), ratio, style="dim" if s.few_rows else None)
+    return table

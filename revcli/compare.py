@@ -1,0 +1,625 @@
+"""``revcli compare``: runs side by side from MLflow, and the three strategies on one split.
+
+:func:`compare_runs` reads runs with ``MlflowClient.search_runs`` (one call per 1,000 runs, filters
+pushed to the store) and returns a :class:`Comparison`: rows with their metrics, params, dataset and
+split, sorted best first by a metric's own direction (:data:`revcli.metrics.METRICS`), an optional
+pinned baseline run with deltas, and warnings when the runs' scores are not comparable (different
+datasets, splits or populations) or not honest (trained with a leaking feature).
+
+:func:`compare_strategies` trains every strategy (for one or more estimators) on one split, logs
+each as a run, and scores them all on the same rows: every test session, where
+``converting_only`` is paired with the two_stage classifier of its estimator (P(order) x its
+order value), and the test converters alone, where ``converting_only`` is scored as the seed
+pipeline scored it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from revcli import metrics, modelref, strategies, tracking
+from revcli.errors import ConfigError, NotFoundError
+from revcli.progress import SILENT, Reporter
+from revcli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from revcli.settings import Settings
+
+DEFAULT_TOP = 20
+MAX_RUNS = 5_000
+PAGE = 1_000
+# Logged but not worth a column: the feature list is long, dropped_features says what differs.
+QUIET_PARAMS = frozenset({"features"})
+CONV = {"rmse": "conv_rmse", "mae": "conv_mae", "r2": "conv_r2", "mape": "conv_mape"}
+FORMATS = ("table", "md", "csv", "json")
+# Shown beside the main metrics when runs have them (--metric picks any other): the zero-aware
+# scores that compare all-sessions runs, and the converter RMSE that compares every strategy.
+DEFAULT_EXTRA = ("total_ratio", "gini", "conv_rmse", "conv_r2", "auc")
+
+
+# -- reading runs -------------------------------------------------------------------------------
+
+@dataclass
+class RunRow:
+    """One MLflow run as compare shows it."""
+
+    run_id: str
+    name: str
+    started: dt.datetime | None
+    command: str
+    strategy: str
+    estimator: str
+    population: str
+    dataset: str
+    split: str
+    leakage: list[str]
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    params: dict[str, str]
+    experiment_id: str
+    parent: str | None = None
+    derived: list[str] = field(default_factory=list)  # conv_* filled from a converting_only run
+
+    @property
+    def short(self) -> str:
+        return self.run_id[:8]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "name": self.name,
+                "started": self.started.isoformat(timespec="seconds") if self.started else None,
+                "command": self.command, "strategy": self.strategy, "estimator": self.estimator,
+                "population": self.population, "dataset_sha256": self.dataset,
+                "split_hash": self.split, "leakage": self.leakage,
+                "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+                "baseline": {k: _finite(v) for k, v in self.baseline.items()},
+                "params": self.params, "derived_metrics": self.derived,
+                "experiment_id": self.experiment_id}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def row_from_run(run: Any) -> RunRow:
+    tags, params, info = run.data.tags, run.data.params, run.info
+    values = dict(run.data.metrics)
+    own = {k: v for k, v in values.items() if not k.startswith("baseline_")}
+    base = {k.removeprefix("baseline_"): v for k, v in values.items() if k.startswith("baseline_")}
+    strategy = tags.get("revcli.strategy") or params.get("strategy") or "-"
+    leak = tags.get("revcli.leakage", "")
+    started = (dt.datetime.fromtimestamp(info.start_time / 1000, tz=dt.UTC)
+               if info.start_time else None)
+    return RunRow(
+        run_id=info.run_id, name=info.run_name or "", started=started,
+        command=tags.get("revcli.command", "-"), strategy=strategy,
+        estimator=tags.get("revcli.estimator") or params.get("estimator") or "-",
+        population=tags.get("revcli.population", "unknown"),
+        dataset=tags.get("revcli.dataset_sha256", ""), split=tags.get("revcli.split_hash", ""),
+        leakage=[] if leak in ("", "none") else leak.split(","), metrics=own, baseline=base,
+        params=dict(params), experiment_id=str(info.experiment_id),
+        parent=tags.get("mlflow.parentRunId"))
+
+
+def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
+    """Give converting_only runs the conv_* metrics of all-sessions runs.
+
+    They are scored on the test converters, so their rmse/mae/r2/mape ARE converter scores, on
+    the same rows as the conv_* of an all-sessions run on the same split; with them a mixed list
+    can be sorted on something that compares.
+    """
+    for row in rows:
+        if row.strategy != "converting_only":
+            continue
+        for main, conv in CONV.items():
+            if main in row.metrics and conv not in row.metrics:
+                row.metrics[conv] = row.metrics[main]
+                row.derived.append(conv)
+            if main in row.baseline and conv not in row.baseline:
+                row.baseline[conv] = row.baseline[main]
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2d``, ``12h``, ``30m``, ``1w`` (ago) or a date / ISO datetime (UTC unless it says)."""
+    now = now or dt.datetime.now(dt.UTC)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+        return now - dt.timedelta(**{unit[match.group(2)]: float(match.group(1))})
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: give a duration (30m, 12h, 2d, 1w) or a date "
+                          "(2026-11-01, 2026-11-01T09:00)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _translate(uri: str, exc: Exception) -> Exception:
+    return modelref.tracking_error(uri, exc)
+
+
+def _search(client: Any, uri: str, experiment_ids: list[str], filter_string: str,
+            enough: int | None, keep: Any) -> tuple[list[Any], bool]:
+    """Runs newest first, page by page, kept by ``keep``; stop at ``enough`` kept runs or
+    MAX_RUNS read. Returns (runs, whether MAX_RUNS cut the search short)."""
+    from mlflow.exceptions import MlflowException
+
+    runs: list[Any] = []
+    token, read = None, 0
+    while True:
+        try:
+            page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                      order_by=["attributes.start_time DESC"], max_results=PAGE,
+                                      page_token=token)
+        except (MlflowException, OSError) as exc:
+            raise _translate(uri, exc) from None
+        read += len(page)
+        runs.extend(r for r in page if keep(r))
+        token = page.token
+        if not token or (enough is not None and len(runs) >= enough):
+            return runs, False
+        if read >= MAX_RUNS:
+            return runs, True
+
+
+# -- the comparison -------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    experiment: str
+    tracking_uri: str
+    rows: list[RunRow]
+    metrics: list[str]
+    params: list[str]
+    sort: str | None
+    baseline: RunRow | None = None
+    side_by_side: bool = False
+    reference: dict[str, float] | None = None  # the train-mean baseline, when all rows share it
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hint: str | None = None
+
+    @property
+    def all_rows(self) -> list[RunRow]:
+        return ([self.baseline] if self.baseline else []) + self.rows
+
+    def delta(self, row: RunRow, metric: str) -> float | None:
+        if self.baseline is None or row is self.baseline:
+            return None
+        a, b = row.metrics.get(metric), self.baseline.metrics.get(metric)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return None
+        return a - b
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(r: RunRow) -> dict[str, Any]:
+            data = r.to_dict()
+            data["pinned"] = r is self.baseline
+            if self.baseline is not None and r is not self.baseline:
+                data["delta"] = {m: self.delta(r, m) for m in self.metrics}
+            return data
+
+        return {"experiment": self.experiment, "tracking_uri": self.tracking_uri,
+                "sort": self.sort, "metrics": self.metrics, "params": self.params,
+                "baseline_run": self.baseline.run_id if self.baseline else None,
+                "runs": [row(r) for r in self.all_rows],
+                "reference": ({k: _finite(v) for k, v in self.reference.items()}
+                              if self.reference else None),
+                "warnings": self.warnings, "notes": self.notes, "hint": self.hint}
+
+    def tabular(self) -> tuple[list[str], list[list[Any]]]:
+        """Plain headers and values (for CSV / Markdown): one row per run, or, side by side,
+        one row per metric and param with one column per run."""
+        if self.side_by_side:
+            runs = self.all_rows
+            headers = ["", *(f"{r.name or r.short} ({r.short})" for r in runs)]
+            body: list[list[Any]] = [
+                ["started", *(r.started.strftime("%Y-%m-%d %H:%M") if r.started else ""
+                              for r in runs)],
+                *([key, *(getattr(r, attr) for r in runs)] for key, attr in (
+                    ("strategy", "strategy"), ("estimator", "estimator"),
+                    ("population", "population"))),
+                ["dataset", *(r.dataset[:12] for r in runs)],
+                ["split", *(r.split[:12] for r in runs)],
+                ["leakage", *(",".join(r.leakage) or "none" for r in runs)],
+            ]
+            body += [[m, *(r.metrics.get(m) for r in runs)] for m in self.metrics]
+            body += [[f"param {p}", *(r.params.get(p, "") for r in runs)] for p in self.params]
+            return headers, body
+        headers = ["run_id", "name", "started", "command", "strategy", "estimator", "dataset",
+                   "split", "leakage", *self.metrics]
+        if self.baseline is not None:
+            headers += [f"{m}_delta" for m in self.metrics]
+        headers += [f"param {p}" for p in self.params]
+        body = []
+        for r in self.all_rows:
+            line: list[Any] = [r.run_id, r.name,
+                               r.started.strftime("%Y-%m-%d %H:%M") if r.started else "",
+                               r.command, r.strategy, r.estimator, r.dataset[:12], r.split[:12],
+                               ",".join(r.leakage) or "none",
+                               *(r.metrics.get(m) for m in self.metrics)]
+            if self.baseline is not None:
+                line += [self.delta(r, m) for m in self.metrics]
+            line += [r.params.get(p, "") for p in self.params]
+            body.append(line)
+        return headers, body
+
+
+def sort_key(metric: str) -> Any:
+    """Best first by the metric's own direction; runs without it last."""
+    if metric not in metrics.METRICS:
+        raise ConfigError(f"unknown metric {metric!r} for --sort; choose one of "
+                          f"{', '.join(metrics.METRICS)}")
+    direction = metrics.METRICS[metric][1]
+
+    def key(row: RunRow) -> tuple[int, float]:
+        value = row.metrics.get(metric)
+        if value is None or not math.isfinite(value):
+            return (1, 0.0)
+        if direction == metrics.LOWER:
+            return (0, value)
+        if direction == metrics.HIGHER:
+            return (0, -value)
+        return (0, abs(value - 1.0))
+
+    return key
+
+
+def _count(values: Sequence[str]) -> str:
+    return ", ".join(f"{(v[:8] or 'unknown')}: {n} runs" for v, n in Counter(values).most_common())
+
+
+def comparability(rows: Sequence[RunRow]) -> list[str]:
+    """Why the scores of ``rows`` cannot be compared with each other, if they cannot."""
+    warnings = []
+    datasets = [r.dataset for r in rows]
+    if len(set(datasets)) > 1:
+        warnings.append(f"these runs were trained on {len(set(datasets))} different datasets "
+                        f"({_count(datasets)}): their scores are not comparable")
+    else:
+        splits = [r.split for r in rows]
+        if len(set(splits)) > 1:
+            warnings.append(f"these runs were scored on {len(set(splits))} different splits "
+                            f"({_count(splits)}, e.g. another seed or test size): their scores "
+                            "are not comparable")
+    populations = Counter(r.population for r in rows)
+    if len(populations) > 1:
+        listed = ", ".join(f"{p}: {n} runs" for p, n in populations.most_common())
+        warnings.append(f"these runs were scored on different rows ({listed}): rmse, mae, r2 "
+                        "and mape are not comparable across them; the conv_* columns are "
+                        "(converting_only runs' own scores are on the converters)")
+    leaky = [r for r in rows if r.leakage]
+    if leaky:
+        names = sorted({f for r in leaky for f in r.leakage})
+        warnings.append(f"{len(leaky)} of {len(rows)} runs were trained with a leaking feature "
+                        f"({', '.join(names)}): their scores are not honest")
+    return warnings
+
+
+def _param_columns(rows: Sequence[RunRow], only_changed: bool) -> list[str]:
+    keys = sorted({k for r in rows for k in r.params})
+    if not only_changed:
+        return [k for k in keys if k not in QUIET_PARAMS]
+    return [k for k in keys if len({r.params.get(k) for r in rows}) > 1]
+
+
+def _metric_columns(rows: Sequence[RunRow], wanted: Sequence[str] | None) -> list[str]:
+    if wanted:
+        unknown = [m for m in wanted if m not in metrics.METRICS]
+        if unknown:
+            raise ConfigError(f"unknown metric {unknown[0]!r}; choose from "
+                              f"{', '.join(metrics.METRICS)}")
+        return list(wanted)
+    present = {k for r in rows for k in r.metrics}
+    return [m for m in metrics.METRICS if m in metrics.MAIN_METRICS
+            or (m in DEFAULT_EXTRA and m in present)]
+
+
+def _experiment(client: Any, uri: str, settings: Settings) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    name = settings.experiment
+    if not name.strip():
+        raise ConfigError("--experiment is empty; give an experiment name")
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None and settings.source_of("experiment") != "default":
+            known = [e.name for e in client.search_experiments(max_results=20)]
+            raise NotFoundError(f"no experiment {name!r} in {uri}; experiments there: "
+                                f"{', '.join(known) or 'none'}")
+    except (MlflowException, OSError) as exc:
+        raise _translate(uri, exc) from None
+    return experiment
+
+
+def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: str | None = None,
+                 estimator: str | None = None, since: str | None = None,
+                 top: int = DEFAULT_TOP, sort: str | None = None, params: bool = False,
+                 only_changed: bool = False, baseline: str | None = None,
+                 metric_names: Sequence[str] | None = None,
+                 include_nested: bool = False, reporter: Reporter = SILENT) -> Comparison:
+    """The latest ``top`` runs of ``settings.experiment`` (after the filters), best first by
+    ``sort``; or exactly ``run_ids``, side by side. ``baseline`` (run id or registry alias) is
+    pinned first and the others get deltas against it."""
+    if top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
+    if sort is not None:
+        sort_key(sort)  # unknown metric: fail before any request
+    ws = Workspace(settings.workspace)
+    reporter.step("reading MLflow runs")
+    uri = tracking.configure(settings, ws)
+    client = tracking.client(uri)
+    result = Comparison(experiment=settings.experiment, tracking_uri=uri, rows=[], metrics=[],
+                        params=[], sort=sort, side_by_side=bool(run_ids))
+
+    pinned: RunRow | None = None
+    if baseline is not None:
+        pinned_id, how = modelref.resolve_run(uri, settings, ws, baseline)
+        pinned = row_from_run(tracking.get_run(uri, pinned_id))
+        if how != f"run {pinned_id}":
+            result.notes.append(f"baseline: {how}")
+
+    if run_ids:
+        rows = _explicit_runs(client, uri, settings, ws, run_ids)
+    else:
+        experiment = _experiment(client, uri, settings)
+        if experiment is None:
+            result.hint = (f"no runs yet: experiment {settings.experiment!r} does not exist in "
+                           f"{uri}; `revcli train` makes the first run")
+            return result
+        filters = ["attributes.status = 'FINISHED'"]
+        if strategy:
+            filters.append(f"tags.`revcli.strategy` = {_q(strategy)}")
+        if estimator:
+            filters.append(f"tags.`revcli.estimator` = {_q(estimator)}")
+        if since:
+            when = parse_since(since)
+            filters.append(f"attributes.start_time >= {int(when.timestamp() * 1000)}")
+
+        def keep(run: Any) -> bool:
+            tags = run.data.tags
+            return (tags.get("revcli.command") != "evaluate"
+                    and (include_nested or "mlflow.parentRunId" not in tags)
+                    and (pinned is None or run.info.run_id != pinned.run_id))
+
+        found, capped = _search(client, uri, [experiment.experiment_id], " and ".join(filters),
+                                None if sort else top, keep)
+        if capped:
+            result.notes.append(f"only the newest {MAX_RUNS:,} runs were read")
+        rows = [row_from_run(r) for r in found]
+        if not rows and pinned is None:
+            what = ", ".join(f for f in (strategy and f"strategy {strategy}",
+                                         estimator and f"estimator {estimator}",
+                                         since and f"since {since}") if f)
+            result.hint = (f"no finished runs in experiment {settings.experiment!r}"
+                           + (f" matching {what}" if what else "")
+                           + "; `revcli train` or `revcli compare strategies` makes some")
+            return result
+        if not sort:
+            rows = rows[:top]
+        mixed = len({r.population for r in [*rows, *([pinned] if pinned else [])]}) > 1
+        if mixed:
+            derive_converter_metrics([*rows, *([pinned] if pinned else [])])
+        if not sort:
+            sort = settings.promote_metric
+            if mixed and sort in CONV:
+                result.notes.append(f"sorted by {CONV[sort]}, not {sort}: the runs were scored "
+                                    "on different rows, and only their converter scores compare")
+                sort = CONV[sort]
+        rows = sorted(rows, key=sort_key(sort))[:top]
+        result.sort = sort
+    everything = [*([pinned] if pinned else []), *rows]
+    result.rows, result.baseline = rows, pinned
+    result.metrics = _metric_columns(everything, metric_names)
+    if params or only_changed or run_ids:
+        result.params = _param_columns(everything, only_changed or (bool(run_ids) and not params))
+    result.warnings = comparability(everything)
+    if not result.warnings and everything and everything[0].baseline:
+        result.reference = dict(everything[0].baseline)
+    if any(r.derived for r in everything):
+        result.notes.append("converting_only runs are scored on the test converters, so their "
+                            "conv_* values are their own rmse/mae/r2/mape")
+    return result
+
+
+def _explicit_runs(client: Any, uri: str, settings: Settings, ws: Workspace,
+                   refs: Sequence[str]) -> list[RunRow]:
+    from mlflow.exceptions import MlflowException
+
+    ids = [modelref.resolve_run(uri, settings, ws, ref)[0] for ref in refs]
+    try:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        found = list(client.search_runs(
+            experiment_ids, filter_string="attributes.run_id IN ("
+            + ", ".join(_q(i) for i in dict.fromkeys(ids)) + ")", max_results=len(ids)))
+    except (MlflowException, OSError) as exc:
+        raise _translate(uri, exc) from None
+    by_id = {r.info.run_id: r for r in found}
+    missing = [ref for ref, i in zip(refs, ids, strict=True) if i not in by_id]
+    if missing:
+        raise NotFoundError(f"no MLflow run {', '.join(map(repr, missing))} in {uri}; "
+                            "`revcli compare runs` lists recent runs")
+    return [row_from_run(by_id[i]) for i in dict.fromkeys(ids)]
+
+
+# -- compare strategies -------------------------------------------------------------------------
+
+LEADERBOARD_METRICS = ("rmse", "mae", "r2", "total_ratio", "gini", "top10_share", "auc",
+                       "conv_rmse", "conv_mae", "conv_r2", "conv_mape")
+
+
+@dataclass
+class LeaderRow:
+    label: str
+    strategy: str
+    estimator: str
+    run_id: str | None
+    metrics: dict[str, float]
+    kind: str = "model"  # or "baseline"
+    leakage: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "strategy": self.strategy, "estimator": self.estimator,
+                "run_id": self.run_id, "kind": self.kind, "leakage": self.leakage,
+                "note": self.note, "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
+
+
+@dataclass
+class Leaderboard:
+    rows: list[LeaderRow]
+    sort: str
+    dataset: str
+    split: dict[str, Any]
+    batch: str
+    experiment: str
+    tracking_uri: str
+    features: list[str]
+    dropped: list[str]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [r.to_dict() for r in self.rows], "sort": self.sort,
+                "dataset_sha256": self.dataset, "split": self.split, "batch": self.batch,
+                "experiment": self.experiment, "tracking_uri": self.tracking_uri,
+                "features": self.features, "dropped": self.dropped, "metrics":
+                list(LEADERBOARD_METRICS), "warnings": self.warnings, "notes": self.notes}
+
+    def tabular(self) -> tuple[list[str], list[list[Any]]]:
+        headers = ["model", "strategy", "estimator", "run_id", "leakage",
+                   *LEADERBOARD_METRICS]
+        return headers, [[r.label, r.strategy, r.estimator, r.run_id or "",
+                          ",".join(r.leakage) or "none",
+                          *(r.metrics.get(m) for m in LEADERBOARD_METRICS)] for r in self.rows]
+
+
+def _all_sessions_and_converters(card: metrics.Scorecard) -> dict[str, float]:
+    return {k: v for k, v in card.metrics.items() if k in LEADERBOARD_METRICS}
+
+
+def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (),
+                       strategy_names: Sequence[str] = tuple(strategies.STRATEGIES),
+                       data: Any = None, drop_features: Sequence[str] = (),
+                       sort: str = "rmse", plots: bool = False,
+                       reporter: Reporter = SILENT) -> Leaderboard:
+    """Train each strategy x estimator on one split, log each run, score all on the same rows."""
+    from revcli import estimators, train
+
+    names = list(dict.fromkeys(estimator_names or [settings.estimator]))
+    chosen = list(dict.fromkeys(strategy_names))
+    sort_key(sort)
+    if sort not in LEADERBOARD_METRICS:
+        raise ConfigError(f"--sort {sort!r} is not a leaderboard column; choose one of "
+                          f"{', '.join(LEADERBOARD_METRICS)}")
+    hyper = {}
+    for name in names:
+        hyper[name] = train.model_params(settings.replace(estimator=name), None)
+        for s in chosen:  # bad names and parameters fail before any data is loaded
+            strategies.build(s, name, hyper[name], combine=settings.combine,
+                             threshold=settings.threshold)
+
+    prepared = train.prepare(settings, data, drop_features, reporter)
+    reporter.step("opening the MLflow store")
+    uri, experiment_id = train.connect(settings, prepared.workspace)
+    findings = train.audit(prepared, reporter)
+    leaks = [f.feature for f in findings]
+    batch = uuid.uuid4().hex[:12]
+    y_train, y_test = prepared.y_train, prepared.y_test
+    rows: list[LeaderRow] = []
+    for name in names:
+        fitted: dict[str, Any] = {}
+        run_ids: dict[str, str] = {}
+        for s in chosen:
+            st = settings.replace(strategy=s, estimator=name)
+            fitted[s] = train.fit_and_score(prepared, st, hyper[name], reporter)
+            result = train.record(prepared, st, fitted[s], hyper[name], findings, uri=uri,
+                                  experiment_id=experiment_id, command="compare",
+                                  run_name=f"compare {s}/{name}",
+                                  extra_tags={"revcli.compare_batch": batch}, plots=plots,
+                                  reporter=reporter)
+            run_ids[s] = result.run_id
+        for s in chosen:
+            card = fitted[s].scorecard
+            if s != "converting_only":
+                rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
+                                      run_id=run_ids[s], metrics=_all_sessions_and_converters(
+                                          card), leakage=leaks))
+                continue
+            proba = _order_probability(prepared, fitted, name, hyper[name], settings,
+                                       estimators, reporter)
+            value = fitted[s].pred_test
+            paired = (np.where(proba >= settings.threshold, value, 0.0)
+                      if settings.combine == "threshold" else proba * value)
+            whole = metrics.scorecard("two_stage", y_test, paired,
+                                      train.baseline_value("all", y_train), proba_order=proba)
+            scores = _all_sessions_and_converters(whole)
+            # On the converters alone it is scored as the seed scored it: its own order values.
+            scores.update({CONV[k]: v for k, v in card.metrics.items() if k in CONV})
+            rows.append(LeaderRow(
+                label=f"converting_only / {name}", strategy=s, estimator=name,
+                run_id=run_ids[s], metrics=scores, leakage=leaks,
+                note="all sessions: x P(order) of the two_stage classifier; converters: its own "
+                     "order values"))
+    rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
+    rows += _baseline_rows(y_train, y_test)
+    split = prepared.split_summary()
+    board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
+                        batch=batch, experiment=settings.experiment, tracking_uri=uri,
+                        features=prepared.table.features, dropped=prepared.table.dropped)
+    board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
+                       f"({split['test_converters']:,} converters) of split {split['hash']}; "
+                       "conv_* columns on those converters only, MAPE on converters only")
+    if leaks:
+        board.warnings.append(f"every model was trained with {', '.join(leaks)}, which gives "
+                              "the order away: the all-sessions scores are not honest; re-run "
+                              f"with --drop-feature {leaks[0]}")
+    return board
+
+
+def _order_probability(prepared: Any, fitted: dict[str, Any], name: str,
+                       hyper: dict[str, Any], settings: Settings, estimators: Any,
+                       reporter: Reporter) -> np.ndarray:
+    """P(order) on the test rows from the two_stage classifier of estimator ``name`` (fitted for
+    the occasion when two_stage is not among the strategies compared)."""
+    two = fitted.get("two_stage")
+    if two is not None and two.proba_test is not None:
+        return np.asarray(two.proba_test)
+    reporter.step(f"fitting the two_stage classifier of {name} to pair with converting_only")
+    _, clf_params = estimators.split_params(hyper)
+    clf = estimators.make_classifier(name, clf_params, seed=settings.seed,
+                                     n_jobs=settings.n_jobs)
+    clf.fit(prepared.X_train, (prepared.y_train > 0).astype(np.int64))
+    classes = list(clf.classes_)
+    return np.asarray(clf.predict_proba(prepared.X_test)[:, classes.index(1)], dtype=np.float64)
+
+
+def _baseline_rows(y_train: np.ndarray, y_test: np.ndarray) -> list[LeaderRow]:
+    from revcli.train import baseline_value
+
+    mean_revenue = baseline_value("all", y_train)
+    card = metrics.scorecard("all", y_test, np.full_like(y_test, mean_revenue), mean_revenue)
+    order_value = baseline_value("converting_only", y_train)
+    conv = y_test > 0
+    seed = metrics.main_metrics(y_test[conv], np.full(int(conv.sum()), order_value))
+    return [
+        LeaderRow(label=f"baseline: train mean revenue (${mean_revenue:.2f})", strategy="-",
+                  estimator="mean", run_id=None, kind="baseline",
+                  metrics=_all_sessions_and_converters(card)),
+        LeaderRow(label=f"baseline: train mean order value (${order_value:.2f}, the seed's)",
+                  strategy="-", estimator="mean", run_id=None, kind="baseline",
+                  metrics={CONV[k]: v for k, v in seed.items()},
+                  note="converters only"),
+    ]

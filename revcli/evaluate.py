@@ -1,0 +1,389 @@
+"""``revcli evaluate`` as a function: a model, some rows, an honest scorecard and a gate.
+
+The model is a run's (its own holdout, recomputed from the dataset with the recorded seed and test
+size and checked against the recorded split hash) or a file checked against its recorded sha256
+before it is unpickled (:mod:`revcli.modelref`). Any other parquet with the training schema is
+scored on all of its rows. The result holds the foundation's scorecard beside the train-mean
+baseline, errors by segment (:mod:`revcli.reports`), permutation importance, calibration by
+predicted decile, plots, and the verdict of a quality gate; it is logged as an MLflow run tagged
+``revcli.command=evaluate`` and ``revcli.source_run=<run id>``.
+
+A model whose scores rest on a feature the leakage audit flags (strategy-aware, as ``revcli train``
+records it), or whose converter RMSE is too good to be true, does not pass a gate, whatever its
+scores, unless the caller allows it: a leak is reported, not celebrated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from revcli import atomic, leakage, metrics, modelref, reports, strategies, targets, tracking
+from revcli.errors import ConfigError, DataError, GateFailed, NotFoundError
+from revcli.progress import SILENT, Reporter
+from revcli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from revcli.settings import Settings
+
+
+@dataclass
+class Gate:
+    """The verdict of a targets level on a scorecard; a leak fails it unless allowed."""
+
+    source: str
+    level: str
+    enforced: bool
+    verdicts: list[dict[str, Any]]
+    leaks: list[str]
+    allow_leak: bool
+    too_good: str | None = None
+
+    @property
+    def failed_targets(self) -> list[dict[str, Any]]:
+        return [v for v in self.verdicts if not v["passed"]]
+
+    @property
+    def leak_blocks(self) -> bool:
+        return bool(self.leaks or self.too_good) and not self.allow_leak
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_targets and not self.leak_blocks
+
+    def reasons(self) -> list[str]:
+        out = []
+        for v in self.failed_targets:
+            value = "n/a" if v["value"] is None else f"{v['value']:.4g}"
+            out.append(f"{v['metric']} {value} is not {v['op']} {v['threshold']:g}")
+        if self.leak_blocks and self.leaks:
+            out.append(f"its scores rest on {', '.join(self.leaks)}, which the leakage audit "
+                       f"flags (re-train with --drop-feature {self.leaks[0]}, or pass "
+                       "--allow-leak)")
+        elif self.leak_blocks:
+            out.append(f"{self.too_good} (or pass --allow-leak)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "level": self.level, "enforced": self.enforced,
+                "passed": self.passed, "verdicts": self.verdicts, "leaks": self.leaks,
+                "too_good": self.too_good, "allow_leak": self.allow_leak,
+                "reasons": self.reasons()}
+
+
+@dataclass
+class EvalResult:
+    model: modelref.LoadedModel
+    data: dict[str, Any]
+    scorecard: metrics.Scorecard
+    baseline_note: str
+    segments: list[reports.SegmentRow]
+    calibration: list[reports.CalibrationBin]
+    importance: dict[str, float]
+    gate: Gate
+    leak_findings: list[leakage.LeakFinding]
+    too_good: str | None
+    plots: dict[str, Path]
+    eval_run_id: str | None
+    tracking_uri: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def check_gate(self) -> None:
+        """Raise GateFailed (exit 1) when an enforced gate did not pass."""
+        if self.gate.enforced and not self.gate.passed:
+            raise GateFailed(f"gate {self.gate.level!r} ({self.gate.source}) failed: "
+                             + "; ".join(self.gate.reasons()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_dict(),
+            "data": self.data,
+            "scorecard": self.scorecard.to_dict(),
+            "baseline_note": self.baseline_note,
+            "segments": [s.to_dict() for s in self.segments],
+            "calibration": [b.to_dict() for b in self.calibration],
+            "importance": self.importance,
+            "gate": self.gate.to_dict(),
+            "leakage": [f.to_dict() for f in self.leak_findings],
+            "too_good": self.too_good,
+            "plots": {k: str(v) for k, v in self.plots.items()},
+            "eval_run_id": self.eval_run_id,
+            "tracking_uri": self.tracking_uri,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class _Rows:
+    """The rows a model is evaluated on, and the baseline it is judged against."""
+
+    frame: Any
+    y: np.ndarray
+    X: Any
+    population: str
+    baseline: float
+    baseline_note: str
+    data: dict[str, Any]
+    all_X: Any
+    all_ordered: np.ndarray
+
+
+def _workspace_dataset(ws: Workspace, sha: str) -> Any:
+    try:
+        return ws.dataset(sha)
+    except NotFoundError:
+        raise NotFoundError(f"the model's dataset {sha[:12]} is not in workspace {ws.root}; "
+                            "fetch it again (`revcli fetch ...`) or evaluate on a file with "
+                            "--data FILE") from None
+
+
+def _recorded_split(meta: dict[str, Any], ordered: np.ndarray) -> Any:
+    """The model's split recomputed from its dataset, checked against the recorded hash."""
+    from revcli.split import make_split
+
+    if meta.get("seed") is None or meta.get("test_size") is None:
+        raise ConfigError("the model records no seed / test size, so its holdout cannot be "
+                          "recomputed; give --data FILE with held-out rows")
+    split = make_split(ordered, test_size=float(meta["test_size"]), seed=int(meta["seed"]))
+    if meta.get("split_hash") and split.hash != meta["split_hash"]:
+        raise DataError(f"the model's holdout does not reproduce: split hash {split.hash} != "
+                        f"recorded {meta['split_hash']} (another scikit-learn version?); "
+                        "evaluate on a held-out file with --data FILE instead")
+    return split
+
+
+def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path | None,
+                 reporter: Reporter) -> _Rows:
+    from revcli.data import features_for, read_parquet, validate
+    from revcli.train import baseline_value
+
+    meta, strategy = loaded.meta, loaded.strategy
+    model_sha = meta.get("dataset_sha256")
+    if data is None:
+        if not model_sha:
+            raise ConfigError("the model records no dataset to take a holdout from; give "
+                              "--data FILE to evaluate it on")
+        record = _workspace_dataset(ws, str(model_sha))
+        path, data_sha, label = record.path, record.sha256, record.source
+    else:
+        path = Path(str(data).removeprefix("file://"))
+        if not path.is_file():
+            raise NotFoundError(f"{path} does not exist")
+        data_sha, label = atomic.sha256_file(path), str(path)
+    holdout = bool(model_sha) and data_sha == model_sha
+    reporter.step(f"loading {label}")
+    frame = read_parquet(path)
+    table = validate(frame, require_converters=strategies.scores_converters_only(strategy))
+    X_all = features_for(frame, loaded.features)
+    converters_only = strategies.scores_converters_only(strategy)
+    recorded = meta.get("baseline_value")
+    if holdout:
+        split = _recorded_split(meta, table.ordered)
+        rows = split.test
+        population = "test converters" if converters_only else "all test sessions"
+        derived = baseline_value(strategy, table.y[split.train])
+        if recorded is not None and not math.isclose(float(recorded), derived, rel_tol=1e-9):
+            reporter.warn(f"recorded train mean {recorded} differs from the recomputed "
+                          f"{derived}; using the recomputed one")
+        baseline = derived
+        note = (f"the train mean (${baseline:.2f}) of the model's own training rows "
+                f"(split {split.hash})")
+    else:
+        rows = np.arange(table.rows)
+        name = path.name
+        population = f"converters of {name}" if converters_only else f"all sessions of {name}"
+        if recorded is not None:
+            baseline = float(recorded)
+            note = f"the train mean (${baseline:.2f}) recorded with the model"
+        elif model_sha and ws.dataset_path(str(model_sha)).is_file():
+            y_model = read_parquet(ws.dataset_path(str(model_sha)),
+                                   columns=["revenue"])["revenue"].to_numpy(dtype=np.float64)
+            baseline = baseline_value(strategy, y_model[_recorded_split(meta, y_model > 0).train])
+            note = f"the train mean (${baseline:.2f}) of the model's training rows (recomputed)"
+        else:
+            y_eval = table.y[table.y > 0] if converters_only else table.y
+            baseline = float(y_eval.mean())
+            note = (f"the mean (${baseline:.2f}) of the evaluated rows themselves: no train mean "
+                    "is recorded for this model, and this baseline is flattered (its R² is 0 by "
+                    "construction)")
+            reporter.warn("no train mean recorded for this model: the baseline is the mean of "
+                          "the evaluated rows, which flatters it")
+    info = {"path": str(path), "sha256": data_sha, "source": label, "holdout": holdout,
+            "rows": len(rows), "population": population,
+            "model_dataset_sha256": model_sha}
+    if not holdout and model_sha:
+        info["note"] = ("not the model's training dataset: all of its rows are scored; make "
+                        "sure none of them was used to train the model")
+    return _Rows(frame=frame.iloc[rows].reset_index(drop=True), y=table.y[rows],
+                 X=X_all.iloc[rows].reset_index(drop=True), population=population,
+                 baseline=baseline, baseline_note=note, data=info, all_X=X_all,
+                 all_ordered=table.ordered)
+
+
+def _write_plots(directory: Path, strategy: str, label: str, y: np.ndarray, pred: np.ndarray,
+                 importance: dict[str, float]) -> dict[str, Path]:
+    """train's three plots, then the cumulative-revenue curve and calibration by decile."""
+    from revcli import plots
+    from revcli.train import _write_plots as training_plots
+
+    paths = training_plots(directory, strategy, y, pred, importance, label=label)
+    paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
+                                   title=f"Cumulative revenue curve ({label})")
+    paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
+                                             title=f"Calibration by predicted decile ({label})")
+    return paths
+
+
+def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | None = None,
+             data: str | Path | None = None, trust: bool = False,
+             gate: str | Path | None = None, level: str | None = None, enforce: bool = False,
+             allow_leak: bool = False, plots: bool = True, track: bool = True,
+             segment_sort: str = "vs_baseline", reporter: Reporter = SILENT) -> EvalResult:
+    """Score a model (``run`` id/alias or ``model`` file) on its holdout or on ``data``.
+
+    ``gate``/``level`` choose the targets (default ``settings.targets`` at
+    ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
+    ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
+    """
+    from revcli.train import connect, evaluation_rows, permutation_importance
+
+    if segment_sort not in reports.SEGMENT_SORTS:
+        raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
+                          f"{', '.join(reports.SEGMENT_SORTS)}")
+    target_set = targets.load(Path(gate) if gate is not None else settings.targets,
+                              fallback=gate is None and settings.source_of("targets") == "default")
+    level = level or settings.gate_level
+    target_set.level(level)  # an unknown level fails before any work
+
+    ws = Workspace(settings.workspace).ensure()
+    uri: str | None = None
+    experiment_id: str | None = None
+    if track or run is not None:
+        reporter.step("opening the MLflow store")
+        uri, experiment_id = connect(settings, ws)
+    elif ws.mlflow_db.is_file() or settings.tracking_uri:
+        uri = tracking.tracking_uri(settings, ws)
+    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, uri=uri,
+                           consult_tracking=run is not None, reporter=reporter)
+    reporter.note(f"model: {loaded.source} ({loaded.strategy} / {loaded.estimator}); "
+                  f"{loaded.checked}")
+    rows = _select_rows(ws, loaded, data, reporter)
+
+    reporter.step(f"scoring {len(rows.y):,} rows")
+    fitted = loaded.model
+    pred = np.asarray(fitted.predict(rows.X), dtype=np.float64)
+    proba = (fitted.predict_proba_order(rows.X) if isinstance(fitted, strategies.TwoStage)
+             else None)
+    strategy = loaded.strategy
+    card = metrics.scorecard(strategy, rows.y, pred, rows.baseline, proba_order=proba)
+    card.population = rows.population
+
+    both = rows.all_ordered.any() and not rows.all_ordered.all()
+    findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
+    for finding in findings:
+        reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
+    # Recorded at training time, or found in these rows: either way the scores rest on it --
+    # except for converting_only, scored on converters, where such a feature is constant.
+    found = set() if strategies.scores_converters_only(strategy) else {
+        f.feature for f in findings}
+    card.leaks = sorted(set(loaded.leaks) | found)
+    too_good = leakage.too_good(card)
+    if too_good:
+        reporter.warn(too_good)
+
+    positions = evaluation_rows(strategy, rows.y)
+    y_eval, pred_eval = rows.y[positions], pred[positions]
+    segments = reports.segment_table(rows.frame.iloc[positions], y_eval, pred_eval,
+                                     rows.baseline, sort=segment_sort)
+    calibration = reports.calibration_bins(y_eval, pred_eval)
+    reporter.step("permutation importance")
+    importance = permutation_importance(fitted, rows.X.iloc[positions], y_eval, settings.seed)
+
+    verdicts = target_set.verdicts(card.metrics, level)
+    card.verdicts = verdicts
+    verdict = Gate(source=target_set.source, level=level, enforced=enforce, verdicts=verdicts,
+                   leaks=list(card.leaks), allow_leak=allow_leak, too_good=too_good)
+
+    label = f"{strategy}: {rows.population}"
+    result = EvalResult(model=loaded, data=rows.data, scorecard=card,
+                        baseline_note=rows.baseline_note, segments=segments,
+                        calibration=calibration, importance=importance, gate=verdict,
+                        leak_findings=findings, too_good=too_good, plots={}, eval_run_id=None,
+                        tracking_uri=uri)
+    if not track:
+        result.eval_run_id = None
+        if plots:
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+            result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", strategy, label,
+                                        y_eval, pred_eval, importance)
+        return result
+    _log_run(result, ws, settings, experiment_id, plots, label, y_eval, pred_eval, reporter)
+    return result
+
+
+def _log_run(result: EvalResult, ws: Workspace, settings: Settings, experiment_id: str | None,
+             plots: bool, label: str, y_eval: np.ndarray, pred_eval: np.ndarray,
+             reporter: Reporter) -> None:
+    import mlflow
+
+    loaded, card, uri = result.model, result.scorecard, str(result.tracking_uri)
+    if loaded.run is not None:
+        experiment_id = loaded.run.info.experiment_id
+    source = loaded.run_id or ""
+    tags = {
+        "revcli.command": "evaluate",
+        "revcli.source_run": source,
+        "revcli.model_sha256": loaded.sha256 or "",
+        "revcli.strategy": loaded.strategy,
+        "revcli.estimator": loaded.estimator,
+        "revcli.dataset_sha256": result.data["sha256"],
+        "revcli.population": card.population,
+        "revcli.holdout": "true" if result.data["holdout"] else "false",
+        "revcli.leakage": ",".join(sorted(set(loaded.flagged)
+                                          | {f.feature for f in result.leak_findings})) or "none",
+        "revcli.honest": "false" if card.leaks or result.too_good else "true",
+        "revcli.gate": "pass" if result.gate.passed else "fail",
+        "revcli.gate_level": result.gate.level,
+        "revcli.version": tracking.library_versions()["revcli"],
+        "mlflow.note.content": (f"Evaluation of {loaded.source} on {card.population} "
+                                f"({result.data['source']})."),
+    }
+    if result.data["holdout"] and loaded.meta.get("split_hash"):
+        tags["revcli.split_hash"] = str(loaded.meta["split_hash"])
+    short = source[:8] if source else Path(str(loaded.path)).name
+    reporter.step("logging the evaluation run")
+    with tracking.run(str(experiment_id), f"evaluate {short}", tags, uri) as active:
+        run_id = active.info.run_id
+        mlflow.log_params({"data": result.data["path"], "holdout": result.data["holdout"],
+                           "rows": result.data["rows"], "targets": result.gate.source,
+                           "gate_level": result.gate.level, "model_source": loaded.source})
+        logged = {k: v for k, v in card.metrics.items() if np.isfinite(v)}
+        logged.update({f"baseline_{k}": v for k, v in card.baseline.items() if np.isfinite(v)})
+        mlflow.log_metrics(logged)
+        result.eval_run_id = run_id
+        if plots:
+            result.plots = _write_plots(ws.plots_dir / run_id, loaded.strategy, label, y_eval,
+                                        pred_eval, result.importance)
+            for path in result.plots.values():
+                mlflow.log_artifact(str(path), artifact_path="plots")
+        mlflow.log_dict(result.to_dict(), "evaluation.json")
+        headers, table = segment_rows(result.segments)
+        mlflow.log_text(reports.to_csv(headers, table), "segments.csv")
+    if source:
+        # Link both ways: the source run points at its latest evaluation.
+        try:
+            tracking.client(uri).set_tag(source, "revcli.last_evaluation", run_id)
+        except Exception as exc:  # a read-only source run must not fail the evaluation
+            reporter.warn(f"could not tag source run {source}: {str(exc).splitlines()[0]}")
+
+
+def segment_rows(segments: list[reports.SegmentRow]) -> tuple[list[str], list[list[Any]]]:
+    """The segment table as headers and rows of plain values (for CSV / Markdown)."""
+    headers = ["group", "level", "rows", "conversion", "actual_mean", "predicted_mean", "rmse",
+               "mae", "total_ratio", "baseline_rmse", "rmse_vs_baseline", "few_rows"]
+    return headers, [[getattr(s, h) for h in headers] for s in segments]

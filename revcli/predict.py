@@ -1,0 +1,196 @@
+"""``revcli predict`` as a function: batch scoring of a parquet file, in constant memory.
+
+The input is read in record batches (``pyarrow.parquet.ParquetFile.iter_batches``) and each batch's
+predictions are appended to the output as they are made, so a file larger than memory works; the
+output is written to a temp file beside ``out`` and renamed when complete, so a reader (or the next
+Airflow task) never sees half of it. Its rows are the input's, in the input's order, beside the
+input's id columns (``revcli.data.is_id_column``; without any, a ``row`` column holds the input row
+number). ``prediction`` is what the model predicts (see :data:`MEANING`); two_stage models add
+``p_order`` (P(order)) and ``order_value`` (E[revenue | order]).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from revcli import atomic, modelref, strategies, tracking
+from revcli.data import features_for, is_id_column
+from revcli.errors import ConfigError, DataError, NotFoundError
+from revcli.progress import SILENT, Reporter
+from revcli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from revcli.settings import Settings
+
+BATCH_ROWS = 100_000
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+MEANING = {
+    "all": "expected revenue of the session ($)",
+    "two_stage": "expected revenue of the session ($): p_order x order_value",
+    "converting_only": "order value if the session orders ($), E[revenue | order]; "
+                       "not an expected revenue",
+}
+
+
+@dataclass
+class PredictResult:
+    model: modelref.LoadedModel
+    input: Path
+    output: Path
+    format: str
+    rows: int
+    batches: int
+    columns: list[str]
+    id_columns: list[str]
+    ignored: list[str]
+    prediction: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "input": str(self.input),
+                "output": str(self.output), "format": self.format, "rows": self.rows,
+                "batches": self.batches, "columns": self.columns, "id_columns": self.id_columns,
+                "ignored_columns": self.ignored, "prediction": self.prediction,
+                "seconds": round(self.seconds, 3)}
+
+
+def _meaning(loaded: modelref.LoadedModel) -> str:
+    model = loaded.model
+    if isinstance(model, strategies.TwoStage) and model.combine == "threshold":
+        return (f"order value where P(order) >= {model.threshold:g}, else 0 ($); "
+                "p_order and order_value beside it")
+    return MEANING[loaded.strategy]
+
+
+def _score(model: Any, X: Any) -> list[np.ndarray]:
+    """[prediction] or, for two_stage, [prediction, p_order, order_value] -- each stage run
+    once (TwoStage.predict would run both again)."""
+    if not isinstance(model, strategies.TwoStage):
+        return [model.predict(X)]
+    p, value = model.predict_proba_order(X), model.predict_order_value(X)
+    combined = (np.where(p >= model.threshold, value, 0.0) if model.combine == "threshold"
+                else p * value)
+    return [combined, p, value]
+
+
+def _open(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise NotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a parquet file")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable parquet file ({first})") from None
+
+
+def output_format(out: Path) -> str:
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--out {out}: the suffix must be .parquet, .pq or .csv")
+    return fmt
+
+
+class _Writer:
+    """Appends arrow tables to a parquet or CSV file."""
+
+    def __init__(self, path: Path, fmt: str, schema: Any) -> None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        self._writer = (pq.ParquetWriter(path, schema) if fmt == "parquet"
+                        else pacsv.CSVWriter(path, schema))
+
+    def write(self, table: Any) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str | None = None,
+            model: str | Path | None = None, trust: bool = False,
+            batch_rows: int = BATCH_ROWS, reporter: Reporter = SILENT) -> PredictResult:
+    """Score every row of ``data`` with a model (``run`` id/alias or ``model`` file) into
+    ``out`` (``.parquet`` or ``.csv``)."""
+    import pyarrow as pa
+
+    start = time.perf_counter()
+    data, out = Path(str(data).removeprefix("file://")), Path(out)
+    fmt = output_format(out)
+    if batch_rows < 1:
+        raise ConfigError(f"--batch-rows must be at least 1, got {batch_rows}")
+    source = _open(data)
+    if out.resolve() == data.resolve():
+        raise ConfigError(f"--out {out} is the input file; write the predictions elsewhere")
+
+    ws = Workspace(settings.workspace)
+    uri = (tracking.configure(settings, ws)
+           if settings.tracking_uri or ws.mlflow_db.is_file() or (
+               run is not None and not modelref.RUN_ID.match(run)) else None)
+    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, uri=uri,
+                           reporter=reporter)
+    features = loaded.features
+    names = list(source.schema_arrow.names)
+    missing = [f for f in features if f not in names]
+    if missing:
+        raise DataError(f"{data} lacks {len(missing)} column(s) the model needs: "
+                        f"{', '.join(missing)}")
+    ids = [c for c in names if is_id_column(c)]
+    ignored = [c for c in names if c not in features and c not in ids]
+    if ignored:
+        reporter.note(f"ignoring {len(ignored)} column(s) the model does not use: "
+                      f"{', '.join(ignored)}")
+    two_stage = isinstance(loaded.model, strategies.TwoStage)
+
+    id_fields = [source.schema_arrow.field(c) for c in ids]
+    fields = [*id_fields] if ids else [pa.field("row", pa.int64())]
+    fields.append(pa.field("prediction", pa.float64()))
+    if two_stage:
+        fields += [pa.field("p_order", pa.float64()), pa.field("order_value", pa.float64())]
+    meaning = _meaning(loaded)
+    schema = pa.schema(fields, metadata={
+        "revcli.prediction": meaning, "revcli.model": loaded.source,
+        "revcli.model_sha256": loaded.sha256 or "", "revcli.run_id": loaded.run_id or ""})
+
+    total = source.metadata.num_rows
+    if total == 0:
+        reporter.warn(f"{data} has no rows: the output holds only the header")
+    done = batches = 0
+    with atomic.atomic_path(out, suffix=out.suffix) as tmp:
+        writer = _Writer(tmp, fmt, schema)
+        try:
+            with reporter.task(f"scoring {data.name}", total=total, unit="rows") as task:
+                for batch in source.iter_batches(batch_size=batch_rows,
+                                                 columns=[*features, *ids]):
+                    frame = batch.to_pandas()
+                    try:
+                        X = features_for(frame, features)
+                    except DataError as exc:
+                        raise DataError(f"{data} rows {done:,}-{done + len(frame) - 1:,}: "
+                                        f"{exc}") from None
+                    columns = ([batch.column(c) for c in ids] if ids
+                               else [pa.array(np.arange(done, done + len(frame)), pa.int64())])
+                    columns += [pa.array(a, pa.float64()) for a in _score(loaded.model, X)]
+                    writer.write(pa.Table.from_arrays(columns, schema=schema))
+                    done += len(frame)
+                    batches += 1
+                    task.advance(len(frame))
+        finally:
+            writer.close()
+        if done != total:
+            raise DataError(f"read {done:,} rows of {data} but its footer says {total:,}; the "
+                            "file is damaged")
+    return PredictResult(model=loaded, input=data, output=out, format=fmt, rows=done,
+                         batches=batches, columns=[f.name for f in fields], id_columns=ids,
+                         ignored=ignored, prediction=meaning,
+                         seconds=time.perf_counter() - start)

@@ -1,0 +1,144 @@
+"""A model file is unpickled only once its sha256 matches revcli's record of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import joblib
+import pytest
+
+from revcli import modelref, settings
+from revcli.errors import DataError, NotFoundError
+from revcli.progress import Reporter
+from revcli.workspace import Workspace
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+@pytest.fixture
+def copied(trained, tmp_path: Path) -> Path:
+    """The trained model and its model.json, copied so tests can tamper with them."""
+    directory = tmp_path / "copy"
+    directory.mkdir()
+    shutil.copy(trained.model_path, directory / "model.joblib")
+    shutil.copy(trained.model_path.parent / "model.json", directory / "model.json")
+    return directory / "model.joblib"
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("joblib.load was called on a file that failed its check")
+
+    monkeypatch.setattr(joblib, "load", refuse)
+
+
+def test_recorded_file_loads_with_its_record(trained, copied) -> None:
+    loaded = modelref.load_file(copied)
+    assert loaded.sha256 == trained.model_sha256
+    assert loaded.checked.startswith("sha256 matches") and "model.json" in loaded.checked
+    assert loaded.strategy == "converting_only" and loaded.estimator == "xgb"
+    assert loaded.features == trained.features
+    # trained with engagement_depth, constant on converters: converting_only's scores are honest
+    assert "engagement_depth" in loaded.features and loaded.leaks == []
+    assert loaded.meta["baseline_value"] == pytest.approx(trained.scorecard.baseline_value)
+    assert loaded.run_id == trained.run_id
+
+
+def test_tampered_file_is_refused_before_unpickling(copied, no_unpickling) -> None:
+    with open(copied, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(DataError, match="changed after training; refusing to unpickle"):
+        modelref.load_file(copied)
+
+
+def test_tampered_file_loads_with_trust_and_a_warning(copied) -> None:
+    meta = copied.parent / "model.json"
+    meta.write_text(meta.read_text().replace('"model_sha256": "', '"model_sha256": "0'))
+    with pytest.raises(DataError, match="changed after training"):
+        modelref.load_file(copied)
+    recorder = Recorder()
+    loaded = modelref.load_file(copied, trust=True, reporter=recorder)
+    assert loaded.checked == "not checked (--trust)"
+    assert recorder.warnings and "loading it anyway (--trust)" in recorder.warnings[0]
+
+
+def test_file_without_record_is_refused_unless_trusted(copied, no_unpickling) -> None:
+    (copied.parent / "model.json").unlink()
+    with pytest.raises(DataError, match=r"has no record.*not a model revcli trained"):
+        modelref.load_file(copied)
+
+
+def test_file_without_model_json_is_found_by_its_mlflow_tag(trained, copied) -> None:
+    (copied.parent / "model.json").unlink()
+    loaded = modelref.load_file(copied, uri=trained.tracking_uri)
+    assert loaded.run_id == trained.run_id
+    assert "MLflow run" in loaded.checked
+    assert loaded.features == trained.features
+    assert loaded.meta["split_hash"] == trained.split["hash"]
+
+
+def test_a_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
+    text = tmp_path / "notes.joblib"
+    text.write_text("revenue,hour\n1,2\n")
+    with pytest.raises(DataError, match="has no record"):
+        modelref.load_file(text)
+    with pytest.raises(DataError, match="not a revcli model: it cannot be read as a joblib"):
+        modelref.load_file(text, trust=True)
+    other = tmp_path / "dict.joblib"
+    joblib.dump({"weights": [1, 2]}, other)
+    with pytest.raises(DataError, match=r"holds a builtins\.dict, not a revcli model"):
+        modelref.load_file(other, trust=True)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        modelref.load_file(tmp_path / "missing.joblib")
+
+
+def test_run_references(trained, tmp_path: Path) -> None:
+    ws = Workspace(trained.model_path.parent.parent.parent)
+    s = settings.resolve(flags={"workspace": str(ws.root)}, env={})
+    uri = trained.tracking_uri
+    assert modelref.resolve_run(uri, s, ws, trained.run_id) == (trained.run_id,
+                                                                f"run {trained.run_id}")
+    assert modelref.resolve_run(uri, s, ws, trained.run_id[:8])[0] == trained.run_id
+    loaded = modelref.load(s, ws, run=trained.run_id[:8], consult_tracking=True)
+    assert loaded.run is not None and loaded.run.info.run_id == trained.run_id
+    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []  # from the run's tags
+    with pytest.raises(NotFoundError, match="neither a run id"):
+        modelref.resolve_run(uri, s, ws, "../../etc/passwd")
+    with pytest.raises(NotFoundError, match="no registered model version"):
+        modelref.resolve_run(uri, s, ws, "champion")
+    from revcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exactly one of --run"):
+        modelref.load(s, ws)
+
+
+def test_a_pushed_model_is_checked_against_the_metadata_pushed_beside_it(trained,
+                                                                          tmp_path) -> None:
+    """`revcli push` uploads regression_model.pkl and regression_model.json (sha256 under
+    "model"); downloaded together they load like the workspace copy."""
+    import json
+
+    pkl = tmp_path / "regression_model.pkl"
+    shutil.copy(trained.model_path, pkl)
+    document = {"run_id": trained.run_id, "strategy": "converting_only", "estimator": "xgb",
+                "features": trained.features, "dataset_sha256": trained.dataset.sha256,
+                "split_hash": trained.split["hash"], "seed": 42, "test_size": 0.2,
+                "leakage": "engagement_depth",
+                "model": {"uri": "s3://models/regression_model.pkl",
+                          "sha256": trained.model_sha256, "format": "joblib"}}
+    (tmp_path / "regression_model.json").write_text(json.dumps(document))
+    loaded = modelref.load_file(pkl)
+    assert "regression_model.json" in loaded.checked and loaded.run_id == trained.run_id
+    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []
+    document["model"]["sha256"] = "0" * 64
+    (tmp_path / "regression_model.json").write_text(json.dumps(document))
+    with pytest.raises(DataError, match="changed after training"):
+        modelref.load_file(pkl)
