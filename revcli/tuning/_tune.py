@@ -76,8 +76,8 @@ def plan(settings: Settings) -> Plan:
     if settings.cv_folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {settings.cv_folds}")
     # n_jobs is "trials at a time", each on cores/n_jobs threads; -1 (the default) is one trial
-    # per core on one thread each. Measured on 2 cores (benchmarks/bench_tune.py): 128 trials a
-    # minute that way against 119 for one trial at a time on 2 threads on an idle machine, and
+    # per core on one thread each. Measured on 2 cores (benchmarks/bench_tune.py): 169 trials a
+    # minute that way against 122 for one trial at a time on 2 threads on a quiet machine, and
     # 86 against 18 when other processes keep the cores busy (multi-threaded fits of a few
     # thousand rows stall on OpenMP barriers). One at a time (--n-jobs 1) is what a
     # reproducible search needs.
