@@ -7,13 +7,13 @@ processes on one machine or many work the same study. Why RDB and not a JournalS
 measured on 2 cores with a trivial objective: the journal file costs ~7 ms of bookkeeping per
 trial against ~55 ms for sqlite (~80 ms with two workers on it; the cost is SQLAlchemy's, not
 fsync: WAL mode changed nothing), both ran 2 and 4 concurrent workers without a lock error or a
-lost trial, but
-only RDB storages have Optuna's heartbeat, which is what fails the trials of a worker killed on
-*another* machine, or one whose process cannot be checked. At ~1 s per trial the few percent are
-worth one storage design everywhere (sqlite locally, PostgreSQL across machines, same code and
-tests).
+lost trial, but only RDB storages have Optuna's heartbeat, which is what fails the trials of a
+worker killed on *another* machine, or one whose process cannot be checked. At ~1 s per trial the
+few percent are worth one storage design everywhere (sqlite locally, PostgreSQL across machines,
+same code and tests).
 
-Recovery. Every trial records which process runs it (host, boot id, pid, process start time).
+Recovery. Every trial records which process runs it (host, boot id, pid namespace, pid, process
+start time).
 On start, a RUNNING trial whose process provably no longer exists (same host and boot, and the
 pid is gone or now belongs to a younger process) is failed at once and retried once; any other
 stale trial is failed by the heartbeat after ``GRACE_PERIOD`` seconds without a beat, and
@@ -273,18 +273,23 @@ def _boot_id() -> str | None:
         return None
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+def _proc_stat(pid: int) -> tuple[str | None, int | None]:
+    """(state, start time in clock ticks since boot) of a process, from Linux's /proc; the start
+    time tells a reused pid apart, the state "Z" a process that exited but was not reaped."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return None, None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = stat.rsplit(")", 1)[-1].split()
     try:
-        return int(fields[19])
+        return fields[0], int(fields[19])
     except (IndexError, ValueError):
-        return None
+        return None, None
+
+
+def _start_ticks(pid: int) -> int | None:
+    return _proc_stat(pid)[1]
 
 
 def _pid_namespace() -> int | None:
@@ -308,16 +313,15 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    except OSError:
+    except OSError:  # e.g. PermissionError: it exists, as another user's process
         return True
     return True
 
 
 def process_gone(who: Mapping[str, Any] | None) -> bool:
-    """True only when it is certain the process ``who`` no longer runs: it ran on this host
-    since its last boot, and its pid is free or now belongs to another (younger) process."""
+    """True only when it is certain the process ``who`` no longer runs: it ran on this host,
+    since its last boot, in this pid namespace, and its pid is free, a zombie, or now belongs to
+    another (younger) process."""
     if not who:
         return False
     me = worker()
@@ -333,19 +337,12 @@ def process_gone(who: Mapping[str, Any] | None) -> bool:
         return who.get("start") is not None and who.get("start") != me["start"]
     if not _pid_alive(pid):
         return True
-    started = _start_ticks(pid)
-    if started is None:  # a zombie waiting for its parent, or no /proc: cannot tell
-        return _is_zombie(pid)
-    return who.get("start") is not None and started != who.get("start")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    state, started = _proc_stat(pid)
+    if state == "Z":
+        return True
+    if started is None:  # no /proc to tell a reused pid: assume it is still ours
         return False
-    fields = stat.rsplit(")", 1)[-1].split()
-    return bool(fields) and fields[0] == "Z"
+    return who.get("start") is not None and started != who.get("start")
 
 
 def reap_dead_trials(study: optuna.Study) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -140,11 +141,20 @@ def test_a_space_whose_every_trial_fails_stops_with_the_reason(tune_settings, tm
 # -- recovering the trials of dead workers ---------------------------------------------------------
 
 
-def _dead_pid() -> dict:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+def _exited(reap: bool = True) -> tuple[dict, subprocess.Popen]:
+    """The identity of a process that has exited: reaped, or a zombie not waited for yet."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
     who = {**_study.worker(), "pid": proc.pid, "start": _study._start_ticks(proc.pid)}
-    proc.wait()
-    return who
+    if reap:
+        proc.wait()
+    else:
+        while _study._proc_stat(proc.pid)[0] != "Z":
+            time.sleep(0.02)
+    return who, proc
+
+
+def _dead_pid() -> dict:
+    return _exited()[0]
 
 
 def test_process_gone_only_when_it_is_certain() -> None:
@@ -154,6 +164,9 @@ def test_process_gone_only_when_it_is_certain() -> None:
     assert not _study.process_gone({**me, "host": "another-host"})
     assert not _study.process_gone({**me, "boot": "another-boot"})
     assert _study.process_gone(_dead_pid())
+    zombie, proc = _exited(reap=False)
+    assert _study.process_gone(zombie)  # it has exited, even if its parent has not waited yet
+    proc.wait()
     assert not _study.process_gone({**_dead_pid(), "pidns": -1})  # another container's pid
     # the pid lives on, but it is a younger process: the recorded one is gone
     if me["start"] is not None:
