@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,11 +45,27 @@ def main() -> int:
         print(f"skipped: {args.data} does not exist", file=sys.stderr)
         return 0
 
+    root = Path(tempfile.mkdtemp(prefix="revcli-bench-tune-"))
+    try:
+        figures = _measure(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        width = max(map(len, figures))
+        for key, value in figures.items():
+            print(f"{key:<{width}}  {value}")
+        goal = "met" if figures["trials_per_minute"] >= 60 else "NOT met"
+        print(f"goal >= 60 trials/minute: {goal}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
     from revcli import demo, settings, train
     from revcli.tuning import tune
     from revcli.workspace import Workspace
 
-    root = Path(tempfile.mkdtemp(prefix="revcli-bench-tune-"))
     workspace = Workspace(root / "ws")
     if args.data is not None:
         workspace.register_file(args.data, source=str(args.data))
@@ -76,7 +93,7 @@ def main() -> int:
                  if t.duration is not None]
     finished = len(durations)
     mean_trial = sum(durations) / finished
-    figures = {
+    figures: dict[str, object] = {
         "rows": prepared.table.rows,
         "train_converters": int((prepared.y_train > 0).sum()),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -99,15 +116,7 @@ def main() -> int:
         "holdout_rmse": round(result.refit.scorecard.metrics["rmse"], 3),
         "holdout_baseline_rmse": round(result.refit.scorecard.baseline["rmse"], 3),
     }
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        width = max(map(len, figures))
-        for key, value in figures.items():
-            print(f"{key:<{width}}  {value}")
-        goal = "met" if figures["trials_per_minute"] >= 60 else "NOT met"
-        print(f"goal >= 60 trials/minute: {goal}")
-    return 0
+    return figures
 
 
 if __name__ == "__main__":
