@@ -158,9 +158,32 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# Booster parameters XGBoost's scikit-learn wrapper takes through **kwargs: get_params() does not
+# list them, so they are named here (each checked to be used by XGBoost 3.2 with its objective).
+XGBOOST_KEYWORDS = frozenset({
+    "tweedie_variance_power", "huber_slope", "quantile_alpha", "max_cached_hist_node",
+    "refresh_leaf", "seed_per_iteration",
+})
+
+
+def xgboost_keyword(estimator: Any, key: str) -> str | None:
+    """``key`` (or ``regressor__key``) as a booster keyword of an XGBoost model inside
+    ``estimator``, e.g. ``tweedie_variance_power`` for ``objective = "reg:tweedie"``."""
+    if key.rpartition("__")[2] not in XGBOOST_KEYWORDS:
+        return None
+    params = estimator.get_params(deep=True)
+    for name in (key, f"regressor__{key}"):
+        owner_path = name.rpartition("__")[0]
+        owner = params.get(owner_path) if owner_path else estimator
+        if owner is not None and type(owner).__module__.split(".")[0] == "xgboost":
+            return name
+    return None
+
+
 def set_params(estimator: Any, params: Mapping[str, Any], label: str) -> Any:
     """Apply ``params`` to ``estimator``; a key the estimator lacks is tried as ``regressor__key``
-    (for wrappers such as ``xgb_log``) before it is refused with the list of valid keys."""
+    (for wrappers such as ``xgb_log``), then as an XGBoost booster keyword, before it is refused
+    with the list of valid keys."""
     if not params:
         return estimator
     valid = estimator.get_params(deep=True)
@@ -170,6 +193,8 @@ def set_params(estimator: Any, params: Mapping[str, Any], label: str) -> Any:
             resolved[key] = value
         elif f"regressor__{key}" in valid:
             resolved[f"regressor__{key}"] = value
+        elif (keyword := xgboost_keyword(estimator, key)) is not None:
+            resolved[keyword] = value
         else:
             simple = sorted(k for k, v in valid.items()
                             if isinstance(v, (int, float, str, bool, type(None))))

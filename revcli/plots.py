@@ -42,6 +42,12 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure drawn elsewhere (e.g. by optuna.visualization.matplotlib) as a PNG,
+    atomically, and close it."""
+    return _save(fig, path)
+
+
 def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
     """Residual (actual - predicted) against predicted."""
     plt = _pyplot()

@@ -141,13 +141,16 @@ def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def run(experiment_id: str, run_name: str | None, tags: Mapping[str, str],
-        uri: str) -> Iterator[Any]:
-    """An MLflow run that ends FAILED if the block raises, translating MLflow errors."""
+        uri: str, run_id: str | None = None) -> Iterator[Any]:
+    """An MLflow run that ends FAILED if the block raises, translating MLflow errors.
+
+    ``run_id`` resumes an existing run (e.g. a parent created earlier) instead of starting one.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+        with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name,
                               tags=dict(tags)) as active:
             yield active
     except MlflowException as exc:

@@ -242,13 +242,14 @@ def record(prepared: Prepared, settings: Settings, fitted: Fitted, hyper: Mappin
            extra_tags: Mapping[str, str] | None = None,
            extra_params: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
            plots: bool = True, reporter: Reporter = SILENT,
-           timings: dict[str, float] | None = None) -> TrainResult:
+           timings: dict[str, float] | None = None, run_id: str | None = None) -> TrainResult:
     """Judge a fitted model (targets, leaks, importance) and log it as one MLflow run.
 
     The run holds params, metrics beside ``baseline_*``, tags, the model (MLflow flavour and a
     joblib copy in the workspace with its sha256), ``scorecard.json`` and the plots. ``command``,
     ``extra_tags``/``extra_params`` and ``parent_run_id`` let tune and compare log their models
-    the same way (a parent makes it a nested run).
+    the same way (a parent makes it a nested run); ``run_id`` logs into an existing run (tune's
+    parent) instead of starting a new one.
     """
     timings = timings if timings is not None else {}
     target_set = targets.load(settings.targets,
@@ -310,7 +311,7 @@ def record(prepared: Prepared, settings: Settings, fitted: Fitted, hyper: Mappin
         **{f"model.{k}": v for k, v in tracking.flat_params(fitted.model.get_params()).items()},
         **(extra_params or {}),
     }
-    with tracking.run(experiment_id, run_name, tags, uri) as active:
+    with tracking.run(experiment_id, run_name, tags, uri, run_id=run_id) as active:
         import mlflow
 
         run_id = active.info.run_id

@@ -51,11 +51,12 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import compare, config, evaluate, fetch, predict, push, train
+    from revcli.cli import compare, config, evaluate, fetch, predict, push, train, tune
 
     app.command("fetch")(fetch.fetch)
     app.command("push")(push.push)
     app.command("train")(train.train)
+    app.command("tune")(tune.tune)
     app.command("config")(config.config)
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)

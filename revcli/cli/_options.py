@@ -45,6 +45,16 @@ Profile = Annotated[str | None, typer.Option(
     "standard AWS credential chain]", show_default=False)]
 Region = Annotated[str | None, typer.Option(
     "--region", help="S3 region \\[env: REVCLI_REGION, AWS_DEFAULT_REGION]", show_default=False)]
+# ("\\[" keeps rich markup from swallowing the bracketed default.)
+DropFeature = Annotated[list[str] | None, typer.Option(
+    "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
+    show_default=False)]
+Combine = Annotated[str | None, typer.Option(
+    "--combine", help="two_stage: expected (P x value) or threshold \\[default: expected]",
+    show_default=False)]
+Threshold = Annotated[float | None, typer.Option(
+    "--threshold", help="two_stage --combine threshold: P(order) cut-off \\[default: 0.5]",
+    show_default=False)]
 
 
 def resolve(config: Path | None, **flags: Any) -> settings_mod.Settings:

@@ -1,0 +1,619 @@
+"""``revcli tune`` as a function: plan -> data -> study -> search -> refit the best -> MLflow.
+
+Order matters for "bad input leaves the study untouched": everything that can be checked without
+data (metric, counts, the space file, fixed parameters) is checked first, then the data, then the
+storage and MLflow are opened, and only then is the study created, loaded or (``fresh``) deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from revcli import strategies, targets, tracking, train
+from revcli.errors import ConfigError, RevcliError
+from revcli.progress import SILENT, Reporter
+from revcli.tuning import _cv, _runs, _space, _study
+
+if TYPE_CHECKING:
+    import optuna
+
+    from revcli.settings import Settings
+
+# A search stops when this many trials in a row fail: a space or data problem, not bad luck.
+MAX_FAILURES_IN_A_ROW = 5
+# Rows of a fit per thread: a fold of the full demo set's converters (17k rows) fits 1.8x faster
+# on 2 threads than on 1, but a fit of a few thousand rows gains nothing from a second thread
+# and stalls badly on OpenMP barriers when another process holds a core.
+ROWS_PER_THREAD = 10_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a tune will do, checked before any data is read."""
+
+    space_file: _space.SpaceFile
+    space: _space.SearchSpace
+    metric: str
+    n_trials: int | None
+    timeout: float | None
+    folds: int
+    parallel: int
+    threads: int
+    fixed: dict[str, dict[str, Any]]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def fit_threads(rows: int, available: int) -> int:
+    """Threads for one fit of ``rows`` rows: one per ROWS_PER_THREAD, at most ``available``."""
+    return max(1, min(available, -(-rows // ROWS_PER_THREAD)))
+
+
+def plan(settings: Settings) -> Plan:
+    """Validate the settings of a tune; every problem is one ConfigError line."""
+    _cv.metric(settings.tune_metric)
+    if settings.n_trials < 1:
+        raise ConfigError(f"--n-trials must be at least 1, got {settings.n_trials}")
+    if settings.timeout is not None and not (math.isfinite(settings.timeout)
+                                             and settings.timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got "
+                          f"{settings.timeout}")
+    if settings.cv_folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {settings.cv_folds}")
+    # n_jobs is "trials at a time", each on cores/n_jobs threads; -1 (the default) is one trial
+    # per core on one thread each. Measured on 2 cores (benchmarks/bench_tune.py): 169 trials a
+    # minute that way against 122 for one trial at a time on 2 threads on a quiet machine, and
+    # 86 against 18 when other processes keep the cores busy (multi-threaded fits of a few
+    # thousand rows stall on OpenMP barriers). One at a time (--n-jobs 1) is what a
+    # reproducible search needs.
+    cores = _cores()
+    if settings.n_jobs == -1:
+        parallel = cores
+    elif settings.n_jobs >= 1:
+        parallel = settings.n_jobs
+    else:
+        raise ConfigError(f"--n-jobs must be -1 (one trial per core) or the number of trials "
+                          f"at a time, got {settings.n_jobs}")
+    # A timeout alone means "search until the time is up"; --n-trials given with it caps it.
+    n_trials: int | None = settings.n_trials
+    if settings.timeout is not None and settings.source_of("n_trials") == "default":
+        n_trials = None
+    space_file = _space.load(settings.spaces, fallback=settings.source_of("spaces") == "default")
+    space = space_file.search(settings.estimator, settings.strategy)
+    fixed = {name: settings.estimator_params(name) for name in space.estimators}
+    for name, params in fixed.items():
+        strategies.build(settings.strategy, name, params, combine=settings.combine,
+                         threshold=settings.threshold)
+    targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
+    return Plan(space_file=space_file, space=space, metric=settings.tune_metric,
+                n_trials=n_trials, timeout=settings.timeout, folds=settings.cv_folds,
+                parallel=parallel, threads=max(1, cores // parallel), fixed=fixed)
+
+
+@dataclass
+class TrialSummary:
+    number: int
+    state: str
+    value: float | None
+    estimator: str
+    params: dict[str, Any]
+    fold_scores: list[float]
+    retry_of: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, trial: optuna.trial.FrozenTrial, space: _space.SearchSpace) -> TrialSummary:
+        estimator, params = space.decode(trial.params)
+        return cls(number=trial.number, state=trial.state.name, value=trial.value,
+                   estimator=estimator, params=params,
+                   fold_scores=[float(v) for _, v in sorted(trial.intermediate_values.items())],
+                   retry_of=trial.system_attrs.get("failed_trial"),
+                   seconds=trial.duration.total_seconds() if trial.duration else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "state": self.state, "value": self.value,
+                "estimator": self.estimator, "params": self.params,
+                "fold_scores": self.fold_scores, "retry_of": self.retry_of,
+                "seconds": None if self.seconds is None else round(self.seconds, 3)}
+
+
+@dataclass
+class TuneResult:
+    study: str
+    storage: str
+    resumed: bool
+    key: dict[str, Any]
+    space_source: str
+    space_builtin: bool
+    metric: str
+    folds: int
+    parallel: int
+    threads_per_trial: int
+    seed: int
+    requested: int | None
+    timeout: float | None
+    stop_reason: str
+    new: dict[str, int]
+    totals: dict[str, int]
+    recovered: list[int]
+    best: TrialSummary | None
+    top: list[TrialSummary]
+    parent_run_id: str
+    experiment: str
+    tracking_uri: str
+    refit: train.TrainResult | None
+    plots: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+    @property
+    def scorecard(self) -> Any:
+        return self.refit.scorecard if self.refit else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "storage": self.storage,
+            "resumed": self.resumed,
+            "key": self.key,
+            "space": {"source": self.space_source, "builtin": self.space_builtin,
+                      "hash": self.key.get("space_hash")},
+            "metric": self.metric,
+            "folds": self.folds,
+            "n_jobs": self.parallel,
+            "threads_per_trial": self.threads_per_trial,
+            "sampler": {"name": "TPE", "seed": self.seed,
+                        "per_trial_seed": "seed + trial number"},
+            "requested_trials": self.requested,
+            "timeout": self.timeout,
+            "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
+            "trials": {"new": self.new, "study": self.totals, "recovered": self.recovered},
+            "best": self.best.to_dict() if self.best else None,
+            "top": [t.to_dict() for t in self.top],
+            "parent_run_id": self.parent_run_id,
+            "experiment": self.experiment,
+            "tracking_uri": self.tracking_uri,
+            "refit": self.refit.to_dict() if self.refit else None,
+            "plots": {k: str(v) for k, v in self.plots.items()},
+            "notes": self.notes,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "versions": self.versions,
+        }
+
+
+# -- the search loop ------------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """First Ctrl-C: finish the running trial(s), then stop. Second: abort them now."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.reporter.warn("interrupted: finishing the running trial, then refitting the best "
+                           "so far; Ctrl-C again to abort the trial")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Tally:
+    """Optuna callback: counts this process's trials, keeps the best, feeds the progress bar and
+    the MLflow logger, and stops the study when asked to."""
+
+    def __init__(self, task: Any, runs: _runs.TrialRuns | None, stop: _StopRequest,
+                 best: float | None, metric: str, reporter: Reporter) -> None:
+        self.task = task
+        self.runs = runs
+        self.stop = stop
+        self.best = best
+        self.metric = metric
+        self.reporter = reporter
+        self.completed = self.pruned = self.failed = 0
+        self.failed_in_a_row = 0
+        self.last_error: str | None = None
+        self.deadline: float | None = None  # time.monotonic() when no new trial may start
+        self._lock = threading.Lock()
+
+    def info(self) -> str:
+        best = "-" if self.best is None else f"{self.best:.4g}"
+        text = f"best {self.metric} {best} · pruned {self.pruned}"
+        if self.failed:
+            text += f" · [red]failed {self.failed}[/]"
+        if self.deadline is not None:
+            text += f" · budget left {max(0.0, self.deadline - time.monotonic()):.0f}s"
+        return text
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from optuna.trial import TrialState
+
+        with self._lock:
+            if trial.state == TrialState.COMPLETE:
+                self.completed += 1
+                self.failed_in_a_row = 0
+                if trial.value is not None and (self.best is None or trial.value < self.best):
+                    self.best = trial.value
+                self.task.advance(1)
+            elif trial.state == TrialState.PRUNED:
+                self.pruned += 1
+                self.failed_in_a_row = 0
+            elif trial.state == TrialState.FAIL:
+                self.failed += 1
+                self.failed_in_a_row += 1
+                self.last_error = str(trial.user_attrs.get("error", "unknown error"))
+                self.reporter.warn(f"trial {trial.number} failed: {self.last_error}")
+            self.task.update(info=self.info())
+            if self.runs is not None:
+                self.runs.submit(trial)
+            if self.stop.requested or self.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                study.stop()
+
+
+def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tally,
+            stop: _StopRequest) -> str:
+    """Run trials until ``n_trials`` new ones completed, the time is up, failures pile up, or
+    the user interrupts; returns which. Pruned and failed trials do not count, so the rounds
+    repeat ``optimize`` for the missing ones (never more than are missing)."""
+    start = time.monotonic()
+    if p.timeout is not None:
+        tally.deadline = start + p.timeout
+    while True:
+        if stop.requested:
+            return "interrupted"
+        if tally.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            return "failures"
+        left = None if p.n_trials is None else p.n_trials - tally.completed
+        if left is not None and left <= 0:
+            return "n_trials"
+        remaining = None if p.timeout is None else p.timeout - (time.monotonic() - start)
+        if remaining is not None and remaining <= 0:
+            return "timeout"
+        try:
+            study.optimize(objective, n_trials=left, timeout=remaining, n_jobs=p.parallel,
+                           catch=(Exception,), callbacks=[tally])
+        except KeyboardInterrupt:
+            stop.requested = True
+            return "interrupted"
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    import warnings
+
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    from collections import Counter
+
+    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    names = ("complete", "pruned", "fail", "running", "waiting")
+    return {**{n: counts.get(n, 0) for n in names}, "total": sum(counts.values())}
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.value is not None]
+    return min(values) if values else None
+
+
+def _top(study: optuna.Study, space: _space.SearchSpace, n: int) -> list[TrialSummary]:
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None]
+    done.sort(key=lambda t: (t.value, t.number))
+    return [TrialSummary.of(t, space) for t in done[:n]]
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Session:
+    """Everything one tune invocation has opened, passed from setup to search to refit."""
+
+    settings: Settings
+    plan: Plan
+    prepared: train.Prepared
+    folds: list[_cv.Fold]
+    key: _study.StudyKey
+    name: str
+    storage: str
+    study: optuna.Study
+    resumed: bool
+    recovered: list[int]
+    uri: str
+    experiment_id: str
+    parent_id: str
+    findings: list[Any]
+    best_before: float | None
+    versions: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def result(self, reason: str, new: dict[str, int], top: list[TrialSummary],
+               refit: train.TrainResult | None, plots: dict[str, Path]) -> TuneResult:
+        p, s = self.plan, self.settings
+        return TuneResult(
+            study=self.name, storage=self.storage, resumed=self.resumed,
+            key=self.key.to_dict(), space_source=p.space_file.source,
+            space_builtin=p.space_file.builtin, metric=p.metric, folds=p.folds,
+            parallel=p.parallel, threads_per_trial=p.threads, seed=s.seed, requested=p.n_trials,
+            timeout=p.timeout, stop_reason=reason, new=new, totals=_counts(self.study),
+            recovered=self.recovered, best=top[0] if top else None, top=top,
+            parent_run_id=self.parent_id, experiment=s.experiment, tracking_uri=self.uri,
+            refit=refit, plots=plots, notes=self.notes, timings=self.timings,
+            versions=self.versions)
+
+
+def tune(settings: Settings, *, data: str | Path | None = None,
+         drop_features: Sequence[str] = (), study_name: str | None = None, fresh: bool = False,
+         top: int = 5, plots: bool = True, reporter: Reporter = SILENT) -> TuneResult:
+    """Search hyperparameters of ``settings.strategy`` / ``settings.estimator`` (or ``all``)
+    by cross-validation on the training split, refit the best on it, score the holdout once,
+    and log everything to MLflow. Resumes the study of the same setup if there is one."""
+    clock = time.perf_counter()
+    session = _open(settings, data, drop_features, study_name, fresh, reporter)
+    try:
+        result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
+    except BaseException as exc:
+        _runs.end_parent(session.uri, session.parent_id,
+                         "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    result.timings["total"] = time.perf_counter() - clock
+    return result
+
+
+def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[str],
+          study_name: str | None, fresh: bool, reporter: Reporter) -> _Session:
+    """Check everything, then open data, storage, MLflow and the study, in that order."""
+    clock = time.perf_counter()
+    p = plan(settings)
+    where = ("built-in default spaces (no configs/spaces.toml here)" if p.space_file.builtin
+             else p.space_file.source)
+    reporter.note(f"search space: {where} · {p.space.label} · hash {p.space.hash}")
+
+    prepared = train.prepare(settings, data, drop_features, reporter)
+    folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
+    p = dataclasses.replace(p, threads=fit_threads(max(len(f.fit) for f in folds), p.threads))
+    setup = {
+        "seed": settings.seed, "test_size": settings.test_size,
+        "split_hash": prepared.split.hash, "features": prepared.table.features,
+        "fixed_params": p.fixed,
+        **({"combine": settings.combine, "threshold": settings.threshold}
+           if settings.strategy == "two_stage" else {}),
+        **({"tweedie_power": _cv.TWEEDIE_POWER} if p.metric == "tweedie_deviance" else {}),
+    }
+    key = _study.StudyKey(strategy=settings.strategy, estimator=p.space.label, metric=p.metric,
+                          folds=p.folds, dataset_sha256=prepared.dataset.sha256,
+                          space_hash=p.space.hash, setup=setup)
+    name = study_name or key.name()
+    url = settings.storage or _study.default_url(prepared.workspace)
+    shown = _study.mask(url)
+
+    findings = train.audit(prepared, reporter)
+    # Workers started together on a fresh workspace would race to create the sqlite schemas
+    # (Optuna's and MLflow's): the set-up is serialised by a lock file in the workspace.
+    with _workspace_lock(prepared.workspace.root):
+        reporter.step(f"opening the study storage {shown}")
+        storage = _study.open_storage(url, prepared.workspace)
+        reporter.step("opening the MLflow store")
+        uri, experiment_id = train.connect(settings, prepared.workspace)
+        if not fresh:
+            _study.check_key(storage, name, key)
+        with _optuna_quiet():
+            study, resumed = _study.open_study(storage, name, key,
+                                               _study.make_sampler(settings.seed),
+                                               _study.make_pruner(), fresh)
+            recovered = _study.reap_dead_trials(study)
+    if recovered:
+        reporter.warn(f"trial(s) {', '.join(f'#{n}' for n in recovered)} were left running by a "
+                      "worker that is gone: marked failed and queued again once")
+    counts = _counts(study)
+    best_before = _best_value(study)
+    if resumed:
+        best = "none yet" if best_before is None else f"{best_before:.4g}"
+        reporter.note(f"resuming study {name} ({counts['complete']} completed trials, best "
+                      f"{p.metric} {best})")
+    else:
+        reporter.note(f"new study {name} in {shown}")
+    reporter.note(f"sampler TPE, seed {settings.seed} + trial number · {p.parallel} trial(s) at a "
+                  f"time x {p.threads} thread(s) · {p.folds}-fold CV on the training split")
+    notes = []
+    if p.parallel > 1:
+        notes.append(f"{p.parallel} trials ran at a time, so the result depends on their "
+                     "timing; --n-jobs 1 makes a seeded search reproducible")
+        reporter.note(notes[-1])
+
+    with contextlib.suppress(Exception):
+        _runs.close_dead_parents(uri, experiment_id, name)
+    versions = tracking.library_versions()
+    parent_id = _runs.create_parent(
+        uri, experiment_id, f"tune {settings.strategy}/{p.space.label}",
+        tags={"revcli.command": "tune", "revcli.study": name, "revcli.strategy":
+              settings.strategy, "revcli.estimator": p.space.label,
+              "revcli.tune_estimator": p.space.label,
+              "revcli.dataset_sha256": prepared.dataset.sha256,
+              "revcli.split_hash": prepared.split.hash, "revcli.storage": shown,
+              "revcli.version": versions["revcli"], **_runs.worker_tags()},
+        params={"tune.study": name, "tune.storage": shown, "tune.metric": p.metric,
+                "tune.cv_folds": p.folds, "tune.n_trials": p.n_trials or "until timeout",
+                "tune.timeout": p.timeout, "tune.n_jobs": p.parallel,
+                "tune.threads_per_trial": p.threads, "tune.sampler": "TPE (seed + trial number)",
+                "tune.sampler_seed": settings.seed, "tune.pruner": "median after each fold",
+                "tune.space_source": p.space_file.source, "tune.space_hash": p.space.hash,
+                "tune.estimator": p.space.label, "tune.resumed": resumed})
+    return _Session(settings=settings, plan=p, prepared=prepared, folds=folds, key=key,
+                    name=name, storage=shown, study=study, resumed=resumed, recovered=recovered,
+                    uri=uri, experiment_id=experiment_id, parent_id=parent_id,
+                    findings=findings, best_before=best_before, versions=versions, notes=notes,
+                    timings={"prepare": time.perf_counter() - clock})
+
+
+def _search_and_refit(session: _Session, *, top: int, plots: bool,
+                      reporter: Reporter) -> TuneResult:
+    s, p, timings = session.settings, session.plan, session.timings
+    limiter = _ThreadLimit(p.threads) if p.parallel > 1 else None
+
+    def on_start(trial: Any) -> None:
+        if limiter is not None:
+            limiter.apply()
+        trial.set_user_attr(_study.WORKER_ATTR, _study.worker())
+
+    objective = _cv.Objective(session.prepared, p.space, session.folds, p.metric, seed=s.seed,
+                              threads=p.threads, combine=s.combine, threshold=s.threshold,
+                              fixed=p.fixed, on_start=on_start)
+    runs = _runs.TrialRuns(session.uri, session.experiment_id, session.parent_id, session.name,
+                           p.space, p.metric)
+    search_start = time.perf_counter()
+    with _StopRequest(reporter) as stop, reporter.task(
+            "trials", total=p.n_trials, info="") as task:
+        tally = _Tally(task, runs, stop, session.best_before, p.metric, reporter)
+        task.update(info=tally.info())
+        try:
+            with _optuna_quiet():
+                reason = _search(session.study, objective, p, tally, stop)
+        finally:
+            runs.close()
+    timings["search"] = time.perf_counter() - search_start
+    finished = tally.completed + tally.pruned + tally.failed
+    timings["trials_per_minute"] = 60.0 * finished / max(timings["search"], 1e-9)
+    if runs.ms_per_trial is not None:
+        timings["mlflow_ms_per_trial"] = runs.ms_per_trial
+    if runs.errors:
+        session.notes.append(f"{len(runs.errors)} trial run(s) could not be logged to MLflow: "
+                             f"{runs.errors[0]}")
+        reporter.warn(session.notes[-1])
+
+    new = {"completed": tally.completed, "pruned": tally.pruned, "failed": tally.failed}
+    best_trials = _top(session.study, p.space, max(top, 1))
+    best = best_trials[0] if best_trials else None
+    client = tracking.client(session.uri)
+    summary = {f"best_cv_{p.metric}": best.value if best else None,
+               "trials_completed": tally.completed, "trials_pruned": tally.pruned,
+               "trials_failed": tally.failed,
+               "study_trials_complete": _counts(session.study)["complete"],
+               "trials_per_minute": timings["trials_per_minute"]}
+    for k, v in summary.items():
+        if v is not None and math.isfinite(v):
+            client.log_metric(session.parent_id, k, float(v))
+
+    if reason == "failures":
+        raise RevcliError(f"{MAX_FAILURES_IN_A_ROW} trials in a row failed, the last with "
+                          f"{tally.last_error}; check the space file and the data")
+    if best is None:
+        if reason == "interrupted":
+            _runs.end_parent(session.uri, session.parent_id, "KILLED")
+            return session.result(reason, new, [], None, {})
+        raise RevcliError(f"no trial completed ({reason}); raise --timeout or check the space")
+
+    plot_paths: dict[str, Path] = {}
+    if plots:
+        reporter.step("plotting the study")
+        with _optuna_quiet():
+            plot_paths, skipped = _runs.study_plots(
+                session.study, session.prepared.workspace.plots_dir / session.parent_id)
+        for path in plot_paths.values():
+            client.log_artifact(session.parent_id, str(path), artifact_path="plots")
+        session.notes.extend(f"plot skipped: {text}" for text in skipped)
+
+    reporter.step(f"refitting trial {best.number} ({best.estimator}) on the training split")
+    y_train = session.prepared.y_train
+    rows = int((y_train > 0).sum()) if s.strategy == "converting_only" else len(y_train)
+    best_settings = s.replace(estimator=best.estimator, n_jobs=fit_threads(rows, _cores()))
+    hyper = objective.params_for(best.estimator, best.params)
+    refit_start = time.perf_counter()
+    fitted = train.fit_and_score(session.prepared, best_settings, hyper, reporter)
+    timings["refit"] = time.perf_counter() - refit_start
+    refit = train.record(
+        session.prepared, best_settings, fitted, hyper, session.findings, uri=session.uri,
+        experiment_id=session.experiment_id, command="tune", run_id=session.parent_id,
+        plots=plots, reporter=reporter,
+        extra_tags={"revcli.study": session.name, "revcli.tune_estimator": p.space.label,
+                    "revcli.best_trial": str(best.number), "revcli.stop_reason": reason,
+                    "revcli.interrupted": str(reason == "interrupted").lower(),
+                    "revcli.sampler_seed": str(s.seed)},
+        extra_params={f"best.{k}": v for k, v in best.params.items()})
+    return session.result(reason, new, best_trials[:top], refit, plot_paths)
+
+
+@contextlib.contextmanager
+def _workspace_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``<workspace>/.tune.lock`` (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one worker per workspace at a time is the user's job
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".tune.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class _ThreadLimit:
+    """Caps OpenMP threads in the calling trial thread (scikit-learn's histogram boosting has
+    no n_jobs and would start one thread per core in every parallel trial; oversubscribed
+    OpenMP spins and can be many times slower)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._controller: Any = None
+
+    def apply(self) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        if self._controller is None:
+            self._controller = ThreadpoolController()
+        # omp_set_num_threads sets the calling thread's own limit: no restore needed, the
+        # worker threads live for this search only.
+        self._controller.limit(limits=self.threads, user_api="openmp")
