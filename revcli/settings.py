@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from revcli.errors import ConfigError
+from revcli.errors import ConfigError, RevcliError
 
 DEFAULT_CONFIG_FILE = Path("configs/revcli.toml")
 CONFIG_ENV = "REVCLI_CONFIG"
@@ -122,16 +122,24 @@ def _coerce(f: dataclasses.Field[Any], raw: Any, where: str) -> Any:
         raise ConfigError(f"{f.name} from {where} must be {wanted}, got {raw!r}") from None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str], what: str, missing_hint: str = "",
+              missing: type[RevcliError] = ConfigError) -> dict[str, Any]:
+    """A TOML file as a dict; every way it can fail is one line naming ``what`` it was."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise missing(f"{what} {path} does not exist{missing_hint}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    return read_toml(path, "config file")
 
 
 def resolve(

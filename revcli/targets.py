@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import operator
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,11 +102,6 @@ def load(path: Path | None, fallback: bool = False) -> Targets:
     """Targets from ``path``; with ``fallback``, a missing file means the built-in seed targets."""
     if path is None or (fallback and not Path(path).is_file()):
         return _parse(SEED_TARGETS, BUILTIN)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"targets file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"targets file {path} is not valid TOML: {exc}") from None
-    return _parse(data, str(path))
+    from revcli.settings import read_toml
+
+    return _parse(read_toml(path, "targets file"), str(path))

@@ -38,6 +38,7 @@ from typing import Any
 
 from revcli import estimators, strategies
 from revcli.errors import ConfigError, NotFoundError
+from revcli.settings import read_toml
 
 ALL = "all"
 ESTIMATOR_PARAM = "estimator"
@@ -316,18 +317,8 @@ def parse(data: Mapping[str, Any], source: str, builtin: bool = False) -> SpaceF
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise NotFoundError(f"spaces file {path} does not exist; give one with --space FILE or "
-                            "leave it unset for the built-in spaces") from None
-    except IsADirectoryError:
-        raise ConfigError(f"spaces file {path} is a directory, not a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"spaces file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read spaces file {path}: {exc.strerror}") from None
+    return read_toml(path, "spaces file", missing=NotFoundError, missing_hint=(
+        "; give one with --space FILE or leave it unset for the built-in spaces"))
 
 
 def builtin_text() -> str:
