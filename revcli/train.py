@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import atomic, fetch, leakage, metrics, strategies, targets, tracking
+from revcli import atomic, estimators, fetch, leakage, metrics, strategies, targets, tracking
 from revcli.data import Table, read_parquet, validate
 from revcli.progress import SILENT, Reporter
 from revcli.split import Split, make_split
@@ -24,7 +24,7 @@ from revcli.workspace import DatasetRecord, Workspace
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-IMPORTANCE_ROWS = 4_000
+IMPORTANCE_ROWS = 3_000
 
 
 @dataclass
@@ -147,11 +147,15 @@ def model_params(settings: Settings, overrides: Mapping[str, Any] | None) -> dic
 
 def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, Any],
                   reporter: Reporter = SILENT) -> Fitted:
-    model = strategies.build(settings.strategy, settings.estimator, dict(params),
-                             seed=settings.seed, n_jobs=settings.n_jobs,
-                             combine=settings.combine, threshold=settings.threshold)
     y_train = prepared.y_train
     n_fit = int((y_train > 0).sum()) if settings.strategy == "converting_only" else len(y_train)
+    # "-1, all cores" means as many as the fit can use: small fits on every core stall on
+    # OpenMP barriers whenever another process holds one (see estimators.ROWS_PER_THREAD).
+    n_jobs = (settings.n_jobs if settings.n_jobs > 0
+              else estimators.fit_threads(n_fit, estimators.cores()))
+    model = strategies.build(settings.strategy, settings.estimator, dict(params),
+                             seed=settings.seed, n_jobs=n_jobs,
+                             combine=settings.combine, threshold=settings.threshold)
     reporter.step(f"fitting {settings.strategy} / {settings.estimator} on {n_fit:,} sessions")
     start = time.perf_counter()
     model.fit(prepared.X_train, y_train)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import threading
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import strategies, targets, tracking, train
+from revcli import estimators, strategies, targets, tracking, train
 from revcli.errors import ConfigError, RevcliError
 from revcli.progress import SILENT, Reporter
 from revcli.tuning import _cv, _runs, _space, _study
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
 
 # A search stops when this many trials in a row fail: a space or data problem, not bad luck.
 MAX_FAILURES_IN_A_ROW = 5
-# Rows of a fit per thread: a fold of the full demo set's converters (17k rows) fits 1.8x faster
-# on 2 threads than on 1, but a fit of a few thousand rows gains nothing from a second thread
-# and stalls badly on OpenMP barriers when another process holds a core.
-ROWS_PER_THREAD = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,18 +45,6 @@ class Plan:
     parallel: int
     threads: int
     fixed: dict[str, dict[str, Any]]
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def fit_threads(rows: int, available: int) -> int:
-    """Threads for one fit of ``rows`` rows: one per ROWS_PER_THREAD, at most ``available``."""
-    return max(1, min(available, -(-rows // ROWS_PER_THREAD)))
 
 
 def plan(settings: Settings) -> Plan:
@@ -81,7 +64,7 @@ def plan(settings: Settings) -> Plan:
     # 86 against 18 when other processes keep the cores busy (multi-threaded fits of a few
     # thousand rows stall on OpenMP barriers). One at a time (--n-jobs 1) is what a
     # reproducible search needs.
-    cores = _cores()
+    cores = estimators.cores()
     if settings.n_jobs == -1:
         parallel = cores
     elif settings.n_jobs >= 1:
@@ -421,7 +404,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
 
     prepared = train.prepare(settings, data, drop_features, reporter)
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
-    p = dataclasses.replace(p, threads=fit_threads(max(len(f.fit) for f in folds), p.threads))
+    p = dataclasses.replace(
+        p, threads=estimators.fit_threads(max(len(f.fit) for f in folds), p.threads))
     setup = {
         "seed": settings.seed, "test_size": settings.test_size,
         "split_hash": prepared.split.hash, "features": prepared.table.features,
@@ -564,9 +548,8 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
         session.notes.extend(f"plot skipped: {text}" for text in skipped)
 
     reporter.step(f"refitting trial {best.number} ({best.estimator}) on the training split")
-    y_train = session.prepared.y_train
-    rows = int((y_train > 0).sum()) if s.strategy == "converting_only" else len(y_train)
-    best_settings = s.replace(estimator=best.estimator, n_jobs=fit_threads(rows, _cores()))
+    # n_jobs=-1: fit_and_score gives the refit as many threads as its rows can use.
+    best_settings = s.replace(estimator=best.estimator, n_jobs=-1)
     hyper = objective.params_for(best.estimator, best.params)
     refit_start = time.perf_counter()
     fitted = train.fit_and_score(session.prepared, best_settings, hyper, reporter)
