@@ -117,7 +117,7 @@ def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
     can be sorted on something that compares.
     """
     for row in rows:
-        if row.strategy != "converting_only":
+        if not strategies.scores_converters_only(row.strategy):
             continue
         for main, conv in CONV.items():
             if main in row.metrics and conv not in row.metrics:
@@ -553,7 +553,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
             run_ids[s] = result.run_id
         for s in chosen:
             card = fitted[s].scorecard
-            if s != "converting_only":
+            if not strategies.scores_converters_only(s):
                 rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
                                       run_id=run_ids[s], metrics=_all_sessions_and_converters(
                                           card), leakage=leaks))

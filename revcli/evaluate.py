@@ -178,9 +178,9 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
     holdout = bool(model_sha) and data_sha == model_sha
     reporter.step(f"loading {label}")
     frame = read_parquet(path)
-    table = validate(frame, require_converters=strategies.scores_converters_only(strategy))
-    X_all = features_for(frame, loaded.features)
     converters_only = strategies.scores_converters_only(strategy)
+    table = validate(frame, require_converters=converters_only)
+    X_all = features_for(frame, loaded.features)
     recorded = meta.get("baseline_value")
     if holdout:
         split = _recorded_split(meta, table.ordered)
@@ -229,7 +229,7 @@ def _write_plots(directory: Path, strategy: str, label: str, y: np.ndarray, pred
                  importance: dict[str, float]) -> dict[str, Path]:
     """train's three plots, then the cumulative-revenue curve and calibration by decile."""
     from revcli import plots
-    from revcli.train import _write_plots as training_plots
+    from revcli.train import write_plots as training_plots
 
     paths = training_plots(directory, strategy, y, pred, importance, label=label)
     paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
@@ -316,7 +316,6 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                         leak_findings=findings, too_good=too_good, plots={}, eval_run_id=None,
                         tracking_uri=uri)
     if not track:
-        result.eval_run_id = None
         if plots:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", strategy, label,

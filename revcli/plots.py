@@ -33,19 +33,15 @@ def _sample(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, MAX_POINTS, replace=False))
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure (ours, or one drawn by optuna.visualization.matplotlib) as a PNG,
+    atomically, and close it."""
     plt = _pyplot()
     path = Path(path)
     with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
     plt.close(fig)
     return path
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Write a figure drawn elsewhere (e.g. by optuna.visualization.matplotlib) as a PNG,
-    atomically, and close it."""
-    return _save(fig, path)
 
 
 def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
@@ -58,7 +54,7 @@ def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> P
     ax.set_xlabel("predicted revenue ($)")
     ax.set_ylabel("actual - predicted ($)")
     ax.set_title(title or "Residuals vs predicted")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def predicted_vs_actual(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
@@ -76,7 +72,7 @@ def predicted_vs_actual(y: np.ndarray, pred: np.ndarray, path: Path, title: str 
     ax.set_ylabel("predicted revenue ($)")
     ax.set_title(title or "Predicted vs actual")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
@@ -89,7 +85,7 @@ def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Permutation feature importance")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def lorenz(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
@@ -116,7 +112,7 @@ def lorenz(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path
     ax.set_title(title or "Cumulative revenue (Lorenz) curve")
     ax.legend(loc="lower right", title=f"normalized Gini {gini:.3f}; top 10 % hold "
               f"{top * 100:.1f} %" if np.isfinite(gini) else None)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
@@ -139,4 +135,4 @@ def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
     ax.set_ylabel("mean revenue ($)")
     ax.set_title(title or "Calibration by predicted decile")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -148,7 +148,8 @@ def model_params(settings: Settings, overrides: Mapping[str, Any] | None) -> dic
 def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, Any],
                   reporter: Reporter = SILENT) -> Fitted:
     y_train = prepared.y_train
-    n_fit = int((y_train > 0).sum()) if settings.strategy == "converting_only" else len(y_train)
+    n_fit = (int((y_train > 0).sum()) if strategies.scores_converters_only(settings.strategy)
+             else len(y_train))
     # "-1, all cores" means as many as the fit can use: small fits on every core stall on
     # OpenMP barriers whenever another process holds one (see estimators.ROWS_PER_THREAD).
     n_jobs = (settings.n_jobs if settings.n_jobs > 0
@@ -190,7 +191,7 @@ def permutation_importance(model: Any, X: Any, y: np.ndarray, seed: int) -> dict
     return {str(c): float(v) for c, v in zip(X.columns, result.importances_mean, strict=True)}
 
 
-def _write_plots(directory: Path, strategy: str, y: np.ndarray, pred: np.ndarray,
+def write_plots(directory: Path, strategy: str, y: np.ndarray, pred: np.ndarray,
                  importance: Mapping[str, float], label: str | None = None) -> dict[str, Path]:
     """``label`` names the rows in the titles (default: the strategy's test rows)."""
     from revcli import plots
@@ -350,7 +351,7 @@ def record(prepared: Prepared, settings: Settings, fitted: Fitted, hyper: Mappin
         timings["log_model"] = time.perf_counter() - log_start
         plot_paths: dict[str, Path] = {}
         if plots:
-            plot_paths = _write_plots(prepared.workspace.plots_dir / run_id, settings.strategy,
+            plot_paths = write_plots(prepared.workspace.plots_dir / run_id, settings.strategy,
                                       y_eval, pred_eval, importance)
             for path in plot_paths.values():
                 mlflow.log_artifact(str(path), artifact_path="plots")

@@ -76,11 +76,10 @@ def make_folds(prepared: Prepared, strategy: str, n_folds: int, seed: int) -> li
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for fit_idx, val_idx in splitter.split(np.zeros(len(train)), ordered):
         fit, val = train[fit_idx], train[val_idx]
-        if strategy == "converting_only":
+        if strategies.scores_converters_only(strategy):
             # ConvertingOnly.fit keeps the converters itself; handing it only those rows is the
             # same model for a fraction of the copying.
             fit = fit[y[fit] > 0]
-        if strategies.scores_converters_only(strategy):
             val = val[y[val] > 0]
         folds.append(Fold(fit=fit, score=val))
     return folds
