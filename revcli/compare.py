@@ -579,6 +579,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
                         batch=batch, experiment=settings.experiment, tracking_uri=uri,
                         features=prepared.table.features, dropped=prepared.table.dropped)
+    board.notes.extend(prepared.notes)
     board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
                        f"({split['test_converters']:,} converters) of split {split['hash']}; "
                        "conv_* columns on those converters only, MAPE on converters only")

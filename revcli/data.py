@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 TARGET = "revenue"
 ORDER_FLAG = "is_ordered"
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def is_id_column(name: str) -> bool:
@@ -98,6 +99,11 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
     n_nan = int(np.isnan(y).sum())
     if n_nan:
         raise DataError(f"{TARGET!r} has {n_nan:,} missing values; fill or drop those rows")
+    n_inf = int((~np.isfinite(y) | (np.abs(y) > FLOAT32_MAX)).sum())
+    if n_inf:
+        raise DataError(f"{TARGET!r} has {n_inf:,} infinite or out-of-range values (beyond "
+                        f"±{FLOAT32_MAX:.3g}, where the models' float32 arithmetic overflows); "
+                        "fix or drop those rows")
     n_neg = int((y < 0).sum())
     if n_neg:
         raise DataError(f"{TARGET!r} has {n_neg:,} negative values; revenue must be >= 0 "
@@ -124,7 +130,7 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
     features = [c for c in candidates if c not in drop]
     if not features:
         raise DataError("no features left to learn from after --drop-feature")
-    X = learnable[features].astype(np.float32)
+    X = _as_float32(learnable[features])
     missing = X.isna().sum()
     if missing.any():
         name = str(missing.idxmax())
@@ -134,9 +140,28 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
                  dropped=drop)
 
 
+def _as_float32(frame: pd.DataFrame) -> pd.DataFrame:
+    """The features as float32, refusing infinities and values float32 cannot hold (they would
+    become inf in the cast and break every estimator's fit)."""
+    import numpy as np
+
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        if values.dtype.kind == "f":
+            bad = int((np.isinf(values) | (np.abs(np.nan_to_num(values)) > FLOAT32_MAX)).sum())
+        elif values.dtype.kind in "iu":
+            bad = int((np.abs(values.astype(np.float64)) > FLOAT32_MAX).sum())
+        else:
+            bad = 0
+        if bad:
+            raise DataError(f"feature {str(name)!r} has {bad:,} infinite or out-of-range values "
+                            f"(beyond ±{FLOAT32_MAX:.3g}, float32's limit); fix them or use "
+                            f"--drop-feature {str(name)!r}")
+    return frame.astype(np.float32)
+
+
 def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     """The model's feature columns of ``frame`` as float32, naming any that are missing."""
-    import numpy as np
 
     missing = [f for f in features if f not in frame.columns]
     if missing:
@@ -144,7 +169,7 @@ def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
                         f"{', '.join(missing)}")
     X = frame[list(features)]
     _check_numeric(X)
-    X = X.astype(np.float32)
+    X = _as_float32(X)
     if X.isna().to_numpy().any():
         name = str(X.isna().sum().idxmax())
         raise DataError(f"feature {name!r} has missing values")

@@ -269,7 +269,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     elif ws.mlflow_db.is_file() or settings.tracking_uri:
         uri = tracking.tracking_uri(settings, ws)
     loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, uri=uri,
-                           consult_tracking=run is not None, reporter=reporter)
+                           reporter=reporter)
     reporter.note(f"model: {loaded.source} ({loaded.strategy} / {loaded.estimator}); "
                   f"{loaded.checked}")
     rows = _select_rows(ws, loaded, data, reporter)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from revcli import atomic, data
-from revcli.errors import ConfigError, DataError, StorageError
+from revcli.errors import ConfigError, DataError, NotFoundError, StorageError
 from revcli.progress import SILENT, Reporter
 from revcli.storage import Location, ObjectInfo, S3Storage, parse_uri
 from revcli.workspace import DatasetRecord, Workspace
@@ -49,25 +49,41 @@ def fetch_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
                                    extra={"demo": {"rows": rows, "seed": seed}})
 
 
-def fetch_local(workspace: Workspace, path: str | Path,
-                reporter: Reporter = SILENT) -> DatasetRecord:
-    """Validate a local parquet file (path or file:// URI), cache it and make it current."""
+def fetch_local(workspace: Workspace, path: str | Path, reporter: Reporter = SILENT,
+                make_current: bool = True) -> DatasetRecord:
+    """Validate a local parquet file (path or file:// URI) and cache it; ``make_current``
+    makes it the workspace's current dataset (``revcli fetch`` does, ``train --data`` does
+    not)."""
     path = Path(str(path).removeprefix("file://"))
     reporter.step(f"validating {path}")
     data.validate(data.read_parquet(path))
-    return workspace.register_file(path, source=str(path.resolve()))
+    return workspace.register_file(path, source=str(path.resolve()),
+                                   make_current=make_current)
+
+
+DEMO_NOTE = ("no dataset in {root}: generated the demo set ({rows:,} rows, seed {seed}) and "
+             "made it current; `revcli fetch` gets the real one")
 
 
 def current_or_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
-                    reporter: Reporter = SILENT) -> DatasetRecord:
-    """The workspace's current dataset; without one, the full-size demo set (said in one line)."""
+                    reporter: Reporter = SILENT) -> tuple[DatasetRecord, str | None]:
+    """The workspace's current dataset, or -- only in a workspace that never had one -- the
+    full-size demo set, generated and made current. Returns (record, the note saying a demo set
+    was generated, else None); the note is also warned, so it shows even with -q / --json.
+
+    A current dataset that is broken or missing is an error (see Workspace.current): training on
+    a substitute would succeed quietly on the wrong data.
+    """
     record = workspace.current()
     if record is not None:
-        return record
+        return record, None
+    if workspace.had_datasets():
+        raise NotFoundError(f"workspace {workspace.root} has cached datasets but none is "
+                            "current; `revcli fetch` one (or `revcli fetch --list` shows them)")
     record = fetch_demo(workspace, rows=rows, seed=seed, reporter=reporter)
-    reporter.note(f"no dataset in {workspace.root}: generated the demo set ({rows:,} rows, "
-                  f"seed {seed}); `revcli fetch` gets the real one")
-    return record
+    note = DEMO_NOTE.format(root=workspace.root, rows=rows, seed=seed)
+    reporter.warn(note)
+    return record, note
 
 
 @dataclass
@@ -107,7 +123,7 @@ def cached_copy(workspace: Workspace, info: ObjectInfo, endpoint: str) -> Datase
         for origin in record.extra.get("s3_origins", []):
             if (_same_object(origin, info.location, endpoint)
                     and (origin.get("etag"), origin.get("size")) == (info.etag, info.size)
-                    and record.path.stat().st_size == info.size):
+                    and record.bytes == info.size and workspace.is_whole(record)):
                 return record
     return None
 
@@ -167,7 +183,7 @@ def fetch_s3(workspace: Workspace, uri: str, storage: S3Storage, force: bool = F
     if not force:
         cached = cached_copy(workspace, info, endpoint)
         if cached is not None:
-            current = workspace.current()
+            current = workspace.current(strict=False)
             if current is None or current.sha256 != cached.sha256:
                 workspace.set_current(cached.sha256)
             return FetchResult(cached, up_to_date=True, seconds=time.perf_counter() - start)
@@ -230,7 +246,7 @@ class PruneResult:
 
 def prune(workspace: Workspace, reporter: Reporter = SILENT) -> PruneResult:
     """Remove every cached dataset but the current one, and stale download temp files."""
-    result = PruneResult(kept=workspace.current())
+    result = PruneResult(kept=workspace.current(strict=False))
     if result.kept is None and workspace.datasets():
         raise ConfigError("no current dataset, so nothing is known to be in use; `revcli fetch` "
                           "one first, then prune")

@@ -1,10 +1,11 @@
 """Which model a command means (run id, registry alias or file), loaded only once it is ours.
 
-A model file is a pickle, and unpickling runs code, so its sha256 is checked against the one revcli
-recorded when it trained it BEFORE it is loaded: ``model.json`` beside the file (written by
-``revcli train``), else the MLflow run tag ``revcli.model_sha256``. A mismatch or a file with no
-record is refused unless the caller trusts it (``--trust``); once loaded, a file that does not hold
-one of revcli's strategies is refused too.
+A model file is a pickle, and unpickling runs code, so its sha256 is checked BEFORE it is loaded
+against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow run (the run
+named by this workspace's ``models/<run id>/model.json``, or found by the hash). A ``model.json``
+beside a file is never proof on its own: whoever wrote the file could write the sidecar too. A
+mismatch or a file with no record is refused unless the caller trusts it (``--trust``); once
+loaded, a file that does not hold one of revcli's strategies is refused too.
 
 References (``--run``): a 32-character MLflow run id, a unique prefix of one in the workspace's
 ``models/`` (the short ids ``revcli compare runs`` prints), ``models:/NAME@ALIAS`` or
@@ -209,12 +210,35 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
     return data if data.get("model_sha256") else None
 
 
-def _meta_beside(path: Path) -> tuple[dict[str, Any] | None, Path | None]:
+def _workspace_record(path: Path, workspace: Workspace | None) -> tuple[dict[str, Any] | None,
+                                                                        Path | None]:
+    """model.json of ``path`` when ``path`` is this workspace's own ``models/<run id>/
+    model.joblib``: a record revcli wrote itself. A sidecar anywhere else proves nothing (whoever
+    wrote the file could write the sidecar too)."""
+    if workspace is None:
+        return None, None
+    try:
+        resolved = path.resolve()
+        home = workspace.models_dir.resolve()
+    except OSError:
+        return None, None
+    if (resolved.name != MODEL_FILE or resolved.parent.parent != home
+            or not RUN_ID.match(resolved.parent.name)):
+        return None, None
+    meta_path = resolved.parent / META_FILE
+    meta = _read_meta(meta_path)
+    if meta is None or meta.get("run_id", resolved.parent.name) != resolved.parent.name:
+        return None, None
+    return meta, meta_path
+
+
+def _meta_beside(path: Path) -> dict[str, Any]:
+    """Metadata beside a file the user vouched for with --trust (features, strategy, ...)."""
     for candidate in dict.fromkeys((path.with_suffix(".json"), path.parent / META_FILE)):
         meta = _read_meta(candidate)
-        if meta is not None and meta.get("model_file", path.name) in (path.name, MODEL_FILE):
-            return meta, candidate
-    return None, None
+        if meta is not None:
+            return meta
+    return {}
 
 
 def _runs_with_sha(uri: str, sha: str) -> list[Any]:
@@ -257,60 +281,69 @@ def _refuse(message: str, trust: bool, reporter: Reporter) -> str:
 
 
 def load_file(path: str | Path, *, trust: bool = False, uri: str | None = None,
+              workspace: Workspace | None = None, run: Any = None,
               reporter: Reporter = SILENT) -> LoadedModel:
-    """A model file, verified against model.json beside it or the MLflow tag of its run."""
+    """A model file, unpickled only once its sha256 matches a record revcli wrote itself: the
+    ``revcli.model_sha256`` tag of its MLflow run (``run``; else the run named by this
+    workspace's ``models/<run id>/model.json`` when the file is that run's ``model.joblib``;
+    else a run in ``uri`` tagged with the file's hash). A sidecar file proves nothing: whoever
+    wrote the model could write it too. Anything unverified needs ``trust``."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"model file {path} does not exist")
     sha = atomic.sha256_file(path)
-    meta, meta_path = _meta_beside(path)
-    run_id = meta.get("run_id") if meta else None
-    if meta is not None:
-        recorded = str(meta["model_sha256"])
-        if recorded == sha:
-            checked = f"sha256 matches {meta_path}"
+    meta, _ = _workspace_record(path, workspace)
+    where = f" in {uri}" if uri else ""
+    if run is None and uri:
+        if meta is not None:
+            run = _get_run_or_none(uri, str(meta.get("run_id") or path.parent.name))
         else:
-            checked = _refuse(f"{path} has sha256 {sha[:12]}… but {meta_path} records "
-                              f"{recorded[:12]}…: the file changed after training", trust,
-                              reporter)
+            found = _runs_with_sha(uri, sha)
+            run = found[0] if found else None
+    tagged = run.data.tags.get(SHA_TAG) if run is not None else None
+    if tagged == sha:
+        checked = f"sha256 matches MLflow run {run.info.run_id} (tag {SHA_TAG})"
+        meta = {**{k: v for k, v in meta_from_run(run).items() if v not in (None, "")},
+                **(meta or {})}
     else:
-        runs = _runs_with_sha(uri, sha) if uri else []
-        if runs:
-            run = runs[0]
-            meta, run_id = meta_from_run(run), run.info.run_id
-            checked = f"sha256 matches MLflow run {run_id} (tag {SHA_TAG})"
+        if run is not None:
+            reason = (f"{path} (sha256 {sha[:12]}…) is not the model MLflow run "
+                      f"{run.info.run_id} logged ("
+                      + (f"{SHA_TAG} {tagged[:12]}…)" if tagged else f"the run has no {SHA_TAG})"))
+        elif meta is not None:
+            reason = (f"{path} claims to be run {meta.get('run_id') or path.parent.name}, which "
+                      f"no MLflow store{where} knows")
         else:
-            meta = {}
-            checked = _refuse(f"{path} (sha256 {sha[:12]}…) has no record: no model.json "
-                              f"beside it and no MLflow run tagged {SHA_TAG} with that hash, "
-                              "so it is not a model revcli trained", trust, reporter)
+            reason = (f"{path} (sha256 {sha[:12]}…) matches no record revcli wrote: no MLflow "
+                      f"run{where} is tagged {SHA_TAG} with that hash (a model.json beside a "
+                      "file proves nothing)")
+        checked = _refuse(reason, trust, reporter)
+        meta = meta or _meta_beside(path)
+    run_id = run.info.run_id if run is not None else meta.get("run_id")
     model = _unpickle(path)
     return LoadedModel(model=model, path=path, sha256=sha, meta=dict(meta), run_id=run_id,
-                       source=f"file {path}", checked=checked)
+                       source=f"file {path}", checked=checked, run=run)
+
+
+def _get_run_or_none(uri: str, run_id: str) -> Any:
+    try:
+        return tracking.get_run(uri, run_id)
+    except NotFoundError:
+        return None
 
 
 def load_run(settings: Settings, workspace: Workspace, ref: str, *, uri: str | None = None,
-             trust: bool = False, consult_tracking: bool = False,
-             reporter: Reporter = SILENT) -> LoadedModel:
-    """The model of a run (by id, prefix or registry alias): the workspace's joblib copy, checked
-    against its model.json and, with ``consult_tracking`` (or when the workspace lacks the
-    model), against the run's ``revcli.model_sha256`` tag too -- all before it is unpickled."""
+             trust: bool = False, reporter: Reporter = SILENT) -> LoadedModel:
+    """The model of a run (by id, prefix or registry alias): the workspace's joblib copy,
+    checked against the run's ``revcli.model_sha256`` tag before it is unpickled."""
     uri = uri or tracking.tracking_uri(settings, workspace)
     run_id, how = resolve_run(uri, settings, workspace, ref)
     path = workspace.model_dir(run_id) / MODEL_FILE
-    run = tracking.get_run(uri, run_id) if consult_tracking or not path.is_file() else None
+    run = tracking.get_run(uri, run_id)
     if path.is_file():
-        if run is not None:
-            tagged = run.data.tags.get(SHA_TAG)
-            sha = atomic.sha256_file(path)
-            if tagged and tagged != sha:
-                _refuse(f"{path} has sha256 {sha[:12]}… but MLflow run {run_id} records "
-                        f"{tagged[:12]}…: the file changed after training", trust, reporter)
-        loaded = load_file(path, trust=trust, uri=None, reporter=reporter)
-        loaded.source, loaded.run_id, loaded.run = how, run_id, run
-        if run is not None:  # fill what an older model.json lacks from the run's record
-            loaded.meta = {**{k: v for k, v in meta_from_run(run).items() if v not in (None, "")},
-                           **loaded.meta}
+        loaded = load_file(path, trust=trust, uri=uri, workspace=workspace, run=run,
+                           reporter=reporter)
+        loaded.source, loaded.run_id = how, run_id
         return loaded
     # Not trained in this workspace: its MLflow-logged copy carries no hash revcli recorded,
     # so loading it needs --trust.
@@ -340,7 +373,7 @@ def load_run(settings: Settings, workspace: Workspace, ref: str, *, uri: str | N
 
 def load(settings: Settings, workspace: Workspace, *, run: str | None = None,
          model_file: str | Path | None = None, trust: bool = False, uri: str | None = None,
-         consult_tracking: bool = False, reporter: Reporter = SILENT) -> LoadedModel:
+         reporter: Reporter = SILENT) -> LoadedModel:
     """``--run`` or ``--model``: exactly one of them."""
     from revcli.errors import ConfigError
 
@@ -348,6 +381,6 @@ def load(settings: Settings, workspace: Workspace, *, run: str | None = None,
         raise ConfigError("give exactly one of --run RUN (a run id or registry alias) and "
                           "--model FILE")
     if run is not None:
-        return load_run(settings, workspace, run, uri=uri, trust=trust,
-                        consult_tracking=consult_tracking, reporter=reporter)
-    return load_file(model_file, trust=trust, uri=uri, reporter=reporter)  # type: ignore[arg-type]
+        return load_run(settings, workspace, run, uri=uri, trust=trust, reporter=reporter)
+    return load_file(model_file, trust=trust, uri=uri, workspace=workspace,  # type: ignore[arg-type]
+                     reporter=reporter)

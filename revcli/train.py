@@ -35,6 +35,8 @@ class Prepared:
     dataset: DatasetRecord
     table: Table
     split: Split
+    # Said on stderr and in --json: e.g. that the demo set was generated for want of a dataset.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def X_train(self) -> Any:
@@ -88,6 +90,7 @@ class TrainResult:
     plots: dict[str, Path]
     importance: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +101,8 @@ class TrainResult:
             "estimator": self.estimator,
             "params": self.params,
             "dataset": {"sha256": self.dataset.sha256, "source": self.dataset.source,
-                        "rows": self.dataset.rows, "path": str(self.dataset.path)},
+                        "rows": self.dataset.rows, "path": str(self.dataset.path),
+                        "demo": "demo" in self.dataset.extra},
             "features": self.features,
             "dropped": self.dropped,
             "split": self.split,
@@ -110,27 +114,31 @@ class TrainResult:
             "plots": {k: str(v) for k, v in self.plots.items()},
             "importance": self.importance,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": self.notes,
         }
 
 
 def load_dataset(settings: Settings, data: str | Path | None = None,
-                 reporter: Reporter = SILENT) -> tuple[Workspace, DatasetRecord]:
-    """The dataset a command works on: ``data`` if given (validated and registered), else the
-    workspace's current one, else the full-size demo set."""
+                 reporter: Reporter = SILENT) -> tuple[Workspace, DatasetRecord, list[str]]:
+    """The dataset a command works on, and notes about it: ``data`` if given (validated and
+    cached, the current dataset left as it is), else the workspace's current one, else -- in a
+    workspace that never had one -- the full-size demo set."""
     workspace = Workspace(settings.workspace).ensure()
     if data is not None:
-        return workspace, fetch.fetch_local(workspace, data, reporter=reporter)
-    return workspace, fetch.current_or_demo(workspace, rows=settings.demo_rows,
-                                            seed=settings.demo_seed, reporter=reporter)
+        record = fetch.fetch_local(workspace, data, reporter=reporter, make_current=False)
+        return workspace, record, []
+    record, note = fetch.current_or_demo(workspace, rows=settings.demo_rows,
+                                         seed=settings.demo_seed, reporter=reporter)
+    return workspace, record, [note] if note else []
 
 
 def prepare(settings: Settings, data: str | Path | None = None,
             drop_features: Sequence[str] = (), reporter: Reporter = SILENT) -> Prepared:
-    workspace, record = load_dataset(settings, data, reporter)
+    workspace, record, notes = load_dataset(settings, data, reporter)
     reporter.step(f"loading {record.short} ({record.rows:,} rows)")
     table = validate(read_parquet(record.path), drop_features=drop_features)
     split = make_split(table.ordered, test_size=settings.test_size, seed=settings.seed)
-    return Prepared(workspace=workspace, dataset=record, table=table, split=split)
+    return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
 
 
 def baseline_value(strategy: str, y_train: np.ndarray) -> float:
@@ -362,7 +370,7 @@ def record(prepared: Prepared, settings: Settings, fitted: Fitted, hyper: Mappin
             dropped=prepared.table.dropped, split=split_info, scorecard=card,
             leakage=list(findings), too_good=warning, model_path=model_path,
             model_sha256=model_sha, model_uri=model_uri, plots=plot_paths,
-            importance=importance, timings=timings)
+            importance=importance, timings=timings, notes=list(prepared.notes))
         mlflow.log_dict(result.to_dict(), "scorecard.json")
     timings["log"] = time.perf_counter() - log_start
     return result

@@ -15,6 +15,7 @@ Every write goes through :mod:`revcli.atomic`, so a crash leaves the previous st
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from revcli import atomic
-from revcli.errors import NotFoundError, StorageError
+from revcli.errors import DataError, NotFoundError, StorageError
 
 SHA_LEN = 64
 
@@ -44,6 +45,8 @@ class DatasetRecord:
     created: str
     bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # The file's mtime when it was last hashed: a cheap check that it was not changed in place.
+    mtime_ns: int | None = None
 
     @property
     def short(self) -> str:
@@ -58,7 +61,8 @@ class DatasetRecord:
     def from_dict(cls, data: dict[str, Any]) -> DatasetRecord:
         data = dict(data)
         data["path"] = Path(data["path"])
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Workspace:
@@ -120,9 +124,10 @@ class Workspace:
         return self.datasets_dir / f"{sha}.parquet"
 
     def register_file(self, src: str | Path, source: str, *, move: bool = False,
-                      extra: dict[str, Any] | None = None,
-                      sha256: str | None = None) -> DatasetRecord:
-        """Cache a validated parquet file under its sha256 and make it the current dataset.
+                      extra: dict[str, Any] | None = None, sha256: str | None = None,
+                      make_current: bool = True) -> DatasetRecord:
+        """Cache a validated parquet file under its sha256 and (``make_current``) make it the
+        current dataset.
 
         ``move=True`` renames ``src`` into place (it must be on the workspace's file system, e.g.
         a temp file in ``datasets/``); otherwise the file is copied atomically.
@@ -133,6 +138,9 @@ class Workspace:
         src = Path(src)
         sha = sha256 or atomic.sha256_file(src)
         dest = self.dataset_path(sha)
+        previous = self._read_manifest(sha)
+        if dest.exists() and (previous is None or not self.is_whole(previous)):
+            dest.unlink()  # a damaged copy under this name: replace it with the new bytes
         if dest.exists():
             if move:
                 src.unlink(missing_ok=True)
@@ -143,7 +151,6 @@ class Workspace:
                 shutil.copyfile(src, tmp)
         meta = pq.read_metadata(dest)
         schema = meta.schema.to_arrow_schema()
-        previous = self._read_manifest(sha)
         record = DatasetRecord(
             sha256=sha,
             path=dest,
@@ -154,9 +161,11 @@ class Workspace:
             created=previous.created if previous else _now(),
             bytes=dest.stat().st_size,
             extra={**(previous.extra if previous else {}), **(extra or {})},
+            mtime_ns=dest.stat().st_mtime_ns,
         )
         atomic.write_json(self._manifest_path(sha), record.to_dict())
-        self.set_current(sha)
+        if make_current:
+            self.set_current(sha)
         return record
 
     def write_dataset(self, frame: Any, source: str,
@@ -179,18 +188,81 @@ class Workspace:
         # moved workspace keeps working.
         return DatasetRecord(**{**record.__dict__, "path": self.dataset_path(sha)})
 
-    def set_current(self, sha: str) -> None:
-        atomic.write_json(self.root / "current.json", {"dataset": sha})
+    @property
+    def current_file(self) -> Path:
+        return self.root / "current.json"
 
-    def current(self) -> DatasetRecord | None:
+    def set_current(self, sha: str) -> None:
+        atomic.write_json(self.current_file, {"dataset": sha})
+
+    def current(self, strict: bool = True) -> DatasetRecord | None:
+        """The current dataset, checked to be whole; None when the workspace has none.
+
+        A workspace that had a current dataset and lost it (``current.json`` or the manifest
+        unreadable, the parquet deleted or changed in place) is an error, never "no dataset":
+        a command must not quietly train on something else. ``strict=False`` returns None
+        instead (for fetch, which is the fix).
+        """
         try:
-            sha = json.loads((self.root / "current.json").read_text())["dataset"]
+            return self._current()
+        except DataError:
+            if strict:
+                raise
+            return None
+
+    def _current(self) -> DatasetRecord | None:
+        path = self.current_file
+        if not path.exists():
+            return None
+        fix = ("; run `revcli fetch` to get it again (or `revcli fetch --demo` for the demo "
+               "set)")
+        try:
+            sha = json.loads(path.read_text())["dataset"]
+            if not isinstance(sha, str) or len(sha) != SHA_LEN:
+                raise ValueError(sha)
         except (OSError, ValueError, KeyError, TypeError):
-            return None
+            raise DataError(f"the workspace's pointer to its current dataset ({path}) is "
+                            f"unreadable{fix}") from None
         record = self._read_manifest(sha)
-        if record is None or not record.path.is_file():
-            return None
-        return record
+        if record is None:
+            raise DataError(f"the current dataset {sha[:12]} has no readable manifest in "
+                            f"{self.datasets_dir}{fix}")
+        return self.verify(record, fix)
+
+    def verify(self, record: DatasetRecord, fix: str = "") -> DatasetRecord:
+        """``record`` if its file is still the one that was hashed: same size, and the same
+        mtime or (when the mtime moved) the same sha256 again."""
+        fix = fix or "; run `revcli fetch` to get it again"
+        try:
+            stat = record.path.stat()
+        except OSError:
+            raise DataError(f"dataset {record.short} ({record.source}) is missing its file "
+                            f"{record.path}{fix}") from None
+        if stat.st_size != record.bytes:
+            raise DataError(f"dataset {record.short} ({record.source}) was changed after it was "
+                            f"cached ({stat.st_size:,} bytes, {record.bytes:,} recorded){fix}")
+        if record.mtime_ns == stat.st_mtime_ns:
+            return record
+        if atomic.sha256_file(record.path) != record.sha256:
+            raise DataError(f"dataset {record.short} ({record.source}) was changed after it was "
+                            f"cached (its sha256 no longer matches){fix}")
+        # Touched but whole: remember the new mtime so the next check is cheap again.
+        updated = DatasetRecord(**{**record.__dict__, "mtime_ns": stat.st_mtime_ns})
+        with contextlib.suppress(OSError):  # a read-only workspace can still be read
+            atomic.write_json(self._manifest_path(record.sha256), updated.to_dict())
+        return updated
+
+    def is_whole(self, record: DatasetRecord) -> bool:
+        try:
+            self.verify(record)
+        except DataError:
+            return False
+        return True
+
+    def had_datasets(self) -> bool:
+        """Whether anything was ever cached here (a current pointer or any manifest)."""
+        return self.current_file.exists() or (
+            self.datasets_dir.is_dir() and any(self.datasets_dir.glob("*.json")))
 
     def datasets(self) -> list[DatasetRecord]:
         if not self.datasets_dir.is_dir():
@@ -203,7 +275,7 @@ class Workspace:
         """A cached dataset by sha256 or a unique prefix of it (at least 6 characters)."""
         matches = [r for r in self.datasets() if len(ref) >= 6 and r.sha256.startswith(ref)]
         if len(matches) == 1:
-            return matches[0]
+            return self.verify(matches[0])
         if not matches:
             raise NotFoundError(f"no dataset {ref!r} in {self.datasets_dir}; "
                                 "`revcli fetch --list` shows the cached ones")

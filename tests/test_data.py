@@ -52,6 +52,14 @@ def test_drop_feature() -> None:
     (lambda f: f.assign(is_ordered=1), "disagrees"),
     (lambda f: f.assign(hour_of_day=f.hour_of_day.astype(float).where(f.index != 2)),
      "feature 'hour_of_day' has 1 missing"),
+    (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, np.inf)),
+     "'revenue' has 1 infinite or out-of-range"),
+    (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, 1e300)),
+     "'revenue' has 1 infinite or out-of-range"),
+    (lambda f: f.assign(hour_of_day=f.hour_of_day.astype(float).where(f.index != 2, -np.inf)),
+     "feature 'hour_of_day' has 1 infinite or out-of-range"),
+    (lambda f: f.assign(hour_of_day=f.hour_of_day.astype(float).where(f.index != 2, 1e39)),
+     "feature 'hour_of_day' has 1 infinite or out-of-range"),
 ])
 def test_bad_tables(mutate, message) -> None:
     with pytest.raises(DataError, match=message):

@@ -40,10 +40,15 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(joblib, "load", refuse)
 
 
-def test_recorded_file_loads_with_its_record(trained, copied) -> None:
-    loaded = modelref.load_file(copied)
+def _workspace(trained) -> Workspace:
+    return Workspace(trained.model_path.parent.parent.parent)
+
+
+def test_workspace_model_loads_once_its_run_vouches_for_it(trained) -> None:
+    loaded = modelref.load_file(trained.model_path, uri=trained.tracking_uri,
+                                workspace=_workspace(trained))
     assert loaded.sha256 == trained.model_sha256
-    assert loaded.checked.startswith("sha256 matches") and "model.json" in loaded.checked
+    assert loaded.checked.startswith("sha256 matches MLflow run") and loaded.run is not None
     assert loaded.strategy == "converting_only" and loaded.estimator == "xgb"
     assert loaded.features == trained.features
     # trained with engagement_depth, constant on converters: converting_only's scores are honest
@@ -52,31 +57,29 @@ def test_recorded_file_loads_with_its_record(trained, copied) -> None:
     assert loaded.run_id == trained.run_id
 
 
-def test_tampered_file_is_refused_before_unpickling(copied, no_unpickling) -> None:
+def test_a_copy_with_its_model_json_is_not_trusted_for_the_sidecar(trained, copied,
+                                                                   no_unpickling) -> None:
+    """A model.json beside a file proves nothing: whoever wrote the file could write it."""
+    with pytest.raises(DataError, match=r"proves nothing\); refusing to unpickle"):
+        modelref.load_file(copied)
+
+
+def test_tampered_file_is_refused_before_unpickling(trained, copied, no_unpickling) -> None:
     with open(copied, "ab") as fh:
         fh.write(b"\0")
-    with pytest.raises(DataError, match="changed after training; refusing to unpickle"):
-        modelref.load_file(copied)
+    with pytest.raises(DataError, match="refusing to unpickle"):
+        modelref.load_file(copied, uri=trained.tracking_uri)
 
 
-def test_tampered_file_loads_with_trust_and_a_warning(copied) -> None:
-    meta = copied.parent / "model.json"
-    meta.write_text(meta.read_text().replace('"model_sha256": "', '"model_sha256": "0'))
-    with pytest.raises(DataError, match="changed after training"):
-        modelref.load_file(copied)
+def test_unrecorded_file_loads_with_trust_and_a_warning(copied) -> None:
     recorder = Recorder()
     loaded = modelref.load_file(copied, trust=True, reporter=recorder)
     assert loaded.checked == "not checked (--trust)"
     assert recorder.warnings and "loading it anyway (--trust)" in recorder.warnings[0]
+    assert loaded.features  # metadata beside a trusted file is still read
 
 
-def test_file_without_record_is_refused_unless_trusted(copied, no_unpickling) -> None:
-    (copied.parent / "model.json").unlink()
-    with pytest.raises(DataError, match=r"has no record.*not a model revcli trained"):
-        modelref.load_file(copied)
-
-
-def test_file_without_model_json_is_found_by_its_mlflow_tag(trained, copied) -> None:
+def test_a_copy_is_found_by_its_mlflow_tag(trained, copied) -> None:
     (copied.parent / "model.json").unlink()
     loaded = modelref.load_file(copied, uri=trained.tracking_uri)
     assert loaded.run_id == trained.run_id
@@ -85,10 +88,55 @@ def test_file_without_model_json_is_found_by_its_mlflow_tag(trained, copied) -> 
     assert loaded.meta["split_hash"] == trained.split["hash"]
 
 
+class _Hostile:
+    """Unpickling it creates a marker file: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("place", ["anywhere", "workspace-models", "pushed-copy"])
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_hostile_pickle_never_runs_without_trust(trained, tmp_path: Path, place: str,
+                                                   forged: bool) -> None:
+    import json
+
+    ws = _workspace(trained)
+    marker = tmp_path / "pwned"
+    if place == "workspace-models":
+        path = ws.model_dir("f" * 32) / "model.joblib"
+    elif place == "pushed-copy":
+        path = tmp_path / "download" / "regression_model.pkl"
+    else:
+        path = tmp_path / "elsewhere" / "model.joblib"
+    path.parent.mkdir(parents=True)
+    joblib.dump(_Hostile(marker), path)
+    from revcli import atomic
+
+    sha = atomic.sha256_file(path)
+    if forged:  # a sidecar carrying the file's true hash, in every form revcli writes
+        (path.parent / "model.json").write_text(json.dumps(
+            {"run_id": "f" * 32, "model_sha256": sha, "strategy": "all", "features": ["x"]}))
+        path.with_suffix(".json").write_text(json.dumps(
+            {"run_id": trained.run_id, "model": {"sha256": sha}}))
+    for uri in (None, trained.tracking_uri):
+        with pytest.raises(DataError, match="refusing to unpickle"):
+            modelref.load_file(path, uri=uri, workspace=ws)
+    if place == "workspace-models":
+        s = settings.resolve(flags={"workspace": str(ws.root)}, env={})
+        with pytest.raises(NotFoundError):
+            modelref.load(s, ws, run="f" * 32, uri=trained.tracking_uri)
+    assert not marker.exists()
+    shutil.rmtree(path.parent)
+
+
 def test_a_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.joblib"
     text.write_text("revenue,hour\n1,2\n")
-    with pytest.raises(DataError, match="has no record"):
+    with pytest.raises(DataError, match="matches no record"):
         modelref.load_file(text)
     with pytest.raises(DataError, match="not a revcli model: it cannot be read as a joblib"):
         modelref.load_file(text, trust=True)
@@ -107,7 +155,7 @@ def test_run_references(trained, tmp_path: Path) -> None:
     assert modelref.resolve_run(uri, s, ws, trained.run_id) == (trained.run_id,
                                                                 f"run {trained.run_id}")
     assert modelref.resolve_run(uri, s, ws, trained.run_id[:8])[0] == trained.run_id
-    loaded = modelref.load(s, ws, run=trained.run_id[:8], consult_tracking=True)
+    loaded = modelref.load(s, ws, run=trained.run_id[:8])
     assert loaded.run is not None and loaded.run.info.run_id == trained.run_id
     assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []  # from the run's tags
     with pytest.raises(NotFoundError, match="neither a run id"):
@@ -120,25 +168,20 @@ def test_run_references(trained, tmp_path: Path) -> None:
         modelref.load(s, ws)
 
 
-def test_a_pushed_model_is_checked_against_the_metadata_pushed_beside_it(trained,
-                                                                          tmp_path) -> None:
+def test_a_pushed_model_is_checked_against_its_run_not_the_metadata_beside_it(
+        trained, tmp_path) -> None:
     """`revcli push` uploads regression_model.pkl and regression_model.json (sha256 under
-    "model"); downloaded together they load like the workspace copy."""
+    "model"); downloaded together, the file loads once MLflow's run vouches for its hash. The
+    JSON alone is no proof."""
     import json
 
     pkl = tmp_path / "regression_model.pkl"
     shutil.copy(trained.model_path, pkl)
     document = {"run_id": trained.run_id, "strategy": "converting_only", "estimator": "xgb",
-                "features": trained.features, "dataset_sha256": trained.dataset.sha256,
-                "split_hash": trained.split["hash"], "seed": 42, "test_size": 0.2,
-                "leakage": "engagement_depth",
-                "model": {"uri": "s3://models/regression_model.pkl",
-                          "sha256": trained.model_sha256, "format": "joblib"}}
+                "features": trained.features, "model": {"sha256": trained.model_sha256}}
     (tmp_path / "regression_model.json").write_text(json.dumps(document))
-    loaded = modelref.load_file(pkl)
-    assert "regression_model.json" in loaded.checked and loaded.run_id == trained.run_id
-    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []
-    document["model"]["sha256"] = "0" * 64
-    (tmp_path / "regression_model.json").write_text(json.dumps(document))
-    with pytest.raises(DataError, match="changed after training"):
+    with pytest.raises(DataError, match="proves nothing"):
         modelref.load_file(pkl)
+    loaded = modelref.load_file(pkl, uri=trained.tracking_uri)
+    assert "MLflow run" in loaded.checked and loaded.run_id == trained.run_id
+    assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []

@@ -131,3 +131,26 @@ def test_training_leaves_the_environment_alone(small_settings, monkeypatch) -> N
     # a second resolution in the same process must not inherit the first run's store
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert settings.resolve(env=dict(os.environ)).tracking_uri is None
+
+
+def test_data_trains_on_the_file_and_leaves_the_current_dataset(small_settings, small_demo,
+                                                                tmp_path) -> None:
+    from revcli.workspace import Workspace
+
+    ws = Workspace(small_settings.workspace)
+    before = ws.current().sha256
+    other = tmp_path / "other.parquet"
+    small_demo.head(5_000).to_parquet(other, index=False)
+    result = train.train(small_settings.replace(estimator="mean"), data=other, plots=False)
+    assert result.dataset.sha256 != before and result.dataset.rows == 5_000
+    assert ws.current().sha256 == before
+
+
+def test_a_broken_current_dataset_fails_before_any_work(small_settings) -> None:
+    from revcli.workspace import Workspace
+
+    ws = Workspace(small_settings.workspace)
+    ws.current().path.unlink()
+    with pytest.raises(DataError, match=r"missing its file.*revcli fetch"):
+        train.train(small_settings.replace(estimator="mean"), plots=False)
+    assert not ws.mlflow_db.exists()  # nothing was logged

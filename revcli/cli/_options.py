@@ -34,7 +34,7 @@ Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Only errors, warnings and the result")]
 Data = Annotated[Path | None, typer.Option(
     "--data", help="Train on this local parquet file instead of the workspace's current dataset "
-    "(it is validated and cached like any other)", show_default=False)]
+    "(it is validated and cached; the current dataset stays as it is)", show_default=False)]
 
 EndpointUrl = Annotated[str | None, typer.Option(
     "--endpoint-url", help="S3 endpoint, e.g. http://localhost:9000 for MinIO \\[env: "

@@ -47,7 +47,9 @@ def train(
 ) -> None:
     """Train a model of session revenue, score it beside the baseline, log an MLflow run.
 
-    Uses the workspace's current dataset (the full-size demo set if there is none). The split
+    Uses the workspace's current dataset; a workspace that never had one gets the full-size
+    demo set (said on stderr), and a current dataset that is broken or missing is an error. The
+    split
     is shared by every strategy (stratified on is_ordered, seed 42), the scorecard shows each
     metric beside the train-mean baseline, and a leakage audit names any feature that gives the
     order away.

@@ -449,7 +449,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         reporter.note(f"new study {name} in {shown}")
     reporter.note(f"sampler TPE, seed {settings.seed} + trial number · {p.parallel} trial(s) at a "
                   f"time x {p.threads} thread(s) · {p.folds}-fold CV on the training split")
-    notes = []
+    notes = list(prepared.notes)
     if p.parallel > 1:
         notes.append(f"{p.parallel} trials ran at a time, so the result depends on their "
                      "timing; --n-jobs 1 makes a seeded search reproducible")

@@ -30,9 +30,22 @@ def test_train_table_output_names_the_leak(invoke, small_settings) -> None:
 
 def test_train_without_a_dataset_makes_the_demo_and_says_so(invoke, monkeypatch) -> None:
     monkeypatch.setenv("REVCLI_DEMO_ROWS", "3000")
-    result = invoke("train", "--estimator", "mean", "--no-plots")
+    result = invoke("train", "--estimator", "mean", "--no-plots", "-q", "--json")
     assert result.exit_code == 0, result.output
+    # said even with -q --json: on stderr, and in the result
     assert "generated the demo set (3,000 rows" in result.stderr
+    body = json.loads(result.stdout)
+    assert body["dataset"]["demo"] is True
+    assert any("generated the demo set" in note for note in body["notes"])
+
+
+def test_train_on_a_broken_current_dataset_is_an_error(invoke, monkeypatch, isolated) -> None:
+    monkeypatch.setenv("REVCLI_DEMO_ROWS", "3000")
+    assert invoke("fetch", "--demo").exit_code == 0
+    (isolated / "current.json").write_text("{")
+    result = invoke("train", "--estimator", "mean", "--no-plots", "-q", "--json")
+    _one_line_error(result, "revcli fetch")
+    assert result.stdout == ""
 
 
 def _one_line_error(result, fragment: str) -> None:
