@@ -62,7 +62,7 @@ def main() -> int:
 
 
 def _measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
-    from revcli import demo, settings, train
+    from revcli import demo, pipeline, settings
     from revcli.tuning import tune
     from revcli.workspace import Workspace
 
@@ -76,9 +76,9 @@ def _measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
 
     # Reference: one fit of the default model on the whole training split, all cores.
     s = settings.resolve(flags={**base, "estimator": "xgb"}, env={})
-    prepared = train.prepare(s)
+    prepared = pipeline.prepare(s)
     start = time.perf_counter()
-    train.fit_and_score(prepared, s, {})
+    pipeline.fit_and_score(prepared, s, {})
     reference = time.perf_counter() - start
 
     s = settings.resolve(flags={**base, "estimator": args.estimator, "n_trials": args.trials,

@@ -26,20 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import metrics, modelref, strategies, tracking
+from revcli import metrics, pipeline, runs, strategies, tracking
 from revcli.errors import ConfigError, NotFoundError
 from revcli.progress import SILENT, Reporter
+from revcli.tracking import LoggedRun
 from revcli.workspace import Workspace
 
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
 DEFAULT_TOP = 20
-MAX_RUNS = 5_000
-PAGE = 1_000
+MAX_RUNS = tracking.search.MAX_RUNS
 # Logged but not worth a column: the feature list is long, dropped_features says what differs.
 QUIET_PARAMS = frozenset({"features"})
-CONV = {"rmse": "conv_rmse", "mae": "conv_mae", "r2": "conv_r2", "mape": "conv_mape"}
+CONV = metrics.CONVERTER_OF
 FORMATS = ("table", "md", "csv", "json")
 # Shown beside the main metrics when runs have them (--metric picks any other): the zero-aware
 # scores that compare all-sessions runs, and the converter RMSE that compares every strategy.
@@ -59,65 +59,69 @@ class RunRow:
     strategy: str
     estimator: str
     population: str
+    scored_on: str | None
     dataset: str
     split: str
+    split_kind: str | None
     leakage: list[str]
+    honest: bool | None
     metrics: dict[str, float]
     baseline: dict[str, float]
     params: dict[str, str]
     experiment_id: str
     parent: str | None = None
-    derived: list[str] = field(default_factory=list)  # conv_* filled from a converting_only run
+    tags: dict[str, str] = field(default_factory=dict)
+    derived: list[str] = field(default_factory=list)  # conv_* filled from its own scores
 
     @property
     def short(self) -> str:
         return self.run_id[:8]
 
+    @property
+    def not_honest(self) -> bool:
+        """The verdict recorded at training (revcli.honest); runs from before that tag are
+        judged by their leakage findings."""
+        return self.honest is False or (self.honest is None and bool(self.leakage))
+
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "name": self.name,
                 "started": self.started.isoformat(timespec="seconds") if self.started else None,
                 "command": self.command, "strategy": self.strategy, "estimator": self.estimator,
-                "population": self.population, "dataset_sha256": self.dataset,
-                "split_hash": self.split, "leakage": self.leakage,
+                "population": self.population, "scored_on": self.scored_on,
+                "dataset_sha256": self.dataset, "split_hash": self.split,
+                "split": self.split_kind, "leakage": self.leakage, "honest": self.honest,
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()},
                 "baseline": {k: _finite(v) for k, v in self.baseline.items()},
                 "params": self.params, "derived_metrics": self.derived,
-                "experiment_id": self.experiment_id}
+                "experiment_id": self.experiment_id, "tags": self.tags}
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def row_from_run(run: Any) -> RunRow:
-    tags, params, info = run.data.tags, run.data.params, run.info
-    values = dict(run.data.metrics)
-    own = {k: v for k, v in values.items() if not k.startswith("baseline_")}
-    base = {k.removeprefix("baseline_"): v for k, v in values.items() if k.startswith("baseline_")}
-    strategy = tags.get("revcli.strategy") or params.get("strategy") or "-"
-    leak = tags.get("revcli.leakage", "")
-    started = (dt.datetime.fromtimestamp(info.start_time / 1000, tz=dt.UTC)
-               if info.start_time else None)
+def row_from_run(run: LoggedRun) -> RunRow:
+    r = run.record
+    user_tags = {k: v for k, v in run.raw.data.tags.items()
+                 if not k.startswith(("mlflow.", tracking.record.PREFIX))} if run.raw else {}
     return RunRow(
-        run_id=info.run_id, name=info.run_name or "", started=started,
-        command=tags.get("revcli.command", "-"), strategy=strategy,
-        estimator=tags.get("revcli.estimator") or params.get("estimator") or "-",
-        population=tags.get("revcli.population", "unknown"),
-        dataset=tags.get("revcli.dataset_sha256", ""), split=tags.get("revcli.split_hash", ""),
-        leakage=[] if leak in ("", "none") else leak.split(","), metrics=own, baseline=base,
-        params=dict(params), experiment_id=str(info.experiment_id),
-        parent=tags.get("mlflow.parentRunId"))
+        run_id=run.run_id, name=run.name, started=run.started, command=r.command,
+        strategy=run.strategy, estimator=run.estimator, population=r.population or "unknown",
+        scored_on=r.scored_on, dataset=r.dataset_sha256 or "", split=r.split_hash or "",
+        split_kind=r.split, leakage=r.leakage, honest=r.honest, metrics=dict(run.metrics),
+        baseline=dict(run.baseline), params=dict(run.params),
+        experiment_id=run.experiment_id, parent=run.parent_id, tags=user_tags)
 
 
 def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
-    """Give converting_only runs the conv_* metrics of all-sessions runs.
+    """Give runs scored on converters the conv_* metrics of all-sessions runs.
 
-    They are scored on the test converters, so their rmse/mae/r2/mape ARE converter scores, on
-    the same rows as the conv_* of an all-sessions run on the same split; with them a mixed list
-    can be sorted on something that compares.
+    Their rmse/mae/r2/mape ARE converter scores, on the same rows as the conv_* of an
+    all-sessions run on the same split; with them a mixed list can be sorted on something that
+    compares.
     """
     for row in rows:
-        if not strategies.scores_converters_only(row.strategy):
+        if row.scored_on != strategies.CONVERTERS:
             continue
         for main, conv in CONV.items():
             if main in row.metrics and conv not in row.metrics:
@@ -140,38 +144,6 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
         raise ConfigError(f"--since {text!r}: give a duration (30m, 12h, 2d, 1w) or a date "
                           "(2026-11-01, 2026-11-01T09:00)") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "\\'") + "'"
-
-
-def _translate(uri: str, exc: Exception) -> Exception:
-    return modelref.tracking_error(uri, exc)
-
-
-def _search(client: Any, uri: str, experiment_ids: list[str], filter_string: str,
-            enough: int | None, keep: Any) -> tuple[list[Any], bool]:
-    """Runs newest first, page by page, kept by ``keep``; stop at ``enough`` kept runs or
-    MAX_RUNS read. Returns (runs, whether MAX_RUNS cut the search short)."""
-    from mlflow.exceptions import MlflowException
-
-    runs: list[Any] = []
-    token, read = None, 0
-    while True:
-        try:
-            page = client.search_runs(experiment_ids, filter_string=filter_string,
-                                      order_by=["attributes.start_time DESC"], max_results=PAGE,
-                                      page_token=token)
-        except (MlflowException, OSError) as exc:
-            raise _translate(uri, exc) from None
-        read += len(page)
-        runs.extend(r for r in page if keep(r))
-        token = page.token
-        if not token or (enough is not None and len(runs) >= enough):
-            return runs, False
-        if read >= MAX_RUNS:
-            return runs, True
 
 
 # -- the comparison -------------------------------------------------------------------------------
@@ -259,22 +231,7 @@ class Comparison:
 
 def sort_key(metric: str) -> Any:
     """Best first by the metric's own direction; runs without it last."""
-    if metric not in metrics.METRICS:
-        raise ConfigError(f"unknown metric {metric!r} for --sort; choose one of "
-                          f"{', '.join(metrics.METRICS)}")
-    direction = metrics.METRICS[metric][1]
-
-    def key(row: RunRow) -> tuple[int, float]:
-        value = row.metrics.get(metric)
-        if value is None or not math.isfinite(value):
-            return (1, 0.0)
-        if direction == metrics.LOWER:
-            return (0, value)
-        if direction == metrics.HIGHER:
-            return (0, -value)
-        return (0, abs(value - 1.0))
-
-    return key
+    return metrics.sort_key(metric)
 
 
 def _count(values: Sequence[str]) -> str:
@@ -300,11 +257,19 @@ def comparability(rows: Sequence[RunRow]) -> list[str]:
         warnings.append(f"these runs were scored on different rows ({listed}): rmse, mae, r2 "
                         "and mape are not comparable across them; the conv_* columns are "
                         "(converting_only runs' own scores are on the converters)")
-    leaky = [r for r in rows if r.leakage]
-    if leaky:
-        names = sorted({f for r in leaky for f in r.leakage})
-        warnings.append(f"{len(leaky)} of {len(rows)} runs were trained with a leaking feature "
-                        f"({', '.join(names)}): their scores are not honest")
+    kinds = Counter(r.split_kind or "random" for r in rows)
+    if len(kinds) > 1:
+        warnings.append("these runs used different kinds of split ("
+                        + ", ".join(f"{k}: {n} runs" for k, n in kinds.most_common())
+                        + "): a random split flatters time features, so their scores are not "
+                        "comparable")
+    dishonest = [r for r in rows if r.not_honest]
+    if dishonest:
+        names = sorted({f for r in dishonest for f in r.leakage})
+        warnings.append(f"{len(dishonest)} of {len(rows)} runs were judged not honest when they "
+                        f"were trained (revcli.honest=false"
+                        + (f"; their scores rest on {', '.join(names)}" if names else "")
+                        + ")")
     return warnings
 
 
@@ -317,101 +282,111 @@ def _param_columns(rows: Sequence[RunRow], only_changed: bool) -> list[str]:
 
 def _metric_columns(rows: Sequence[RunRow], wanted: Sequence[str] | None) -> list[str]:
     if wanted:
-        unknown = [m for m in wanted if m not in metrics.METRICS]
-        if unknown:
-            raise ConfigError(f"unknown metric {unknown[0]!r}; choose from "
-                              f"{', '.join(metrics.METRICS)}")
+        for m in wanted:
+            metrics.get(m)
         return list(wanted)
     present = {k for r in rows for k in r.metrics}
     return [m for m in metrics.METRICS if m in metrics.MAIN_METRICS
             or (m in DEFAULT_EXTRA and m in present)]
 
 
-def _experiment(client: Any, uri: str, settings: Settings) -> Any:
-    from mlflow.exceptions import MlflowException
-
+def _experiment(tracker: tracking.Tracker, settings: Settings) -> str | None:
+    """The experiment's id; None when it does not exist and was not asked for by name."""
     name = settings.experiment
-    if not name.strip():
-        raise ConfigError("--experiment is empty; give an experiment name")
-    try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None and settings.source_of("experiment") != "default":
-            known = [e.name for e in client.search_experiments(max_results=20)]
-            raise NotFoundError(f"no experiment {name!r} in {uri}; experiments there: "
-                                f"{', '.join(known) or 'none'}")
-    except (MlflowException, OSError) as exc:
-        raise _translate(uri, exc) from None
-    return experiment
+    found = tracker.experiment_id(name, create=False)
+    if found is None and settings.source_of("experiment") != "default":
+        known = [e.name for e in tracker.experiments(limit=20)]
+        raise NotFoundError(f"no experiment {name!r} in {tracker.shown}; experiments there: "
+                            f"{', '.join(known) or 'none'}")
+    return found
+
+
+def _tag_filters(tags: Sequence[str]) -> list[str]:
+    """``--tag k=v`` (or ``k`` for "has it") as MLflow search filters."""
+    filters = []
+    for item in tags:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not key or "`" in key:
+            raise ConfigError(f"--tag {item!r} is not key=value (or key)")
+        filters.append(f"tags.`{key}` = {tracking.search.quote(value.strip())}" if sep
+                       else f"tags.`{key}` != ''")
+    return filters
 
 
 def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: str | None = None,
                  estimator: str | None = None, since: str | None = None,
                  top: int = DEFAULT_TOP, sort: str | None = None, params: bool = False,
                  only_changed: bool = False, baseline: str | None = None,
-                 metric_names: Sequence[str] | None = None,
+                 metric_names: Sequence[str] | None = None, tags: Sequence[str] = (),
                  include_nested: bool = False, reporter: Reporter = SILENT) -> Comparison:
     """The latest ``top`` runs of ``settings.experiment`` (after the filters), best first by
-    ``sort``; or exactly ``run_ids``, side by side. ``baseline`` (run id or registry alias) is
-    pinned first and the others get deltas against it."""
+    ``sort``; or exactly ``run_ids``, side by side. ``baseline`` (any run reference, e.g.
+    champion) is pinned first and the others get deltas against it. Only reads: a workspace
+    without an MLflow store gets none made."""
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
     if sort is not None:
         sort_key(sort)  # unknown metric: fail before any request
+    filters = ["attributes.status = 'FINISHED'", *_tag_filters(tags)]
+    if since:
+        when = parse_since(since)
+        filters.append(f"attributes.start_time >= {int(when.timestamp() * 1000)}")
     ws = Workspace(settings.workspace)
     reporter.step("reading MLflow runs")
-    uri = tracking.configure(settings, ws)
-    client = tracking.client(uri)
-    result = Comparison(experiment=settings.experiment, tracking_uri=uri, rows=[], metrics=[],
-                        params=[], sort=sort, side_by_side=bool(run_ids))
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
+    result = Comparison(experiment=settings.experiment, tracking_uri=tracker.shown, rows=[],
+                        metrics=[], params=[], sort=sort, side_by_side=bool(run_ids))
+    if tracker.is_workspace_store and not ws.mlflow_db.is_file():
+        result.hint = (f"no runs yet: the workspace {ws.root} has no MLflow store; "
+                       "`revcli train` makes the first run")
+        return result
 
     pinned: RunRow | None = None
     if baseline is not None:
-        pinned_id, how = modelref.resolve_run(uri, settings, ws, baseline)
-        pinned = row_from_run(tracking.get_run(uri, pinned_id))
-        if how != f"run {pinned_id}":
-            result.notes.append(f"baseline: {how}")
+        resolved = tracking.resolve(tracker, baseline, settings.registry_model)
+        pinned = row_from_run(tracker.get_run(resolved.run_id))
+        if resolved.how != f"run {resolved.run_id}":
+            result.notes.append(f"baseline: {resolved.how}")
 
     if run_ids:
-        rows = _explicit_runs(client, uri, settings, ws, run_ids)
+        rows = _explicit_runs(tracker, settings, run_ids)
     else:
-        experiment = _experiment(client, uri, settings)
-        if experiment is None:
+        experiment_id = _experiment(tracker, settings)
+        if experiment_id is None:
             result.hint = (f"no runs yet: experiment {settings.experiment!r} does not exist in "
-                           f"{uri}; `revcli train` makes the first run")
+                           f"{tracker.shown}; `revcli train` makes the first run")
             return result
-        filters = ["attributes.status = 'FINISHED'"]
         if strategy:
-            filters.append(f"tags.`revcli.strategy` = {_q(strategy)}")
+            filters.append(f"tags.`revcli.strategy` = {tracking.search.quote(strategy)}")
         if estimator:
-            filters.append(f"tags.`revcli.estimator` = {_q(estimator)}")
-        if since:
-            when = parse_since(since)
-            filters.append(f"attributes.start_time >= {int(when.timestamp() * 1000)}")
+            filters.append(f"tags.`revcli.estimator` = {tracking.search.quote(estimator)}")
 
-        def keep(run: Any) -> bool:
-            tags = run.data.tags
-            return (tags.get("revcli.command") != "evaluate"
-                    and (include_nested or "mlflow.parentRunId" not in tags)
-                    and (pinned is None or run.info.run_id != pinned.run_id))
+        def keep(run: LoggedRun) -> bool:
+            return (run.record.command != tracking.record.EVALUATE
+                    and (include_nested or run.parent_id is None)
+                    and (pinned is None or run.run_id != pinned.run_id))
 
-        found, capped = _search(client, uri, [experiment.experiment_id], " and ".join(filters),
-                                None if sort else top, keep)
+        found, capped = tracking.search.runs(tracker, [experiment_id], " and ".join(filters),
+                                             enough=None if sort else top, keep=keep)
         if capped:
             result.notes.append(f"only the newest {MAX_RUNS:,} runs were read")
         rows = [row_from_run(r) for r in found]
         if not rows and pinned is None:
             what = ", ".join(f for f in (strategy and f"strategy {strategy}",
                                          estimator and f"estimator {estimator}",
-                                         since and f"since {since}") if f)
+                                         since and f"since {since}",
+                                         tags and f"tags {', '.join(tags)}") if f)
             result.hint = (f"no finished runs in experiment {settings.experiment!r}"
                            + (f" matching {what}" if what else "")
                            + "; `revcli train` or `revcli compare strategies` makes some")
             return result
         if not sort:
             rows = rows[:top]
-        mixed = len({r.population for r in [*rows, *([pinned] if pinned else [])]}) > 1
+        everyone = [*rows, *([pinned] if pinned else [])]
+        mixed = len({r.scored_on for r in everyone}) > 1
         if mixed:
-            derive_converter_metrics([*rows, *([pinned] if pinned else [])])
+            derive_converter_metrics(everyone)
         if not sort:
             sort = settings.promote_metric
             if mixed and sort in CONV:
@@ -429,27 +404,18 @@ def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: s
     if not result.warnings and everything and everything[0].baseline:
         result.reference = dict(everything[0].baseline)
     if any(r.derived for r in everything):
-        result.notes.append("converting_only runs are scored on the test converters, so their "
-                            "conv_* values are their own rmse/mae/r2/mape")
+        result.notes.append("runs scored on the test converters have conv_* values equal to "
+                            "their own rmse/mae/r2/mape")
     return result
 
 
-def _explicit_runs(client: Any, uri: str, settings: Settings, ws: Workspace,
+def _explicit_runs(tracker: tracking.Tracker, settings: Settings,
                    refs: Sequence[str]) -> list[RunRow]:
-    from mlflow.exceptions import MlflowException
-
-    ids = [modelref.resolve_run(uri, settings, ws, ref)[0] for ref in refs]
-    try:
-        experiment_ids = [e.experiment_id for e in client.search_experiments()]
-        found = list(client.search_runs(
-            experiment_ids, filter_string="attributes.run_id IN ("
-            + ", ".join(_q(i) for i in dict.fromkeys(ids)) + ")", max_results=len(ids)))
-    except (MlflowException, OSError) as exc:
-        raise _translate(uri, exc) from None
-    by_id = {r.info.run_id: r for r in found}
+    ids = [tracking.resolve(tracker, ref, settings.registry_model).run_id for ref in refs]
+    by_id = tracking.search.by_ids(tracker, ids)
     missing = [ref for ref, i in zip(refs, ids, strict=True) if i not in by_id]
     if missing:
-        raise NotFoundError(f"no MLflow run {', '.join(map(repr, missing))} in {uri}; "
+        raise NotFoundError(f"no MLflow run {', '.join(map(repr, missing))} in {tracker.shown}; "
                             "`revcli compare runs` lists recent runs")
     return [row_from_run(by_id[i]) for i in dict.fromkeys(ids)]
 
@@ -470,11 +436,14 @@ class LeaderRow:
     kind: str = "model"  # or "baseline"
     leakage: list[str] = field(default_factory=list)
     note: str = ""
+    # An order-value model scored on all sessions paired with a P(order) (see compare_strategies)
+    paired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "strategy": self.strategy, "estimator": self.estimator,
                 "run_id": self.run_id, "kind": self.kind, "leakage": self.leakage,
-                "note": self.note, "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
+                "note": self.note, "paired": self.paired,
+                "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
 
 
 @dataclass
@@ -511,73 +480,79 @@ def _all_sessions_and_converters(card: metrics.Scorecard) -> dict[str, float]:
 
 
 def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (),
-                       strategy_names: Sequence[str] = tuple(strategies.STRATEGIES),
+                       strategy_names: Sequence[str] | None = None,
                        data: Any = None, drop_features: Sequence[str] = (),
                        sort: str = "rmse", plots: bool = False,
                        reporter: Reporter = SILENT) -> Leaderboard:
-    """Train each strategy x estimator on one split, log each run, score all on the same rows."""
-    from revcli import estimators, train
+    """Train each strategy x estimator on one split, log each run, score all on the same rows.
 
+    Every row is scored on every test session; a strategy whose prediction is an order value
+    (not an expected revenue) is paired there with P(order) from the classifier of a strategy
+    with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
+    the converters with its own order values, as the seed scored it.
+    """
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
-    chosen = list(dict.fromkeys(strategy_names))
+    chosen = list(dict.fromkeys(strategy_names or strategies.names()))
     sort_key(sort)
     if sort not in LEADERBOARD_METRICS:
         raise ConfigError(f"--sort {sort!r} is not a leaderboard column; choose one of "
                           f"{', '.join(LEADERBOARD_METRICS)}")
     hyper = {}
     for name in names:
-        hyper[name] = train.model_params(settings.replace(estimator=name), None)
+        hyper[name] = pipeline.hyperparameters(settings, estimator=name)
         for s in chosen:  # bad names and parameters fail before any data is loaded
-            strategies.build(s, name, hyper[name], combine=settings.combine,
-                             threshold=settings.threshold)
+            pipeline.build(settings, hyper[name], strategy=s, estimator=name)
 
-    prepared = train.prepare(settings, data, drop_features, reporter)
+    prepared = pipeline.prepare(settings, data, drop_features, reporter)
     reporter.step("opening the MLflow store")
-    uri, experiment_id = train.connect(settings, prepared.workspace)
-    findings = train.audit(prepared, reporter)
+    tracker, experiment_id = tracking.connect(settings, prepared.workspace)
+    assert experiment_id is not None
+    findings = pipeline.audit(prepared, reporter)
     leaks = [f.feature for f in findings]
     batch = uuid.uuid4().hex[:12]
-    y_train, y_test = prepared.y_train, prepared.y_test
+    y_test = prepared.y_test
+    baselines = prepared.baselines
     rows: list[LeaderRow] = []
     for name in names:
-        fitted: dict[str, Any] = {}
+        fitted: dict[str, pipeline.Fitted] = {}
         run_ids: dict[str, str] = {}
         for s in chosen:
             st = settings.replace(strategy=s, estimator=name)
-            fitted[s] = train.fit_and_score(prepared, st, hyper[name], reporter)
-            result = train.record(prepared, st, fitted[s], hyper[name], findings, uri=uri,
-                                  experiment_id=experiment_id, command="compare",
-                                  run_name=f"compare {s}/{name}",
-                                  extra_tags={"revcli.compare_batch": batch}, plots=plots,
-                                  reporter=reporter)
+            fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
+            result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
+                                 experiment_id, runs.RunSpec(
+                                     command=tracking.record.COMPARE,
+                                     run_name=f"compare {s}/{name}",
+                                     tags={"compare_batch": batch}, plots=plots),
+                                 reporter=reporter)
             run_ids[s] = result.run_id
         for s in chosen:
-            card = fitted[s].scorecard
-            if not strategies.scores_converters_only(s):
+            card, cls = fitted[s].scorecard, fitted[s].strategy
+            if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
                 rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
                                       run_id=run_ids[s], metrics=_all_sessions_and_converters(
                                           card), leakage=leaks))
                 continue
-            proba = _order_probability(prepared, fitted, name, hyper[name], settings,
-                                       estimators, reporter)
-            value = fitted[s].pred_test
-            paired = (np.where(proba >= settings.threshold, value, 0.0)
-                      if settings.combine == "threshold" else proba * value)
-            whole = metrics.scorecard("two_stage", y_test, paired,
-                                      train.baseline_value("all", y_train), proba_order=proba)
+            proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
+            paired = strategies.expected_revenue(fitted[s].pred_test, proba,
+                                                 settings.strategy_options())
+            whole = metrics.score(y_test, paired, baselines, scored_on=strategies.SESSIONS,
+                                  baseline_value=baselines.revenue, name=s,
+                                  population="all test sessions", proba_order=proba)
             scores = _all_sessions_and_converters(whole)
             # On the converters alone it is scored as the seed scored it: its own order values.
-            scores.update({CONV[k]: v for k, v in card.metrics.items() if k in CONV})
+            own = card.metrics if cls.scored_on == strategies.CONVERTERS else {}
+            scores.update({CONV[k]: v for k, v in own.items() if k in CONV})
             rows.append(LeaderRow(
-                label=f"converting_only / {name}", strategy=s, estimator=name,
-                run_id=run_ids[s], metrics=scores, leakage=leaks,
-                note="all sessions: x P(order) of the two_stage classifier; converters: its own "
+                label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
+                metrics=scores, leakage=leaks, paired=True,
+                note="all sessions: x P(order) of a classifier stage; converters: its own "
                      "order values"))
     rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
-    rows += _baseline_rows(y_train, y_test)
+    rows += _baseline_rows(baselines, y_test)
     split = prepared.split_summary()
     board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
-                        batch=batch, experiment=settings.experiment, tracking_uri=uri,
+                        batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
                         features=prepared.table.features, dropped=prepared.table.dropped)
     board.notes.extend(prepared.notes)
     board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
@@ -590,35 +565,38 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     return board
 
 
-def _order_probability(prepared: Any, fitted: dict[str, Any], name: str,
-                       hyper: dict[str, Any], settings: Settings, estimators: Any,
+def _order_probability(prepared: pipeline.Prepared, fitted: dict[str, pipeline.Fitted],
+                       name: str, hyper: dict[str, Any], settings: Settings,
                        reporter: Reporter) -> np.ndarray:
-    """P(order) on the test rows from the two_stage classifier of estimator ``name`` (fitted for
-    the occasion when two_stage is not among the strategies compared)."""
-    two = fitted.get("two_stage")
-    if two is not None and two.proba_test is not None:
-        return np.asarray(two.proba_test)
-    reporter.step(f"fitting the two_stage classifier of {name} to pair with converting_only")
+    """P(order) on the test rows from a compared strategy with a classifier stage (estimator
+    ``name``), else from that estimator's classifier fitted for the occasion."""
+    from revcli import estimators, threads
+
+    for f in fitted.values():
+        if f.proba_test is not None:
+            return np.asarray(f.proba_test)
+    reporter.step(f"fitting the classifier of {name} to pair with the order-value model")
     _, clf_params = estimators.split_params(hyper)
-    clf = estimators.make_classifier(name, clf_params, seed=settings.seed,
-                                     n_jobs=settings.n_jobs)
-    clf.fit(prepared.X_train, (prepared.y_train > 0).astype(np.int64))
+    n_threads = threads.resolve(settings.n_jobs, len(prepared.y_train))
+    clf = estimators.make_classifier(name, clf_params, seed=settings.seed, n_jobs=n_threads)
+    with threads.limit(n_threads):
+        clf.fit(prepared.X_train, (prepared.y_train > 0).astype(np.int64))
+        proba = clf.predict_proba(prepared.X_test)
     classes = list(clf.classes_)
-    return np.asarray(clf.predict_proba(prepared.X_test)[:, classes.index(1)], dtype=np.float64)
+    return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
 
 
-def _baseline_rows(y_train: np.ndarray, y_test: np.ndarray) -> list[LeaderRow]:
-    from revcli.train import baseline_value
-
-    mean_revenue = baseline_value("all", y_train)
-    card = metrics.scorecard("all", y_test, np.full_like(y_test, mean_revenue), mean_revenue)
-    order_value = baseline_value("converting_only", y_train)
+def _baseline_rows(baselines: metrics.Baselines, y_test: np.ndarray) -> list[LeaderRow]:
+    mean_revenue, order_value = baselines.revenue, baselines.order_value
+    constant = np.full_like(y_test, mean_revenue)
+    scores = {**metrics.main_metrics(y_test, constant),
+              **metrics.zero_aware_metrics(y_test, constant)}
     conv = y_test > 0
     seed = metrics.main_metrics(y_test[conv], np.full(int(conv.sum()), order_value))
     return [
         LeaderRow(label=f"baseline: train mean revenue (${mean_revenue:.2f})", strategy="-",
                   estimator="mean", run_id=None, kind="baseline",
-                  metrics=_all_sessions_and_converters(card)),
+                  metrics={k: v for k, v in scores.items() if k in LEADERBOARD_METRICS}),
         LeaderRow(label=f"baseline: train mean order value (${order_value:.2f}, the seed's)",
                   strategy="-", estimator="mean", run_id=None, kind="baseline",
                   metrics={CONV[k]: v for k, v in seed.items()},

@@ -42,3 +42,10 @@ class GateFailed(RevcliError):
     """A quality gate or promotion check did not pass: exit 1 so CI and Airflow stop."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most
+    ``limit`` characters: how a library's long error becomes part of one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines and lines[0].strip() else type(exc).__name__

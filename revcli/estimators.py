@@ -8,7 +8,6 @@ and ``--param key=value`` on the command line, in that order.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,28 +16,16 @@ from typing import Any
 from revcli.errors import ConfigError
 
 CLASSIFIER_PREFIX = "classifier__"
-# Rows of a fit per thread: a fold of the full demo set's converters (17k rows) fits 1.8x faster
-# on 2 threads than on 1, but a fit of a few thousand rows gains nothing from a second thread
-# and stalls badly on OpenMP barriers when another process holds a core.
-ROWS_PER_THREAD = 10_000
-
-
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def fit_threads(rows: int, available: int) -> int:
-    """Threads for one fit of ``rows`` rows: one per ROWS_PER_THREAD, at most ``available``."""
-    return max(1, min(available, -(-rows // ROWS_PER_THREAD)))
+#: The estimator of ``--estimator`` when none is given.
+DEFAULT = "xgb"
 
 
 def _threads(n_jobs: int) -> int:
+    """XGBoost's nthread: -1 / None means every core (see revcli.threads for who decides)."""
+    from revcli import threads
+
     if n_jobs is None or n_jobs < 1:
-        return os.cpu_count() or 1
+        return threads.cores()
     return n_jobs
 
 

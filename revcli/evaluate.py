@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import atomic, leakage, metrics, modelref, reports, strategies, targets, tracking
+from revcli import atomic, leakage, metrics, modelref, pipeline, reports, targets, tracking
+from revcli import strategies as strategies_mod
 from revcli.errors import ConfigError, DataError, GateFailed, NotFoundError
 from revcli.progress import SILENT, Reporter
+from revcli.tracking import RunRecord
 from revcli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -86,12 +88,19 @@ class EvalResult:
     calibration: list[reports.CalibrationBin]
     importance: dict[str, float]
     gate: Gate
-    leak_findings: list[leakage.LeakFinding]
-    too_good: str | None
+    honesty: leakage.Honesty
     plots: dict[str, Path]
     eval_run_id: str | None
     tracking_uri: str | None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def leak_findings(self) -> list[leakage.LeakFinding]:
+        return list(self.honesty.findings)
+
+    @property
+    def too_good(self) -> str | None:
+        return self.honesty.too_good
 
     def check_gate(self) -> None:
         """Raise GateFailed (exit 1) when an enforced gate did not pass."""
@@ -109,8 +118,10 @@ class EvalResult:
             "calibration": [b.to_dict() for b in self.calibration],
             "importance": self.importance,
             "gate": self.gate.to_dict(),
-            "leakage": [f.to_dict() for f in self.leak_findings],
-            "too_good": self.too_good,
+            "leakage": [f.to_dict() for f in self.honesty.findings],
+            "too_good": self.honesty.too_good,
+            "honest": self.honesty.honest,
+            "leak_can_inflate": self.honesty.can_inflate,
             "plots": {k: str(v) for k, v in self.plots.items()},
             "eval_run_id": self.eval_run_id,
             "tracking_uri": self.tracking_uri,
@@ -126,7 +137,7 @@ class _Rows:
     y: np.ndarray
     X: Any
     population: str
-    baseline: float
+    baselines: metrics.Baselines
     baseline_note: str
     data: dict[str, Any]
     all_X: Any
@@ -157,12 +168,22 @@ def _recorded_split(meta: dict[str, Any], ordered: np.ndarray) -> Any:
     return split
 
 
+def _recorded_baselines(meta: dict[str, Any], cls: Any) -> metrics.Baselines | None:
+    """The train means recorded with the model (model.json), if it has them."""
+    value, order_value = meta.get("baseline_value"), meta.get("baseline_order_value")
+    if value is None:
+        return None
+    if cls.scored_on == strategies_mod.CONVERTERS:
+        return metrics.Baselines(revenue=math.nan, order_value=float(value))
+    return metrics.Baselines(revenue=float(value),
+                             order_value=math.nan if order_value is None else float(order_value))
+
+
 def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path | None,
                  reporter: Reporter) -> _Rows:
     from revcli.data import features_for, read_parquet, validate
-    from revcli.train import baseline_value
 
-    meta, strategy = loaded.meta, loaded.strategy
+    meta, cls = loaded.meta, loaded.strategy_class
     model_sha = meta.get("dataset_sha256")
     if data is None:
         if not model_sha:
@@ -178,39 +199,40 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
     holdout = bool(model_sha) and data_sha == model_sha
     reporter.step(f"loading {label}")
     frame = read_parquet(path)
-    converters_only = strategies.scores_converters_only(strategy)
+    converters_only = cls.scored_on == strategies_mod.CONVERTERS
     table = validate(frame, require_converters=converters_only)
     X_all = features_for(frame, loaded.features)
-    recorded = meta.get("baseline_value")
+    recorded = _recorded_baselines(meta, cls)
     if holdout:
         split = _recorded_split(meta, table.ordered)
         rows = split.test
-        population = "test converters" if converters_only else "all test sessions"
-        derived = baseline_value(strategy, table.y[split.train])
-        if recorded is not None and not math.isclose(float(recorded), derived, rel_tol=1e-9):
-            reporter.warn(f"recorded train mean {recorded} differs from the recomputed "
-                          f"{derived}; using the recomputed one")
-        baseline = derived
-        note = (f"the train mean (${baseline:.2f}) of the model's own training rows "
-                f"(split {split.hash})")
+        population = cls.population("test")
+        derived = metrics.Baselines.of(table.y[split.train])
+        if recorded is not None and not math.isclose(
+                cls.baseline_of(recorded), cls.baseline_of(derived), rel_tol=1e-9):
+            reporter.warn(f"recorded train mean {cls.baseline_of(recorded)} differs from the "
+                          f"recomputed {cls.baseline_of(derived)}; using the recomputed one")
+        baselines = derived
+        note = (f"the train mean (${cls.baseline_of(baselines):.2f}) of the model's own "
+                f"training rows (split {split.hash})")
     else:
         rows = np.arange(table.rows)
-        name = path.name
-        population = f"converters of {name}" if converters_only else f"all sessions of {name}"
+        population = (f"converters of {path.name}" if converters_only
+                      else f"all sessions of {path.name}")
         if recorded is not None:
-            baseline = float(recorded)
-            note = f"the train mean (${baseline:.2f}) recorded with the model"
+            baselines = recorded
+            note = f"the train mean (${cls.baseline_of(baselines):.2f}) recorded with the model"
         elif model_sha and ws.dataset_path(str(model_sha)).is_file():
             y_model = read_parquet(ws.dataset_path(str(model_sha)),
                                    columns=["revenue"])["revenue"].to_numpy(dtype=np.float64)
-            baseline = baseline_value(strategy, y_model[_recorded_split(meta, y_model > 0).train])
-            note = f"the train mean (${baseline:.2f}) of the model's training rows (recomputed)"
+            baselines = metrics.Baselines.of(y_model[_recorded_split(meta, y_model > 0).train])
+            note = (f"the train mean (${cls.baseline_of(baselines):.2f}) of the model's "
+                    "training rows (recomputed)")
         else:
-            y_eval = table.y[table.y > 0] if converters_only else table.y
-            baseline = float(y_eval.mean())
-            note = (f"the mean (${baseline:.2f}) of the evaluated rows themselves: no train mean "
-                    "is recorded for this model, and this baseline is flattered (its R² is 0 by "
-                    "construction)")
+            baselines = metrics.Baselines.of(table.y)
+            note = (f"the mean (${cls.baseline_of(baselines):.2f}) of the evaluated rows "
+                    "themselves: no train mean is recorded for this model, and this baseline is "
+                    "flattered (its R² is 0 by construction)")
             reporter.warn("no train mean recorded for this model: the baseline is the mean of "
                           "the evaluated rows, which flatters it")
     info = {"path": str(path), "sha256": data_sha, "source": label, "holdout": holdout,
@@ -221,17 +243,16 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
                         "sure none of them was used to train the model")
     return _Rows(frame=frame.iloc[rows].reset_index(drop=True), y=table.y[rows],
                  X=X_all.iloc[rows].reset_index(drop=True), population=population,
-                 baseline=baseline, baseline_note=note, data=info, all_X=X_all,
+                 baselines=baselines, baseline_note=note, data=info, all_X=X_all,
                  all_ordered=table.ordered)
 
 
-def _write_plots(directory: Path, strategy: str, label: str, y: np.ndarray, pred: np.ndarray,
+def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
                  importance: dict[str, float]) -> dict[str, Path]:
     """train's three plots, then the cumulative-revenue curve and calibration by decile."""
     from revcli import plots
-    from revcli.train import write_plots as training_plots
 
-    paths = training_plots(directory, strategy, y, pred, importance, label=label)
+    paths = plots.training_set(directory, label, y, pred, importance)
     paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
                                    title=f"Cumulative revenue curve ({label})")
     paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
@@ -244,14 +265,12 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
              gate: str | Path | None = None, level: str | None = None, enforce: bool = False,
              allow_leak: bool = False, plots: bool = True, track: bool = True,
              segment_sort: str = "vs_baseline", reporter: Reporter = SILENT) -> EvalResult:
-    """Score a model (``run`` id/alias or ``model`` file) on its holdout or on ``data``.
+    """Score a model (``run`` reference or ``model`` file) on its holdout or on ``data``.
 
     ``gate``/``level`` choose the targets (default ``settings.targets`` at
     ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
     ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
     """
-    from revcli.train import connect, evaluation_rows, permutation_importance
-
     if segment_sort not in reports.SEGMENT_SORTS:
         raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
                           f"{', '.join(reports.SEGMENT_SORTS)}")
@@ -260,125 +279,112 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     level = level or settings.gate_level
     target_set.level(level)  # an unknown level fails before any work
 
-    ws = Workspace(settings.workspace).ensure()
-    uri: str | None = None
-    experiment_id: str | None = None
-    if track or run is not None:
-        reporter.step("opening the MLflow store")
-        uri, experiment_id = connect(settings, ws)
-    elif ws.mlflow_db.is_file() or settings.tracking_uri:
-        uri = tracking.tracking_uri(settings, ws)
-    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, uri=uri,
+    ws = Workspace(settings.workspace)
+    reporter.step("opening the MLflow store")
+    # An evaluation run needs the store (made if new); otherwise it is only read, if it exists.
+    tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track)
+    store = tracker if track or not tracker.is_workspace_store or ws.mlflow_db.is_file() else None
+    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
                            reporter=reporter)
     reporter.note(f"model: {loaded.source} ({loaded.strategy} / {loaded.estimator}); "
                   f"{loaded.checked}")
     rows = _select_rows(ws, loaded, data, reporter)
 
     reporter.step(f"scoring {len(rows.y):,} rows")
-    fitted = loaded.model
-    pred = np.asarray(fitted.predict(rows.X), dtype=np.float64)
-    proba = (fitted.predict_proba_order(rows.X) if isinstance(fitted, strategies.TwoStage)
-             else None)
-    strategy = loaded.strategy
-    card = metrics.scorecard(strategy, rows.y, pred, rows.baseline, proba_order=proba)
-    card.population = rows.population
+    fitted, cls = loaded.model, loaded.strategy_class
+    parts = fitted.predict_parts(rows.X)
+    pred = np.asarray(parts["prediction"], dtype=np.float64)
+    card = metrics.scorecard(cls, rows.y, pred, rows.baselines, proba_order=parts.get("p_order"),
+                             population=rows.population)
 
     both = rows.all_ordered.any() and not rows.all_ordered.all()
     findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
     for finding in findings:
         reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
     # Recorded at training time, or found in these rows: either way the scores rest on it --
-    # except for converting_only, scored on converters, where such a feature is constant.
-    found = set() if strategies.scores_converters_only(strategy) else {
-        f.feature for f in findings}
-    card.leaks = sorted(set(loaded.leaks) | found)
-    too_good = leakage.too_good(card)
-    if too_good:
-        reporter.warn(too_good)
+    # unless the strategy says such a feature cannot inflate it.
+    honesty = leakage.judge(cls, findings, card, recorded=loaded.leaks)
+    if honesty.too_good:
+        reporter.warn(honesty.too_good)
 
-    positions = evaluation_rows(strategy, rows.y)
-    y_eval, pred_eval = rows.y[positions], pred[positions]
+    X_eval, y_eval, pred_eval = pipeline.evaluation_data(cls, rows.X, rows.y, pred)
+    positions = cls.evaluation_rows(rows.y)
     segments = reports.segment_table(rows.frame.iloc[positions], y_eval, pred_eval,
-                                     rows.baseline, sort=segment_sort)
+                                     cls.baseline_of(rows.baselines), sort=segment_sort)
     calibration = reports.calibration_bins(y_eval, pred_eval)
     reporter.step("permutation importance")
-    importance = permutation_importance(fitted, rows.X.iloc[positions], y_eval, settings.seed)
+    importance = pipeline.importance(fitted, X_eval, y_eval, settings.seed)
 
     verdicts = target_set.verdicts(card.metrics, level)
     card.verdicts = verdicts
     verdict = Gate(source=target_set.source, level=level, enforced=enforce, verdicts=verdicts,
-                   leaks=list(card.leaks), allow_leak=allow_leak, too_good=too_good)
+                   leaks=list(card.leaks), allow_leak=allow_leak, too_good=honesty.too_good)
 
-    label = f"{strategy}: {rows.population}"
+    label = f"{cls.name}: {rows.population}"
     result = EvalResult(model=loaded, data=rows.data, scorecard=card,
                         baseline_note=rows.baseline_note, segments=segments,
                         calibration=calibration, importance=importance, gate=verdict,
-                        leak_findings=findings, too_good=too_good, plots={}, eval_run_id=None,
-                        tracking_uri=uri)
+                        honesty=honesty, plots={}, eval_run_id=None,
+                        tracking_uri=tracker.shown if store is not None else None)
     if not track:
         if plots:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-            result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", strategy, label,
-                                        y_eval, pred_eval, importance)
+            result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", label, y_eval,
+                                        pred_eval, importance)
         return result
-    _log_run(result, ws, settings, experiment_id, plots, label, y_eval, pred_eval, reporter)
+    assert experiment_id is not None
+    _log_run(result, ws, tracker, experiment_id, plots, label, y_eval, pred_eval, reporter)
     return result
 
 
-def _log_run(result: EvalResult, ws: Workspace, settings: Settings, experiment_id: str | None,
+def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, experiment_id: str,
              plots: bool, label: str, y_eval: np.ndarray, pred_eval: np.ndarray,
              reporter: Reporter) -> None:
-    import mlflow
-
-    loaded, card, uri = result.model, result.scorecard, str(result.tracking_uri)
+    loaded, card = result.model, result.scorecard
     if loaded.run is not None:
-        experiment_id = loaded.run.info.experiment_id
+        experiment_id = loaded.run.experiment_id
     source = loaded.run_id or ""
-    tags = {
-        "revcli.command": "evaluate",
-        "revcli.source_run": source,
-        "revcli.model_sha256": loaded.sha256 or "",
-        "revcli.strategy": loaded.strategy,
-        "revcli.estimator": loaded.estimator,
-        "revcli.dataset_sha256": result.data["sha256"],
-        "revcli.population": card.population,
-        "revcli.holdout": "true" if result.data["holdout"] else "false",
-        "revcli.leakage": ",".join(sorted(set(loaded.flagged)
-                                          | {f.feature for f in result.leak_findings})) or "none",
-        "revcli.honest": "false" if card.leaks or result.too_good else "true",
-        "revcli.gate": "pass" if result.gate.passed else "fail",
-        "revcli.gate_level": result.gate.level,
-        "revcli.version": tracking.library_versions()["revcli"],
-        "mlflow.note.content": (f"Evaluation of {loaded.source} on {card.population} "
-                                f"({result.data['source']})."),
-    }
-    if result.data["holdout"] and loaded.meta.get("split_hash"):
-        tags["revcli.split_hash"] = str(loaded.meta["split_hash"])
+    versions = tracking.library_versions()
+    record = RunRecord(
+        command=tracking.record.EVALUATE, strategy=loaded.strategy, estimator=loaded.estimator,
+        dataset_sha256=result.data["sha256"], population=card.population,
+        scored_on=card.scored_on,
+        split_hash=(str(loaded.meta["split_hash"]) if result.data["holdout"]
+                    and loaded.meta.get("split_hash") else None),
+        leakage=sorted({*loaded.flagged, *result.honesty.flagged}), leaks=list(card.leaks),
+        too_good=bool(result.honesty.too_good), honest=result.honesty.honest,
+        model_sha256=loaded.sha256, version=versions["revcli"],
+        extra={"source_run": source, "holdout": "true" if result.data["holdout"] else "false",
+               "gate": "pass" if result.gate.passed else "fail",
+               "gate_level": result.gate.level})
     short = source[:8] if source else Path(str(loaded.path)).name
     reporter.step("logging the evaluation run")
-    with tracking.run(str(experiment_id), f"evaluate {short}", tags, uri) as active:
-        run_id = active.info.run_id
-        mlflow.log_params({"data": result.data["path"], "holdout": result.data["holdout"],
-                           "rows": result.data["rows"], "targets": result.gate.source,
-                           "gate_level": result.gate.level, "model_source": loaded.source})
-        logged = {k: v for k, v in card.metrics.items() if np.isfinite(v)}
-        logged.update({f"baseline_{k}": v for k, v in card.baseline.items() if np.isfinite(v)})
-        mlflow.log_metrics(logged)
-        result.eval_run_id = run_id
+    run_id = tracking.start(
+        tracker, experiment_id, record, run_name=f"evaluate {short}",
+        note=f"Evaluation of {loaded.source} on {card.population} ({result.data['source']}).",
+        params={"data": result.data["path"], "holdout": result.data["holdout"],
+                "rows": result.data["rows"], "targets": result.gate.source,
+                "gate_level": result.gate.level, "model_source": loaded.source})
+    result.eval_run_id = run_id
+    try:
         if plots:
-            result.plots = _write_plots(ws.plots_dir / run_id, loaded.strategy, label, y_eval,
-                                        pred_eval, result.importance)
-            for path in result.plots.values():
-                mlflow.log_artifact(str(path), artifact_path="plots")
-        mlflow.log_dict(result.to_dict(), "evaluation.json")
+            result.plots = _write_plots(ws.plots_dir / run_id, label, y_eval, pred_eval,
+                                        result.importance)
         headers, table = segment_rows(result.segments)
-        mlflow.log_text(reports.to_csv(headers, table), "segments.csv")
+        tracking.log_training(
+            tracker, run_id, record=record, params={}, card=card,
+            artifacts=tracking.Artifacts(files=result.plots,
+                                         documents={"evaluation.json": result.to_dict()},
+                                         texts={"segments.csv": reports.to_csv(headers, table)}))
+    except BaseException:
+        tracking.fail(tracker, run_id)
+        raise
     if source:
         # Link both ways: the source run points at its latest evaluation.
         try:
-            tracking.client(uri).set_tag(source, "revcli.last_evaluation", run_id)
+            tracker.set_tag(source, "revcli.last_evaluation", run_id)
         except Exception as exc:  # a read-only source run must not fail the evaluation
-            reporter.warn(f"could not tag source run {source}: {str(exc).splitlines()[0]}")
+            reporter.warn(f"could not tag source run {source}: {exc}")
 
 
 def segment_rows(segments: list[reports.SegmentRow]) -> tuple[list[str], list[list[Any]]]:

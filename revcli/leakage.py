@@ -9,6 +9,7 @@ warnings and run tags, never silent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from revcli.metrics import Scorecard
+    from revcli.strategies import Strategy
 
 AUC_THRESHOLD = 0.99
 TOO_GOOD_RMSE = 10.0
@@ -70,10 +72,49 @@ def audit(X: pd.DataFrame, ordered: np.ndarray,
 
 def too_good(card: Scorecard) -> str | None:
     """A message when the converter RMSE is below what the seed calls too good to be true."""
-    from revcli.metrics import converter_rmse
-
-    value = converter_rmse(card)
+    value = card.converter_score("rmse")
     if np.isfinite(value) and value < TOO_GOOD_RMSE:
         return (f"RMSE on converters is ${value:.2f} < ${TOO_GOOD_RMSE:.0f}: too good to be true "
                 "for this data (the mean predictor scores ~$17.7); check for leakage")
     return None
+
+
+@dataclass(frozen=True)
+class Honesty:
+    """The one rule that decides whether a model's scores are honest, applied once (at
+    training) and recorded as the run's ``revcli.honest`` tag, which every command reads.
+
+    ``findings`` are what the audit named; ``leaks`` those the scores can rest on (a feature
+    that marks the order is constant on converters, so it cannot inflate a strategy scored on
+    them only); ``too_good`` the message when the scores are too good to be true.
+    """
+
+    findings: tuple[LeakFinding, ...]
+    leaks: tuple[str, ...]
+    too_good: str | None
+    can_inflate: bool
+
+    @property
+    def honest(self) -> bool:
+        return not self.leaks and not self.too_good
+
+    @property
+    def flagged(self) -> list[str]:
+        return [f.feature for f in self.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [f.to_dict() for f in self.findings], "leaks": list(self.leaks),
+                "too_good": self.too_good, "honest": self.honest,
+                "leak_can_inflate": self.can_inflate}
+
+
+def judge(strategy: type[Strategy], findings: Sequence[LeakFinding], card: Scorecard,
+          recorded: Sequence[str] = ()) -> Honesty:
+    """Honesty of ``card``'s scores for a model of ``strategy`` trained where the audit found
+    ``findings`` (plus ``recorded`` leaks it was trained with, for a model judged later);
+    sets ``card.leaks``."""
+    can_inflate = strategy.leak_can_inflate()
+    leaks = sorted({*recorded, *(f.feature for f in findings)}) if can_inflate else []
+    card.leaks = list(leaks)
+    return Honesty(findings=tuple(findings), leaks=tuple(leaks), too_good=too_good(card),
+                   can_inflate=can_inflate)

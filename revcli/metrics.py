@@ -4,40 +4,32 @@ Conventions (the seed pipeline's): predictions are clipped at $0 by the strategi
 percent and computed on converting sessions only (revenue > 0), because it is undefined on the 93 %
 of sessions with revenue 0 -- the label says so wherever it is shown.
 
-Population: ``converting_only`` is scored on the test converters; ``all`` and ``two_stage`` on
-every test session, plus the zero-aware metrics (total revenue ratio, normalized Gini, share of
-revenue in the top decile) and the four main metrics again on the converters among them.
+Population: each strategy says which rows it is scored on (revcli.strategies). Those scored on the
+converters get the four main metrics there; those scored on every test session also get the
+zero-aware metrics (total revenue ratio, normalized Gini, share of revenue in the top decile) and
+the four main metrics again on the converters among them, beside the mean order value.
+
+:data:`METRICS` is the one registry of metrics (key, label, direction, function, format): the
+scorecard, tune's cross-validation, the gates, compare's sorting and every renderer read it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from revcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from revcli.strategies import Strategy
 
 LOWER = "lower"
 HIGHER = "higher"
 ONE = "closer to 1"
-
-# key -> (label, which direction is better)
-METRICS: dict[str, tuple[str, str]] = {
-    "rmse": ("RMSE ($)", LOWER),
-    "mae": ("MAE ($)", LOWER),
-    "r2": ("R²", HIGHER),
-    "mape": ("MAPE (%, converters only)", LOWER),
-    "total_ratio": ("predicted ÷ actual total", ONE),
-    "gini": ("normalized Gini", HIGHER),
-    "top10_share": ("revenue in top 10 % predicted", HIGHER),
-    "conv_rmse": ("converters: RMSE ($)", LOWER),
-    "conv_mae": ("converters: MAE ($)", LOWER),
-    "conv_r2": ("converters: R²", HIGHER),
-    "conv_mape": ("converters: MAPE (%)", LOWER),
-    "auc": ("stage 1: ROC AUC", HIGHER),
-}
-MAIN_METRICS = ("rmse", "mae", "r2", "mape")
-
 
 def rmse(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(p)) ** 2))) if len(y) else math.nan
@@ -121,23 +113,154 @@ def roc_auc(ordered: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(ordered, score))
 
 
+def tweedie_deviance(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean Tweedie deviance with power TWEEDIE_POWER (a compound Poisson-gamma: the usual model
+    of a target that is 0 most of the time and a positive amount otherwise); predictions are
+    clipped to at least TWEEDIE_FLOOR dollars because the deviance is undefined at 0."""
+    from sklearn.metrics import mean_tweedie_deviance
+
+    if not len(y):
+        return math.nan
+    return float(mean_tweedie_deviance(y, np.clip(p, TWEEDIE_FLOOR, None), power=TWEEDIE_POWER))
+
+
+TWEEDIE_POWER = 1.5
+TWEEDIE_FLOOR = 1e-6
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its key (as logged to MLflow), label, which direction is better, how it is
+    computed and how it is shown. Read by the scorecard, tune's CV, the gates, compare's sorting
+    and every renderer."""
+
+    key: str
+    label: str
+    direction: str
+    fn: Callable[[np.ndarray, np.ndarray], float] | None = None
+    kind: str = "number"  # money | ratio | percent (already in %) | share (0-1 shown as %)
+    tunable: bool = False  # an objective `revcli tune --metric` can minimise
+
+    def gain(self, value: float | None, base: float | None) -> float:
+        """How much better ``value`` is than ``base`` (positive: better; NaN if either is)."""
+        if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+            return math.nan
+        if self.direction == ONE:
+            return abs(base - 1.0) - abs(value - 1.0)
+        return (value - base) if self.direction == HIGHER else (base - value)
+
+    def better(self, new: float | None, old: float | None) -> bool:
+        """Strictly better by its own direction."""
+        return self.gain(new, old) > 0
+
+    def sort_value(self, value: float | None) -> tuple[int, float]:
+        """Sort key, best first; missing values last."""
+        if value is None or not math.isfinite(value):
+            return (1, 0.0)
+        if self.direction == LOWER:
+            return (0, value)
+        if self.direction == HIGHER:
+            return (0, -value)
+        return (0, abs(value - 1.0))
+
+    def format(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "n/a"
+        if self.kind == "money":
+            return f"{value:.2f}"
+        if self.kind == "percent":
+            return f"{value:.1f} %"
+        if self.kind == "share":
+            return f"{value * 100:.1f} %"
+        if self.kind == "ratio":
+            return f"{value:.3f}"
+        return f"{value:.4g}"
+
+
+def _main(key: str, label: str, direction: str, fn: Any, kind: str,
+          tunable: bool = False) -> tuple[Metric, Metric]:
+    return (Metric(key, label, direction, fn, kind, tunable),
+            Metric(f"conv_{key}", f"converters: {label}", direction, fn, kind))
+
+
+_RMSE, _CONV_RMSE = _main("rmse", "RMSE ($)", LOWER, rmse, "money", tunable=True)
+_MAE, _CONV_MAE = _main("mae", "MAE ($)", LOWER, mae, "money", tunable=True)
+_R2, _CONV_R2 = _main("r2", "R²", HIGHER, r2, "ratio")
+_MAPE, _CONV_MAPE = _main("mape", "MAPE (%, converters only)", LOWER, mape, "percent")
+
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    _RMSE, _MAE, _R2, _MAPE,
+    Metric("total_ratio", "predicted ÷ actual total", ONE, total_ratio, "ratio"),
+    Metric("gini", "normalized Gini", HIGHER, normalized_gini, "ratio"),
+    Metric("top10_share", "revenue in top 10 % predicted", HIGHER, top_share, "share"),
+    _CONV_RMSE, _CONV_MAE, _CONV_R2,
+    Metric("conv_mape", "converters: MAPE (%)", LOWER, mape, "percent"),
+    Metric("auc", "stage 1: ROC AUC", HIGHER, None, "ratio"),
+    Metric("tweedie_deviance", f"Tweedie deviance (power {TWEEDIE_POWER})", LOWER,
+           tweedie_deviance, "number", tunable=True),
+)}
+#: The seed's four metrics, on a strategy's own rows.
+MAIN_METRICS = ("rmse", "mae", "r2", "mape")
+#: Metrics that only mean something on all sessions, zeros included.
+ZERO_AWARE = ("total_ratio", "gini", "top10_share")
+CONVERTER_OF = {key: f"conv_{key}" for key in MAIN_METRICS}
+
+
+def get(key: str, purpose: str = "") -> Metric:
+    """The metric ``key``, or a ConfigError listing the known ones (``purpose`` says what it
+    was asked for, e.g. "--sort")."""
+    try:
+        return METRICS[key]
+    except KeyError:
+        raise ConfigError(f"unknown metric {key!r}{' for ' + purpose if purpose else ''}; "
+                          f"choose one of {', '.join(METRICS)}") from None
+
+
+def tunable(key: str) -> Metric:
+    """A metric `revcli tune` can minimise, or a ConfigError listing them."""
+    metric = METRICS.get(key)
+    if metric is None or not metric.tunable:
+        raise ConfigError(f"unknown tune metric {key!r}; choose one of "
+                          f"{', '.join(k for k, m in METRICS.items() if m.tunable)}")
+    return metric
+
+
+def format_value(key: str, value: float | None) -> str:
+    """``value`` as the metric ``key`` shows it (any other key: 4 significant digits)."""
+    metric = METRICS.get(key) or Metric(key, key, LOWER)
+    return metric.format(value)
+
+
 def main_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {"rmse": rmse(y, p), "mae": mae(y, p), "r2": r2(y, p), "mape": mape(y, p)}
+    return {k: METRICS[k].fn(y, p) for k in MAIN_METRICS}  # type: ignore[misc]
 
 
 def zero_aware_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """The metrics that only mean something on all sessions, zeros included."""
-    conv = y > 0
-    return {
-        "total_ratio": total_ratio(y, p),
-        "gini": normalized_gini(y, p),
-        "top10_share": top_share(y, p),
-        **{f"conv_{k}": v for k, v in main_metrics(y[conv], p[conv]).items()},
-    }
+    return {k: METRICS[k].fn(y, p) for k in ZERO_AWARE}  # type: ignore[misc]
 
 
 def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The train means every score is judged against: a session's revenue, and an order's
+    value. Each population gets its own (converters' scores beside the mean order value, never
+    beside the all-sessions mean, which any order-value guess beats)."""
+
+    revenue: float
+    order_value: float
+
+    @classmethod
+    def of(cls, y_train: np.ndarray) -> Baselines:
+        y_train = np.asarray(y_train, dtype=np.float64)
+        converters = y_train[y_train > 0]
+        return cls(revenue=float(y_train.mean()) if len(y_train) else math.nan,
+                   order_value=float(converters.mean()) if len(converters) else math.nan)
 
 
 @dataclass
@@ -146,28 +269,40 @@ class Scorecard:
 
     strategy: str
     population: str
+    scored_on: str
     rows: int
     converters: int
     baseline_value: float
     metrics: dict[str, float]
     baseline: dict[str, float]
+    conv_baseline_value: float | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
-    # Features the leakage audit flagged that the model was trained with: its scores are not
-    # honest, and renderers and gates say so.
+    # Features the leakage audit flagged that the scores rest on: they are not honest, and
+    # renderers and gates say so.
     leaks: list[str] = field(default_factory=list)
 
-    def rows_for_display(self) -> list[tuple[str, str, float, float, str]]:
-        """(key, label, value, baseline, better) for every metric present, in display order."""
-        return [(k, METRICS[k][0], self.metrics[k], self.baseline.get(k, math.nan), METRICS[k][1])
-                for k in METRICS if k in self.metrics]
+    def rows_for_display(self) -> list[tuple[Metric, float, float]]:
+        """(metric, value, baseline) for every metric present, in display order."""
+        return [(m, self.metrics[k], self.baseline.get(k, math.nan))
+                for k, m in METRICS.items() if k in self.metrics]
+
+    def converter_score(self, key: str = "rmse") -> float:
+        """A main metric on converting sessions, whichever population the scorecard has."""
+        from revcli.strategies import CONVERTERS
+
+        if self.scored_on == CONVERTERS:
+            return self.metrics.get(key, math.nan)
+        return self.metrics.get(CONVERTER_OF[key], math.nan)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
             "population": self.population,
+            "scored_on": self.scored_on,
             "rows": self.rows,
             "converters": self.converters,
             "baseline_value": self.baseline_value,
+            "conv_baseline_value": self.conv_baseline_value,
             "metrics": {k: _clean(v) for k, v in self.metrics.items()},
             "baseline": {k: _clean(v) for k, v in self.baseline.items()},
             "verdicts": self.verdicts,
@@ -175,36 +310,65 @@ class Scorecard:
         }
 
 
-def scorecard(strategy: str, y: np.ndarray, pred: np.ndarray, baseline_value: float,
-              proba_order: np.ndarray | None = None) -> Scorecard:
-    """Score test predictions of ``strategy``; ``baseline_value`` is the train mean of its target.
+def scorecard(strategy: type[Strategy], y: np.ndarray, pred: np.ndarray,
+              baselines: Baselines, proba_order: np.ndarray | None = None,
+              population: str | None = None) -> Scorecard:
+    """Score test predictions of ``strategy`` beside ``baselines`` (the train means).
 
-    ``y`` and ``pred`` cover every test session; ``converting_only`` keeps its converters itself.
+    ``y`` and ``pred`` cover every test session; the strategy says which rows it is scored on
+    and which train mean is its baseline.
     """
-    from revcli.strategies import scores_converters_only
+    y = np.asarray(y)
+    rows = strategy.evaluation_rows(y)
+    return score(y[rows], np.asarray(pred)[rows], baselines, scored_on=strategy.scored_on,
+                 baseline_value=strategy.baseline_of(baselines), name=strategy.name,
+                 population=population or strategy.population(),
+                 proba_order=None if proba_order is None else np.asarray(proba_order)[rows])
+
+
+def score(y: np.ndarray, pred: np.ndarray, baselines: Baselines, *, scored_on: str,
+          baseline_value: float, name: str, population: str,
+          proba_order: np.ndarray | None = None) -> Scorecard:
+    """The scorecard of predictions on exactly these rows. Rows of every session
+    (``scored_on`` SESSIONS) add the zero-aware metrics, the four main metrics on the
+    converters among them (beside the mean order value) and the ROC AUC of P(order) when
+    given."""
+    from revcli.strategies import SESSIONS
 
     y = np.asarray(y, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
-    ordered = y > 0
-    if scores_converters_only(strategy):
-        y, pred = y[ordered], pred[ordered]
-        population = "test converters"
-    else:
-        population = "all test sessions"
     base = np.full_like(y, baseline_value)
     metrics = main_metrics(y, pred)
     baseline = main_metrics(y, base)
-    if not scores_converters_only(strategy):
+    conv_base: float | None = None
+    if scored_on == SESSIONS:
         metrics.update(zero_aware_metrics(y, pred))
         baseline.update(zero_aware_metrics(y, base))
+        conv = y > 0
+        conv_base = baselines.order_value
+        conv_y = y[conv]
+        metrics.update({CONVERTER_OF[k]: v for k, v in main_metrics(conv_y, pred[conv]).items()})
+        baseline.update({CONVERTER_OF[k]: v for k, v in main_metrics(
+            conv_y, np.full_like(conv_y, conv_base)).items()})
         if proba_order is not None:
-            metrics["auc"] = roc_auc(y > 0, proba_order)
+            metrics["auc"] = roc_auc(conv, np.asarray(proba_order))
             baseline["auc"] = 0.5
-    return Scorecard(strategy=strategy, population=population, rows=len(y),
+    return Scorecard(strategy=name, population=population, scored_on=scored_on, rows=len(y),
                      converters=int((y > 0).sum()), baseline_value=float(baseline_value),
-                     metrics=metrics, baseline=baseline)
+                     metrics=metrics, baseline=baseline, conv_baseline_value=conv_base)
 
 
-def converter_rmse(card: Scorecard) -> float:
-    """RMSE on converting sessions, whichever population the scorecard has."""
-    return card.metrics["rmse"] if "conv_rmse" not in card.metrics else card.metrics["conv_rmse"]
+def sort_key(key: str) -> Callable[[Any], tuple[int, float]]:
+    """A key for ``sorted`` over anything with a ``metrics`` dict: best first by ``key``'s own
+    direction, rows without it last."""
+    metric = get(key, "--sort")
+
+    def by(row: Any) -> tuple[int, float]:
+        return metric.sort_value(row.metrics.get(key))
+
+    return by
+
+
+def present(rows: Sequence[Any]) -> set[str]:
+    """Metric keys any of ``rows`` (objects with a ``metrics`` dict) has."""
+    return {k for r in rows for k in r.metrics}

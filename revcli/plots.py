@@ -136,3 +136,20 @@ def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
     ax.set_title(title or "Calibration by predicted decile")
     ax.legend(loc="upper left")
     return save_figure(fig, path)
+
+
+def training_set(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
+                 importance: dict[str, float]) -> dict[str, Path]:
+    """The three plots of every trained model: residuals, predicted vs actual, importance;
+    ``label`` names the rows in the titles (e.g. "two_stage: all test sessions")."""
+    directory = Path(directory)
+    return {
+        "residuals": residuals(y, pred, directory / "residuals.png",
+                               title=f"Residuals vs predicted ({label})"),
+        "predicted_vs_actual": predicted_vs_actual(
+            y, pred, directory / "predicted_vs_actual.png",
+            title=f"Predicted vs actual ({label})"),
+        "feature_importance": feature_importance(
+            list(importance), np.array(list(importance.values())),
+            directory / "feature_importance.png", title=f"Permutation importance ({label})"),
+    }

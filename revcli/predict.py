@@ -5,8 +5,9 @@ predictions are appended to the output as they are made, so a file larger than m
 output is written to a temp file beside ``out`` and renamed when complete, so a reader (or the next
 Airflow task) never sees half of it. Its rows are the input's, in the input's order, beside the
 input's id columns (``revcli.data.is_id_column``; without any, a ``row`` column holds the input row
-number). ``prediction`` is what the model predicts (see :data:`MEANING`); two_stage models add
-``p_order`` (P(order)) and ``order_value`` (E[revenue | order]).
+number). ``prediction`` is what the model predicts, in the words of its strategy
+(``Strategy.meaning``, stored in the file's metadata); strategies with stages add each stage's part
+(two-stage models: ``p_order``, P(order), and ``order_value``, E[revenue | order]).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import atomic, modelref, strategies, tracking
+from revcli import atomic, modelref, tracking
 from revcli.data import features_for, is_id_column
 from revcli.errors import ConfigError, DataError, NotFoundError
 from revcli.progress import SILENT, Reporter
@@ -29,14 +30,6 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = 100_000
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-MEANING = {
-    "all": "expected revenue of the session ($)",
-    "two_stage": "expected revenue of the session ($): p_order x order_value",
-    "converting_only": "order value if the session orders ($), E[revenue | order]; "
-                       "not an expected revenue",
-}
-
-
 @dataclass
 class PredictResult:
     model: modelref.LoadedModel
@@ -57,25 +50,6 @@ class PredictResult:
                 "batches": self.batches, "columns": self.columns, "id_columns": self.id_columns,
                 "ignored_columns": self.ignored, "prediction": self.prediction,
                 "seconds": round(self.seconds, 3)}
-
-
-def _meaning(loaded: modelref.LoadedModel) -> str:
-    model = loaded.model
-    if isinstance(model, strategies.TwoStage) and model.combine == "threshold":
-        return (f"order value where P(order) >= {model.threshold:g}, else 0 ($); "
-                "p_order and order_value beside it")
-    return MEANING[loaded.strategy]
-
-
-def _score(model: Any, X: Any) -> list[np.ndarray]:
-    """[prediction] or, for two_stage, [prediction, p_order, order_value] -- each stage run
-    once (TwoStage.predict would run both again)."""
-    if not isinstance(model, strategies.TwoStage):
-        return [model.predict(X)]
-    p, value = model.predict_proba_order(X), model.predict_order_value(X)
-    combined = (np.where(p >= model.threshold, value, 0.0) if model.combine == "threshold"
-                else p * value)
-    return [combined, p, value]
 
 
 def _open(path: Path) -> Any:
@@ -134,10 +108,10 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
         raise ConfigError(f"--out {out} is the input file; write the predictions elsewhere")
 
     ws = Workspace(settings.workspace)
-    uri = (tracking.configure(settings, ws)
-           if settings.tracking_uri or ws.mlflow_db.is_file() or (
-               run is not None and not modelref.RUN_ID.match(run)) else None)
-    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, uri=uri,
+    # Only read: the workspace's store is not created when it does not exist.
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
+    store = None if tracker.is_workspace_store and not ws.mlflow_db.is_file() else tracker
+    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
                            reporter=reporter)
     features = loaded.features
     names = list(source.schema_arrow.names)
@@ -150,14 +124,11 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
     if ignored:
         reporter.note(f"ignoring {len(ignored)} column(s) the model does not use: "
                       f"{', '.join(ignored)}")
-    two_stage = isinstance(loaded.model, strategies.TwoStage)
-
+    outputs = loaded.model.output_columns()
     id_fields = [source.schema_arrow.field(c) for c in ids]
     fields = [*id_fields] if ids else [pa.field("row", pa.int64())]
-    fields.append(pa.field("prediction", pa.float64()))
-    if two_stage:
-        fields += [pa.field("p_order", pa.float64()), pa.field("order_value", pa.float64())]
-    meaning = _meaning(loaded)
+    fields += [pa.field(name, pa.float64()) for name in outputs]
+    meaning = loaded.model.meaning()
     schema = pa.schema(fields, metadata={
         "revcli.prediction": meaning, "revcli.model": loaded.source,
         "revcli.model_sha256": loaded.sha256 or "", "revcli.run_id": loaded.run_id or ""})
@@ -180,7 +151,8 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
                                         f"{exc}") from None
                     columns = ([batch.column(c) for c in ids] if ids
                                else [pa.array(np.arange(done, done + len(frame)), pa.int64())])
-                    columns += [pa.array(a, pa.float64()) for a in _score(loaded.model, X)]
+                    parts = loaded.model.predict_parts(X)
+                    columns += [pa.array(parts[name], pa.float64()) for name in outputs]
                     writer.write(pa.Table.from_arrays(columns, schema=schema))
                     done += len(frame)
                     batches += 1

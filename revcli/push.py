@@ -24,38 +24,24 @@ import datetime as dt
 import hashlib
 import json
 import math
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import atomic, tracking
-from revcli.errors import ConfigError, GateFailed, NotFoundError, StorageError, TrackingError
-from revcli.metrics import HIGHER, LOWER, METRICS
+from revcli import atomic, metrics, tracking
+from revcli.errors import ConfigError, GateFailed, NotFoundError, StorageError
 from revcli.progress import SILENT, Reporter
 from revcli.storage import Location, S3Storage, parse_uri
+from revcli.tracking import LoggedRun
+from revcli.tracking.registry import CHAMPION
 from revcli.workspace import Workspace
 
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-CHAMPION = "champion"
-MODEL_NAME = "model"  # the name revcli.tracking.log_model logs every model under
-
 WON, FIRST, ALREADY = "won", "first", "already champion"
 LOST, INCOMPARABLE, LEAK = "lost", "incomparable", "leak"
-
-
-def _safe_uri(uri: str) -> str:
-    """A tracking URI fit to print or store: no user:password@."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
 # -- the gate --------------------------------------------------------------------------------
@@ -78,15 +64,13 @@ class RunFacts:
     too_good: bool = False
 
     @classmethod
-    def from_run(cls, run: Any, version: str | None = None) -> RunFacts:
-        tags = run.data.tags
-        return cls(run_id=run.info.run_id, metrics=dict(run.data.metrics),
-                   dataset_sha256=tags.get("revcli.dataset_sha256"),
-                   split_hash=tags.get("revcli.split_hash"),
-                   population=tags.get("revcli.population"),
-                   leakage=tags.get("revcli.leakage"), version=version,
-                   honest=tags.get("revcli.honest"),
-                   too_good=tags.get("revcli.too_good") == "true")
+    def from_run(cls, run: LoggedRun, version: str | None = None) -> RunFacts:
+        r = run.record
+        return cls(run_id=run.run_id, metrics=dict(run.metrics), dataset_sha256=r.dataset_sha256,
+                   split_hash=r.split_hash, population=r.population,
+                   leakage=",".join(r.leakage) or "none", version=version,
+                   honest=None if r.honest is None else ("true" if r.honest else "false"),
+                   too_good=bool(r.too_good))
 
     @property
     def leaks(self) -> list[str]:
@@ -135,14 +119,6 @@ class GateResult:
         return {**asdict(self), "passed": self.passed, "promote": self.promote}
 
 
-def _better(direction: str, new: float, old: float) -> bool:
-    if direction == LOWER:
-        return new < old
-    if direction == HIGHER:
-        return new > old
-    return abs(new - 1.0) < abs(old - 1.0)  # "closer to 1"
-
-
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
@@ -151,15 +127,13 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
           force: bool = False) -> GateResult:
     """May ``candidate`` replace ``champion``? Refuses to compare scores from different data,
     splits or populations, refuses leaky runs, and needs a strict improvement."""
-    if metric not in METRICS:
-        raise ConfigError(f"unknown promotion metric {metric!r}; choose one of "
-                          f"{', '.join(METRICS)}")
-    direction = METRICS[metric][1]
+    measure = metrics.get(metric, "the promotion gate")
+    direction = measure.direction
     new = candidate.score(metric)
     if not math.isfinite(new):
+        known = sorted(k for k in candidate.metrics if k in metrics.METRICS)
         raise ConfigError(f"run {candidate.run_id} has no {metric!r} metric to compare (it has "
-                          f"{', '.join(sorted(k for k in candidate.metrics if k in METRICS))}); "
-                          "choose another with --metric")
+                          f"{', '.join(known)}); choose another with --metric")
     result = GateResult(metric=metric, direction=direction, verdict=WON, reasons=[],
                         candidate=new, forced=force)
     if champion is not None:
@@ -211,7 +185,7 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
     else:
         old = result.champion
         assert old is not None
-        won = _better(direction, new, old)
+        won = measure.better(new, old)
         result.verdict = WON if won else LOST
         relation = ("beats" if won else "ties with" if new == old else "does not beat")
         result.reasons = [f"candidate run {candidate.run_id[:12]} ({metric} {_fmt(new)}) "
@@ -220,92 +194,6 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
                           f"better) on dataset {str(candidate.dataset_sha256)[:12]}, split "
                           f"{candidate.split_hash}"]
     return result
-
-
-# -- the registry ----------------------------------------------------------------------------
-
-
-def _mlflow_call(uri: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return fn(*args, **kwargs)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow registry at {_safe_uri(uri)} failed to {what}: "
-                            f"{tracking._describe(exc)}") from None
-    except OSError as exc:
-        raise TrackingError(f"MLflow registry at {_safe_uri(uri)} is unreachable ({what}): "
-                            f"{tracking._describe(exc)}") from None
-
-
-def _is_missing(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    return code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
-
-
-def current_champion(client: Any, uri: str, name: str) -> RunFacts | None:
-    """The run behind the registered model's ``champion`` alias, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        registered = client.get_registered_model(name)
-    except MlflowException as exc:
-        if _is_missing(exc):
-            return None
-        raise TrackingError(f"MLflow registry at {_safe_uri(uri)} failed to read model "
-                            f"{name!r}: {tracking._describe(exc)}") from None
-    version = (registered.aliases or {}).get(CHAMPION)
-    if version is None:
-        return None
-    mv = _mlflow_call(uri, f"read {name} v{version}", client.get_model_version, name,
-                      str(version))
-    if not mv.run_id:
-        return RunFacts(run_id="", metrics={}, dataset_sha256=None, split_hash=None,
-                        population=None, leakage=None, version=str(version))
-    run = _mlflow_call(uri, f"read the run of {name} v{version}", client.get_run, mv.run_id)
-    return RunFacts.from_run(run, version=str(version))
-
-
-def _logged_model_id(client: Any, uri: str, run: Any) -> str | None:
-    """The id of the MLflow model the run logged as ``model`` (MLflow 3 logged models)."""
-    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
-    for output in outputs:
-        logged = _mlflow_call(uri, "read the run's logged model", client.get_logged_model,
-                              output.model_id)
-        if logged.name == MODEL_NAME:
-            return str(logged.model_id)
-    return None
-
-
-def register(client: Any, uri: str, name: str, run: Any,
-             tags: Mapping[str, str]) -> tuple[Any, bool]:
-    """(model version, reused): a version of ``name`` for ``run``, created from the run's logged
-    model, or the one an earlier push of the same run created (tags refreshed)."""
-    from mlflow.exceptions import MlflowException
-
-    run_id = run.info.run_id
-    try:
-        client.create_registered_model(name, description="revcli: session revenue models")
-    except MlflowException as exc:
-        if getattr(exc, "error_code", "") not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise TrackingError(f"MLflow registry at {_safe_uri(uri)} failed to create model "
-                                f"{name!r}: {tracking._describe(exc)}") from None
-    existing = _mlflow_call(uri, "search model versions", client.search_model_versions,
-                            f"name = '{name}' and run_id = '{run_id}'")
-    if existing:
-        version = max(existing, key=lambda v: int(v.version))
-        for key, value in tags.items():
-            _mlflow_call(uri, "tag the model version", client.set_model_version_tag, name,
-                         version.version, key, value)
-        return version, True
-    model_id = _logged_model_id(client, uri, run)
-    if model_id is None:
-        raise NotFoundError(f"run {run_id} has no logged MLflow model named {MODEL_NAME!r} to "
-                            "register; runs of `revcli train` log one")
-    version = _mlflow_call(uri, f"register a version of {name!r}", client.create_model_version,
-                           name, source=f"models:/{model_id}", run_id=run_id, tags=dict(tags),
-                           model_id=model_id)
-    return version, False
 
 
 # -- push ------------------------------------------------------------------------------------
@@ -368,58 +256,70 @@ def model_location(settings: Settings, key: str | None = None) -> Location:
     return location.with_key(key) if key else location
 
 
-def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bool = False,
-         force: bool = False, storage: S3Storage | None = None,
+def _champion(tracker: tracking.Tracker, name: str) -> RunFacts | None:
+    found = tracking.registry.champion(tracker, name)
+    if found is None:
+        return None
+    version, run = found
+    if run is None:
+        return RunFacts(run_id="", metrics={}, dataset_sha256=None, split_hash=None,
+                        population=None, leakage=None, version=version)
+    return RunFacts.from_run(run, version=version)
+
+
+def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool = False,
+         force: bool = False, note: str | None = None, storage: S3Storage | None = None,
          reporter: Reporter = SILENT) -> PushResult:
-    """Upload run ``run_id``'s model and metadata to S3 and register it; with ``promote``, make
-    it champion if the gate passes (or ``force``). See the module docstring for the order."""
+    """Upload the model of run ``ref`` (any run reference: id, prefix, name, alias) and its
+    metadata to S3 and register it; with ``promote``, make it champion if the gate passes (or
+    ``force``); ``note`` describes the model version. See the module docstring for the order."""
     storage = storage or S3Storage.from_settings(settings)
     name = settings.registry_model
-    if not name or "'" in name:
-        raise ConfigError(f"registered model name {name!r} is not usable; set registry_model")
+    tracking.registry.check_name(name)
     metric = settings.promote_metric
-    if metric not in METRICS:
-        raise ConfigError(f"unknown promotion metric {metric!r}; choose one of "
-                          f"{', '.join(METRICS)}")
+    metrics.get(metric, "the promotion gate")
     location = model_location(settings, key)
     meta_location = metadata_location(location)
 
     workspace = Workspace(settings.workspace)
+    reporter.step("reading the MLflow run")
+    tracker, _ = tracking.connect(settings, workspace, experiment=False, create=False)
+    if tracker.is_workspace_store and not workspace.mlflow_db.is_file():
+        raise NotFoundError(f"no MLflow store in workspace {workspace.root}, so no run {ref!r}; "
+                            "train one with `revcli train`, or give --tracking-uri")
+    run_id = tracking.resolve(tracker, ref, name).run_id
     reporter.step(f"checking the model of run {run_id}")
     path, meta = local_model(workspace, run_id)
     model_sha = str(meta["model_sha256"])
-
-    reporter.step("reading the MLflow run")
-    uri = tracking.configure(settings, workspace)
-    client = tracking.client(uri)
-    run = tracking.get_run(uri, run_id)
-    tagged_sha = run.data.tags.get("revcli.model_sha256")
-    if tagged_sha and tagged_sha != model_sha:
+    run = tracker.get_run(run_id)
+    tagged_sha = run.record.model_sha256
+    if tagged_sha != model_sha:
         raise StorageError(f"the model file of run {run_id} (sha256 {model_sha[:12]}) is not the "
-                           f"one the MLflow run logged ({tagged_sha[:12]}); re-train")
+                           f"one the MLflow run logged ({(tagged_sha or 'none')[:12]}); re-train")
     facts = RunFacts.from_run(run)
     if not math.isfinite(facts.score(metric)):
         raise ConfigError(f"run {run_id} has no {metric!r} metric; choose another with --metric "
-                          f"(it has {', '.join(sorted(k for k in facts.metrics if k in METRICS))})")
+                          "(it has "
+                          f"{', '.join(sorted(k for k in facts.metrics if k in metrics.METRICS))})")
 
     gate = None
     if promote:
         reporter.step(f"comparing with the {CHAMPION} of {name!r}")
-        champion = current_champion(client, uri, name)
+        champion = _champion(tracker, name)
         gate = judge(facts, champion, metric, force=force)
         if not gate.promote:
             raise GateFailed(f"not promoted: {gate.summary()}; nothing was uploaded or "
                              "registered" + ("" if gate.verdict == LOST else
                                              " (--force promotes anyway)"))
-        for note in gate.notes:
-            reporter.warn(note)
+        for line in gate.notes:
+            reporter.warn(line)
         if not gate.passed:
             reporter.warn(gate.summary())
 
     reporter.step(f"checking bucket {location.bucket!r}")
     storage.check_bucket(location)
 
-    metrics = {k: v for k, v in run.data.metrics.items() if math.isfinite(v)}
+    scores = {k: v for k, v in run.metrics.items() if math.isfinite(v)}
     version_tags = {
         "revcli.run_id": run_id,
         "revcli.dataset_sha256": facts.dataset_sha256 or "",
@@ -428,10 +328,11 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
         "revcli.leakage": facts.leakage or "",
         "revcli.model_sha256": model_sha,
         "revcli.s3_uri": location.uri,
-        **{f"revcli.metric.{k}": f"{v:.6g}" for k, v in metrics.items() if k in METRICS},
+        **{f"revcli.metric.{k}": f"{v:.6g}" for k, v in scores.items() if k in metrics.METRICS},
     }
     reporter.step(f"registering run {run_id} as a version of {name!r}")
-    version, reused = register(client, uri, name, run, version_tags)
+    version, reused = tracking.registry.register(tracker, name, run, version_tags,
+                                                 description=note)
 
     size = path.stat().st_size
     s3_meta = {"sha256": model_sha, "revcli-run-id": run_id,
@@ -446,12 +347,10 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
                            f"(size {stored.size:,} vs {size:,}, sha256 "
                            f"{stored.metadata.get('sha256', 'missing')[:12]}); push again")
 
-    versions = {k.removeprefix("revcli.lib."): v for k, v in run.data.tags.items()
-                if k.startswith("revcli.lib.")}
     document = {
         "run_id": run_id,
-        "experiment_id": run.info.experiment_id,
-        "tracking_uri": _safe_uri(uri),
+        "experiment_id": run.experiment_id,
+        "tracking_uri": tracker.shown,
         "registry": {"name": name, "version": str(version.version)},
         "model": {"uri": location.uri, "sha256": model_sha, "bytes": size,
                   "format": "joblib", "loads_with": "joblib.load (revcli installed)"},
@@ -460,16 +359,17 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
         "features": meta.get("features"),
         "dropped_features": meta.get("dropped_features"),
         "hyperparameters": meta.get("params"),
-        "params": dict(run.data.params),
-        "metrics": metrics,
+        "params": dict(run.params),
+        "metrics": scores,
         "population": facts.population,
         "dataset_sha256": facts.dataset_sha256,
-        "dataset_source": run.data.tags.get("revcli.dataset_source"),
+        "dataset_source": run.record.dataset_source,
         "split_hash": facts.split_hash,
         "seed": meta.get("seed"),
         "test_size": meta.get("test_size"),
         "leakage": facts.leakage,
-        "versions": versions or {"revcli": meta.get("revcli_version")},
+        "note": note,
+        "versions": run.record.libraries or {"revcli": meta.get("revcli_version")},
         "pushed_with": tracking.library_versions(),
         "pushed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -481,13 +381,10 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
 
     champion_version = None
     if promote and gate is not None and gate.promote:
-        _mlflow_call(uri, f"set alias {CHAMPION}", client.set_registered_model_alias, name,
-                     CHAMPION, str(version.version))
-        _mlflow_call(uri, "tag the model version", client.set_model_version_tag, name,
-                     str(version.version), "revcli.promotion", gate.summary()[:4000])
+        tracking.registry.promote(tracker, name, str(version.version), gate.summary())
         champion_version = str(version.version)
     elif not promote:
-        current = current_champion(client, uri, name)
+        current = _champion(tracker, name)
         champion_version = current.version if current else None
         if current is not None and current.run_id != run_id:
             reporter.warn(f"{location} now holds run {run_id[:12]}, not the {CHAMPION} "
@@ -496,6 +393,6 @@ def push(settings: Settings, run_id: str, *, key: str | None = None, promote: bo
 
     return PushResult(run_id=run_id, model_uri=location.uri, metadata_uri=meta_location.uri,
                       model_sha256=model_sha, model_bytes=size, endpoint=storage.endpoint,
-                      tracking_uri=_safe_uri(uri), registry_model=name,
+                      tracking_uri=tracker.shown, registry_model=name,
                       version=str(version.version), version_reused=reused,
                       champion=champion_version, gate=gate, metadata=document)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from revcli import estimators, strategies
 from revcli.errors import ConfigError, RevcliError
 
 DEFAULT_CONFIG_FILE = Path("configs/revcli.toml")
@@ -22,6 +23,8 @@ CONFIG_ENV = "REVCLI_CONFIG"
 ENV_PREFIX = "REVCLI_"
 
 SOURCE_DEFAULT = "default"
+# Settings passed to strategies as options (Strategy.option_names says which each takes).
+STRATEGY_OPTIONS = ("combine", "threshold")
 SOURCE_FLAG = "flag"
 
 
@@ -38,8 +41,8 @@ class Settings:
         None, "MLflow tracking URI; unset means a sqlite store in the workspace",
         env=("MLFLOW_TRACKING_URI",))
     experiment: str = _setting("Revenue_Prediction_Regression", "MLflow experiment name")
-    strategy: str = _setting("converting_only", "all | converting_only | two_stage")
-    estimator: str = _setting("xgb", "estimator name, see `revcli train --help`")
+    strategy: str = _setting(strategies.DEFAULT, "strategy for the zeros, see `revcli train -h`")
+    estimator: str = _setting(estimators.DEFAULT, "estimator name, see `revcli train --help`")
     combine: str = _setting("expected", "two_stage: expected (P x value) or threshold")
     threshold: float = _setting(0.5, "two_stage --combine threshold: P(order) cut-off")
     seed: int = _setting(42, "seed of the split and of every estimator")
@@ -78,6 +81,11 @@ class Settings:
     def estimator_params(self, estimator: str) -> dict[str, Any]:
         """Hyperparameters for ``estimator`` from the config file's ``[params.<name>]`` table."""
         return dict(self.params.get(estimator, {}))
+
+    def strategy_options(self) -> dict[str, Any]:
+        """Every setting a strategy may take as an option (each strategy picks its own, see
+        Strategy.option_names)."""
+        return {name: getattr(self, name) for name in STRATEGY_OPTIONS}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -22,10 +22,12 @@ class Split:
     test_size: float
     seed: int
     hash: str
+    kind: str = "random"  # how rows were assigned: random (stratified) or time
 
     def summary(self, ordered: np.ndarray) -> dict[str, int | float | str]:
         return {
             "hash": self.hash,
+            "kind": self.kind,
             "seed": self.seed,
             "test_size": self.test_size,
             "train_rows": len(self.train),

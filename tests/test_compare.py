@@ -29,23 +29,27 @@ class Store:
         self.settings = s
         seed_store(s.workspace)
         ws = Workspace(s.workspace).ensure()
-        self.uri = tracking.configure(s, ws)
+        tracker, self.experiment_id = tracking.connect(s, ws)
+        self.uri = tracker.uri
         self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = tracking.ensure_experiment(s.experiment, self.uri, ws)
         self.count = 0
 
     def log(self, *, metrics: dict[str, float], strategy: str = "all", estimator: str = "xgb",
             dataset: str = DATA, split: str = SPLIT, params: dict[str, str] | None = None,
             minutes_ago: float | None = None, command: str = "train", leakage: str = "none",
-            parent: str | None = None, name: str | None = None) -> str:
+            parent: str | None = None, name: str | None = None,
+            honest: str | None = None) -> str:
         self.count += 1
         population = "test converters" if strategy == "converting_only" else "all test sessions"
+        scored_on = "converters" if strategy == "converting_only" else "sessions"
         tags = {"revcli.command": command, "revcli.strategy": strategy,
                 "revcli.estimator": estimator, "revcli.dataset_sha256": dataset,
                 "revcli.split_hash": split, "revcli.population": population,
-                "revcli.leakage": leakage}
+                "revcli.scored_on": scored_on, "revcli.leakage": leakage}
         if parent:
             tags["mlflow.parentRunId"] = parent
+        if honest is not None:
+            tags["revcli.honest"] = honest
         started = NOW_MS - int((minutes_ago if minutes_ago is not None else 100 - self.count)
                                * 60_000)
         run = self.client.create_run(self.experiment_id, start_time=started, tags=tags,
@@ -147,7 +151,7 @@ def test_mixed_populations_sort_on_converter_scores(store) -> None:
     assert [r.run_id for r in result.rows] == [conv, both]
     assert result.rows[0].metrics["conv_rmse"] == 17.0 and "conv_rmse" in result.rows[0].derived
     assert any("different rows" in w for w in result.warnings)
-    assert any("leaking feature (engagement_depth)" in w for w in result.warnings)
+    assert any("not honest" in w and "engagement_depth" in w for w in result.warnings)
     assert any("sorted by conv_rmse" in n for n in result.notes)
 
 
@@ -241,3 +245,16 @@ def test_compare_strategies_on_one_split(small_settings) -> None:
     listed = compare.compare_runs(s)
     assert len(listed.rows) == 4 and listed.sort == "conv_rmse"
     assert not any("datasets" in w or "splits" in w for w in listed.warnings)
+
+
+def test_honesty_is_the_verdict_recorded_at_training(store) -> None:
+    """A converting_only run names the leak (constant on converters) but was judged honest:
+    compare reads that verdict instead of re-deciding it from the leakage tag."""
+    store.log(metrics={"rmse": 17.0}, strategy="converting_only", leakage="engagement_depth",
+              honest="true")
+    result = compare.compare_runs(store.settings)
+    assert not any("not honest" in w for w in result.warnings)
+    store.log(metrics={"rmse": 4.0}, strategy="all", leakage="engagement_depth",
+              honest="false")
+    result = compare.compare_runs(store.settings)
+    assert any("1 of 2 runs were judged not honest" in w for w in result.warnings)

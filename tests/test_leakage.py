@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from revcli import leakage, metrics
+from revcli import leakage, metrics, strategies
 
 
 def test_audit_names_engagement_depth_on_the_demo(small_demo: pd.DataFrame) -> None:
@@ -27,7 +27,8 @@ def test_audit_flags_high_auc_without_a_marking_value() -> None:
 
 def test_too_good_to_be_true() -> None:
     y = np.array([49.99, 59.99, 109.98, 49.99])
-    good = metrics.scorecard("converting_only", y, y + 1.0, baseline_value=60.0)
-    honest = metrics.scorecard("converting_only", y, np.full(4, 60.0), baseline_value=60.0)
+    cls, baselines = strategies.get("converting_only"), metrics.Baselines(4.0, 60.0)
+    good = metrics.scorecard(cls, y, y + 1.0, baselines)
+    honest = metrics.scorecard(cls, y, np.full(4, 60.0), baselines)
     assert "too good to be true" in leakage.too_good(good)
     assert leakage.too_good(honest) is None

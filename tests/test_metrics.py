@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from revcli import metrics
+from revcli import metrics, strategies
+from revcli.errors import ConfigError
 
 
 @pytest.fixture
@@ -46,19 +47,42 @@ def test_gini_and_top_share() -> None:
 
 def test_scorecard_population_and_baseline(yp) -> None:
     y, p = yp
-    card = metrics.scorecard("converting_only", y, p, baseline_value=60.0)
-    assert card.population == "test converters"
-    assert card.rows == int((y > 0).sum())
+    baselines = metrics.Baselines(revenue=4.1, order_value=60.0)
+    card = metrics.scorecard(strategies.get("converting_only"), y, p, baselines)
+    assert card.population == "test converters" and card.scored_on == strategies.CONVERTERS
+    assert card.rows == int((y > 0).sum()) and card.baseline_value == 60.0
     assert card.baseline["rmse"] == pytest.approx(metrics.rmse(y[y > 0], np.full((y > 0).sum(),
                                                                               60.0)))
-    assert "gini" not in card.metrics
+    assert "gini" not in card.metrics and card.conv_baseline_value is None
 
-    card = metrics.scorecard("two_stage", y, p, baseline_value=4.1, proba_order=p)
-    assert card.population == "all test sessions"
+    card = metrics.scorecard(strategies.get("two_stage"), y, p, baselines, proba_order=p)
+    assert card.population == "all test sessions" and card.baseline_value == 4.1
     assert card.rows == len(y)
     for key in ("total_ratio", "gini", "top10_share", "conv_rmse", "conv_mae", "conv_r2",
                 "conv_mape", "auc"):
         assert key in card.metrics and key in card.baseline
     assert card.metrics["conv_rmse"] == pytest.approx(metrics.rmse(y[y > 0], p[y > 0]))
+    # Each population beside its own baseline: converters beside the mean order value, not the
+    # all-sessions mean that any order-value guess beats.
+    conv = y[y > 0]
+    assert card.conv_baseline_value == 60.0
+    assert card.baseline["conv_rmse"] == pytest.approx(metrics.rmse(conv, np.full_like(conv, 60)))
     assert card.baseline["auc"] == 0.5
     assert card.to_dict()["metrics"]["rmse"] == pytest.approx(card.metrics["rmse"])
+
+
+def test_the_registry_knows_each_metric_s_direction_and_format() -> None:
+    assert metrics.get("rmse").better(1.0, 2.0) and not metrics.get("r2").better(0.1, 0.2)
+    assert metrics.get("total_ratio").better(1.05, 0.8)
+    rows = [type("Row", (), {"metrics": m})() for m in ({"r2": 0.1}, {}, {"r2": 0.3})]
+    assert [r.metrics.get("r2") for r in sorted(rows, key=metrics.sort_key("r2"))] == [
+        0.3, 0.1, None]
+    assert metrics.format_value("mape", 12.345) == "12.3 %"
+    assert metrics.format_value("top10_share", 0.5) == "50.0 %"
+    assert metrics.format_value("best_cv_rmse", 17.123456) == "17.12"
+    assert [k for k, m in metrics.METRICS.items() if m.tunable] == [
+        "rmse", "mae", "tweedie_deviance"]
+    with pytest.raises(ConfigError, match="unknown metric 'nope'"):
+        metrics.get("nope")
+    with pytest.raises(ConfigError, match="unknown tune metric 'r2'"):
+        metrics.tunable("r2")

@@ -8,7 +8,7 @@ from pathlib import Path
 import joblib
 import pytest
 
-from revcli import modelref, settings
+from revcli import modelref, settings, tracking
 from revcli.errors import DataError, NotFoundError
 from revcli.progress import Reporter
 from revcli.workspace import Workspace
@@ -44,8 +44,12 @@ def _workspace(trained) -> Workspace:
     return Workspace(trained.model_path.parent.parent.parent)
 
 
+def _tracker(trained) -> tracking.Tracker:
+    return tracking.Tracker(trained.tracking_uri, _workspace(trained))
+
+
 def test_workspace_model_loads_once_its_run_vouches_for_it(trained) -> None:
-    loaded = modelref.load_file(trained.model_path, uri=trained.tracking_uri,
+    loaded = modelref.load_file(trained.model_path, tracker=_tracker(trained),
                                 workspace=_workspace(trained))
     assert loaded.sha256 == trained.model_sha256
     assert loaded.checked.startswith("sha256 matches MLflow run") and loaded.run is not None
@@ -68,7 +72,7 @@ def test_tampered_file_is_refused_before_unpickling(trained, copied, no_unpickli
     with open(copied, "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(DataError, match="refusing to unpickle"):
-        modelref.load_file(copied, uri=trained.tracking_uri)
+        modelref.load_file(copied, tracker=_tracker(trained))
 
 
 def test_unrecorded_file_loads_with_trust_and_a_warning(copied) -> None:
@@ -81,7 +85,7 @@ def test_unrecorded_file_loads_with_trust_and_a_warning(copied) -> None:
 
 def test_a_copy_is_found_by_its_mlflow_tag(trained, copied) -> None:
     (copied.parent / "model.json").unlink()
-    loaded = modelref.load_file(copied, uri=trained.tracking_uri)
+    loaded = modelref.load_file(copied, tracker=_tracker(trained))
     assert loaded.run_id == trained.run_id
     assert "MLflow run" in loaded.checked
     assert loaded.features == trained.features
@@ -122,13 +126,13 @@ def test_a_hostile_pickle_never_runs_without_trust(trained, tmp_path: Path, plac
             {"run_id": "f" * 32, "model_sha256": sha, "strategy": "all", "features": ["x"]}))
         path.with_suffix(".json").write_text(json.dumps(
             {"run_id": trained.run_id, "model": {"sha256": sha}}))
-    for uri in (None, trained.tracking_uri):
+    for tracker in (None, _tracker(trained)):
         with pytest.raises(DataError, match="refusing to unpickle"):
-            modelref.load_file(path, uri=uri, workspace=ws)
+            modelref.load_file(path, tracker=tracker, workspace=ws)
     if place == "workspace-models":
         s = settings.resolve(flags={"workspace": str(ws.root)}, env={})
         with pytest.raises(NotFoundError):
-            modelref.load(s, ws, run="f" * 32, uri=trained.tracking_uri)
+            modelref.load(s, ws, run="f" * 32, tracker=_tracker(trained))
     assert not marker.exists()
     shutil.rmtree(path.parent)
 
@@ -149,19 +153,23 @@ def test_a_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
 
 
 def test_run_references(trained, tmp_path: Path) -> None:
-    ws = Workspace(trained.model_path.parent.parent.parent)
+    ws = _workspace(trained)
     s = settings.resolve(flags={"workspace": str(ws.root)}, env={})
-    uri = trained.tracking_uri
-    assert modelref.resolve_run(uri, s, ws, trained.run_id) == (trained.run_id,
-                                                                f"run {trained.run_id}")
-    assert modelref.resolve_run(uri, s, ws, trained.run_id[:8])[0] == trained.run_id
-    loaded = modelref.load(s, ws, run=trained.run_id[:8])
-    assert loaded.run is not None and loaded.run.info.run_id == trained.run_id
+    tracker = _tracker(trained)
+    run_id = trained.run_id
+    assert tracking.resolve(tracker, run_id, "m") == tracking.Resolved(run_id, f"run {run_id}")
+    assert tracking.resolve(tracker, run_id[:8], "m").run_id == run_id
+    name = tracker.get_run(run_id).name
+    assert tracking.resolve(tracker, name, "m").run_id == run_id  # by run name
+    loaded = modelref.load(s, ws, run=run_id[:8], tracker=tracker)
+    assert loaded.run is not None and loaded.run.run_id == run_id
     assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []  # from the run's tags
-    with pytest.raises(NotFoundError, match="neither a run id"):
-        modelref.resolve_run(uri, s, ws, "../../etc/passwd")
-    with pytest.raises(NotFoundError, match="no registered model version"):
-        modelref.resolve_run(uri, s, ws, "champion")
+    with pytest.raises(NotFoundError, match="no run, run name or registered model alias"):
+        tracking.resolve(tracker, "../../etc/passwd", "m")
+    with pytest.raises(NotFoundError, match="no run, run name or registered model alias"):
+        tracking.resolve(tracker, "champion", "m")
+    with pytest.raises(NotFoundError, match="no registered model version m@champion"):
+        tracking.resolve(tracker, "models:/m@champion", "m")
     from revcli.errors import ConfigError
 
     with pytest.raises(ConfigError, match="exactly one of --run"):
@@ -182,6 +190,6 @@ def test_a_pushed_model_is_checked_against_its_run_not_the_metadata_beside_it(
     (tmp_path / "regression_model.json").write_text(json.dumps(document))
     with pytest.raises(DataError, match="proves nothing"):
         modelref.load_file(pkl)
-    loaded = modelref.load_file(pkl, uri=trained.tracking_uri)
+    loaded = modelref.load_file(pkl, tracker=_tracker(trained))
     assert "MLflow run" in loaded.checked and loaded.run_id == trained.run_id
     assert loaded.flagged == ["engagement_depth"] and loaded.leaks == []

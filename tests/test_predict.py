@@ -119,7 +119,10 @@ def test_two_stage_through_a_registry_alias(small_settings, sessions, tmp_path) 
     source = train.train(s, drop_features=["engagement_depth"], plots=False)
     client = MlflowClient(tracking_uri=source.tracking_uri)
     client.create_registered_model(s.registry_model)
-    version = client.create_model_version(s.registry_model, source=source.model_uri,
+    # (the artifact location: MLflow's sqlite registry resolves a models:/ source through the
+    # global tracking URI, which revcli never sets)
+    location = client.get_logged_model(source.model_uri.removeprefix("models:/")).artifact_location
+    version = client.create_model_version(s.registry_model, source=location,
                                           run_id=source.run_id)
     client.set_registered_model_alias(s.registry_model, "champion", version.version)
 
@@ -138,7 +141,7 @@ def test_two_stage_through_a_registry_alias(small_settings, sessions, tmp_path) 
     np.testing.assert_allclose(scored["prediction"], scored["p_order"] * scored["order_value"])
     # each stage runs once per batch; the threshold combination matches the model's own too
     model.set_params(combine="threshold", threshold=0.2)
-    np.testing.assert_allclose(predict._score(model, X)[0], model.predict(X))
+    np.testing.assert_allclose(model.predict_parts(X)["prediction"], model.predict(X))
     # the same through models:/NAME/VERSION
     again = predict.predict(s, run=f"models:/{s.registry_model}/1", data=path,
                             out=tmp_path / "again.parquet")

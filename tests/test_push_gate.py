@@ -101,7 +101,7 @@ def test_the_champion_itself_passes() -> None:
 
 
 def test_missing_metrics() -> None:
-    with pytest.raises(ConfigError, match="unknown promotion metric"):
+    with pytest.raises(ConfigError, match=r"unknown metric .* for the promotion gate"):
         judge(facts(), None, "accuracy")
     with pytest.raises(ConfigError, match="has no 'auc' metric"):
         judge(facts(), None, "auc")

@@ -13,25 +13,16 @@ from revcli.cli._console import out
 
 
 def _fmt(key: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if key in {"r2", "conv_r2", "gini", "auc", "total_ratio"}:
-        return f"{value:.3f}"
-    if key == "top10_share":
-        return f"{value * 100:.1f} %"
-    if key in {"mape", "conv_mape"}:
-        return f"{value:.1f} %"
-    return f"{value:.2f}"
+    from revcli.metrics import format_value
+
+    return format_value(key, value)
 
 
-def _delta(value: float, base: float, better: str) -> str:
+def _delta(metric: Any, value: float | None, base: float | None) -> str:
     """'better' / 'worse' than the baseline, by the metric's own direction."""
-    if any(v is None or math.isnan(v) for v in (value, base)):
+    gain = metric.gain(value, base)
+    if not math.isfinite(gain):
         return ""
-    if better == "closer to 1":
-        gain = abs(base - 1.0) - abs(value - 1.0)
-    else:
-        gain = (value - base) if better == "higher" else (base - value)
     if abs(gain) < 1e-12:
         return "[dim]same[/]"
     return "[green]better[/]" if gain > 0 else "[red]worse[/]"
@@ -49,21 +40,26 @@ def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> 
     baseline = (escape(baseline_note) if baseline_note
                 else f"the train mean (${card.baseline_value:.2f}) on the same rows")
     caption = f"baseline: {baseline}; MAPE on converters only"
+    if card.conv_baseline_value is not None:
+        caption += (f"; converters' rows beside the train mean order value "
+                    f"(${card.conv_baseline_value:.2f})")
     if card.leaks:
         caption += "\n" + _leak_note(card)
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=escape(title), title_justify="left", caption=caption,
+                  caption_justify="left")
     table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("baseline", justify="right")
     table.add_column("vs baseline")
-    for key, label, value, base, better in card.rows_for_display():
-        table.add_row(label, _fmt(key, value), _fmt(key, base), _delta(value, base, better))
+    for metric, value, base in card.rows_for_display():
+        table.add_row(escape(metric.label), metric.format(value), metric.format(base),
+                      _delta(metric, value, base))
     return table
 
 
 def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
                    leaks: Sequence[str] = ()) -> Table:
-    table = Table(title=title, title_justify="left",
+    table = Table(title=escape(title), title_justify="left",
                   caption=("[bold yellow]trained with a feature that gives the order away: "
                            "do not trust these passes[/]" if leaks else None),
                   caption_justify="left")
@@ -76,7 +72,7 @@ def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
             result = "[yellow]pass (leak)[/]"
         else:
             result = "[green]pass[/]"
-        table.add_row(v["level"], v["metric"], f"{v['op']} {v['threshold']:g}",
+        table.add_row(escape(v["level"]), escape(v["metric"]), f"{v['op']} {v['threshold']:g}",
                       _fmt(v["metric"], v["value"]), result)
     return table
 
@@ -88,15 +84,16 @@ def render_scorecard(card: Any, title: str) -> None:
                                  leaks=card.leaks))
 
 
-def render_leakage(findings: Sequence[Any], too_good: str | None, strategy: str = "") -> None:
-    if not findings and not too_good:
+def render_leakage(honesty: Any, strategy: str) -> None:
+    """The audit's findings as the run's one honesty verdict judged them."""
+    if not honesty.findings and not honesty.too_good:
         out.print("[green]leakage audit: no single feature gives the order away[/]")
         return
-    for f in findings:
+    for f in honesty.findings:
         line = f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}"
-        if strategy == "converting_only":
-            line += (" (constant on converting sessions, so it cannot inflate converting_only; "
-                     "drop it for all and two_stage)")
+        if not honesty.can_inflate:
+            line += (f" (constant on converting sessions, so it cannot inflate "
+                     f"{escape(strategy)}; drop it for strategies scored on all sessions)")
         out.print(line)
-    if too_good:
-        out.print(f"[bold yellow]too good:[/] {escape(too_good)}")
+    if honesty.too_good:
+        out.print(f"[bold yellow]too good:[/] {escape(honesty.too_good)}")

@@ -174,13 +174,14 @@ def _md_cells(result: Any, rows: list[list[Any]]) -> list[list[Any]]:
             for row in rows]
 
 
-def _value(key: str, value: float | None, delta: float | None, better: str) -> str:
+def _value(key: str, value: float | None, delta: float | None) -> str:
     from revcli.cli._render import _delta, _fmt
+    from revcli.metrics import METRICS
 
     text = _fmt(key, value)
-    if delta is None or value is None:
+    if delta is None or value is None or key not in METRICS:
         return text
-    verdict = _delta(value, value - delta, better)
+    verdict = _delta(METRICS[key], value, value - delta)
     colour = "green" if "better" in verdict else "red" if "worse" in verdict else "dim"
     sign = "+" if delta >= 0 else "-"
     shown = _fmt(key, abs(delta)) if key not in ("top10_share",) else f"{abs(delta) * 100:.1f}"
@@ -189,8 +190,6 @@ def _value(key: str, value: float | None, delta: float | None, better: str) -> s
 
 def _rich_table(result: Any) -> Any:
     from rich.table import Table
-
-    from revcli.metrics import METRICS
 
     if result.side_by_side:
         return _side_by_side(result)
@@ -213,7 +212,7 @@ def _rich_table(result: Any) -> Any:
         cells = [f"{'★ ' if pinned else ''}{row.short}", escape(row.name or "-"),
                  row.started.astimezone().strftime("%Y-%m-%d %H:%M") if row.started else "-",
                  escape(row.strategy), escape(row.estimator)]
-        cells += [_value(m, row.metrics.get(m), result.delta(row, m), METRICS[m][1])
+        cells += [_value(m, row.metrics.get(m), result.delta(row, m))
                   for m in result.metrics]
         cells += [row.dataset[:8] or "-", row.split[:8] or "-",
                   f"[yellow]{escape(','.join(row.leakage))}[/]" if row.leakage else "-"]
@@ -346,7 +345,7 @@ def _leaderboard(board: Any, quiet: bool) -> None:
     for m in LEADERBOARD_METRICS:
         table.add_column(m + (" ▲" if m == board.sort else ""), justify="right", no_wrap=True)
     for row in board.rows:
-        label = escape(row.label) + (" †" if row.strategy == "converting_only" else "") + (
+        label = escape(row.label) + (" †" if row.paired else "") + (
             " [yellow](leak)[/]" if row.leakage else "")
         table.add_row(label, (row.run_id or "")[:8],
                       *(_fmt(m, row.metrics.get(m)) if m in row.metrics else "-"

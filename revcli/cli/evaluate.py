@@ -108,7 +108,7 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
         top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
         out.print("permutation importance (RMSE increase when shuffled): "
                   + ", ".join(f"{escape(k)} {v:+.2f}" for k, v in top))
-        render_leakage(result.leak_findings, result.too_good, model.strategy)
+        render_leakage(result.honesty, model.strategy)
     state = "enforced" if gate.enforced else "shown, not enforced (--gate or --level enforce it)"
     out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({escape(gate.source)}): "
                              f"{state}", leaks=gate.leaks))

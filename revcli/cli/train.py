@@ -91,7 +91,7 @@ def _render(result: Any, quiet: bool) -> None:
              f"({card.rows:,} rows, {card.converters:,} converters)")
     render_scorecard(card, title)
     if not quiet:
-        render_leakage(result.leakage, result.too_good, result.strategy)
+        render_leakage(result.honesty, result.strategy)
     out.print(f"run [bold]{result.run_id}[/] in {result.experiment!r} at {result.tracking_uri}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "

@@ -145,7 +145,7 @@ def _render(result: Any, quiet: bool) -> None:
              f"{card.converters:,} converters)")
     render_scorecard(card, title)
     if not quiet:
-        render_leakage(result.refit.leakage, result.refit.too_good)
+        render_leakage(result.refit.honesty, result.refit.strategy)
     out.print(f"run [bold]{result.parent_run_id}[/] in {result.experiment!r} at "
               f"{result.tracking_uri}")
     if not quiet:

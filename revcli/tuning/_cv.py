@@ -16,39 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import metrics, strategies
+from revcli import metrics, pipeline, strategies
 from revcli.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from revcli.train import Prepared
+    from revcli.pipeline import Prepared
+    from revcli.settings import Settings
     from revcli.tuning._space import SearchSpace
-
-# Tweedie deviance with power 1.5: a compound Poisson-gamma, the usual model of a target that is
-# exactly 0 most of the time and a positive amount otherwise. Predictions are clipped to at least
-# TWEEDIE_FLOOR dollars because the deviance is undefined at 0.
-TWEEDIE_POWER = 1.5
-TWEEDIE_FLOOR = 1e-6
-
-
-def _tweedie_deviance(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import mean_tweedie_deviance
-
-    return float(mean_tweedie_deviance(y, np.clip(p, TWEEDIE_FLOOR, None), power=TWEEDIE_POWER))
-
-
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "rmse": metrics.rmse,
-    "mae": metrics.mae,
-    "tweedie_deviance": _tweedie_deviance,
-}
 
 
 def metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise ConfigError(f"unknown tune metric {name!r}; choose one of "
-                          f"{', '.join(METRICS)}") from None
+    """The function of a metric `revcli tune` can minimise (see revcli.metrics)."""
+    fn = metrics.tunable(name).fn
+    assert fn is not None
+    return fn
 
 
 @dataclass(frozen=True)
@@ -60,27 +41,40 @@ class Fold:
 
 
 def make_folds(prepared: Prepared, strategy: str, n_folds: int, seed: int) -> list[Fold]:
-    """Stratified K folds of the training split, in table positions."""
-    from sklearn.model_selection import StratifiedKFold
+    """K folds of the training split, in table positions: stratified on is_ordered when both
+    classes have at least ``n_folds`` sessions, else plain shuffled folds (a table of converters
+    only, where stratifying is impossible and pointless). Each fold fits on the rows its
+    strategy learns from and is scored on the rows it is judged on."""
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     if n_folds < 2:
         raise ConfigError(f"cv_folds must be at least 2, got {n_folds}")
+    cls = strategies.get(strategy)
     train = prepared.split.train
+    if n_folds > len(train):
+        raise DataError(f"cannot make {n_folds} folds of a training split of {len(train)} rows; "
+                        "lower --folds")
     ordered = prepared.table.ordered[train].astype(bool)
     smallest = int(min(ordered.sum(), (~ordered).sum()))
-    if n_folds > smallest:
+    if 0 < smallest < n_folds:
         raise DataError(f"cannot make {n_folds} stratified folds: the training split has only "
                         f"{smallest} sessions of its rarer class; lower --folds")
+    # A table of one class (converters only): nothing to stratify on.
+    splitter: Any = (StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                     if smallest else KFold(n_splits=n_folds, shuffle=True, random_state=seed))
     y = prepared.table.y
     folds = []
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for fit_idx, val_idx in splitter.split(np.zeros(len(train)), ordered):
         fit, val = train[fit_idx], train[val_idx]
-        if strategies.scores_converters_only(strategy):
-            # ConvertingOnly.fit keeps the converters itself; handing it only those rows is the
-            # same model for a fraction of the copying.
-            fit = fit[y[fit] > 0]
-            val = val[y[val] > 0]
+        # The strategy fits its own rows anyway; handing it only those is the same model for a
+        # fraction of the copying.
+        mask = cls.fit_mask(y[fit])
+        if mask is not None:
+            fit = fit[mask]
+        val = val[cls.evaluation_rows(y[val])]
+        if not len(fit) or not len(val):
+            raise DataError(f"a fold of the training split has no rows {cls.name} can fit on or "
+                            "be scored on; lower --folds or add data")
         folds.append(Fold(fit=fit, score=val))
     return folds
 
@@ -98,21 +92,20 @@ class Objective:
 
     ``fixed`` holds per-estimator hyperparameters from the config file (``[params.<name>]``) that
     every trial starts from; the space's suggestions override them. ``on_start(trial)`` runs
-    first in every trial (the caller records which process runs it).
+    first in every trial (the caller records which process runs it). Every fold fit goes
+    through :func:`revcli.pipeline.fit`, the one thread policy.
     """
 
-    def __init__(self, prepared: Prepared, space: SearchSpace, folds: list[Fold],
-                 metric_name: str, *, seed: int, threads: int, combine: str, threshold: float,
+    def __init__(self, prepared: Prepared, settings: Settings, space: SearchSpace,
+                 folds: list[Fold], metric_name: str, *, threads: int,
                  fixed: Mapping[str, Mapping[str, Any]] | None = None,
                  on_start: Callable[[Any], None] | None = None) -> None:
+        self.settings = settings
         self.space = space
         self.strategy = space.strategy
         self.metric_name = metric_name
         self.score = metric(metric_name)
-        self.seed = seed
         self.threads = threads
-        self.combine = combine
-        self.threshold = threshold
         self.fixed = {k: dict(v) for k, v in (fixed or {}).items()}
         self.on_start = on_start
         X, y = prepared.table.X, prepared.table.y
@@ -133,10 +126,9 @@ class Objective:
         scores: list[float] = []
         try:
             for k, fold in enumerate(self.folds):
-                model = strategies.build(self.strategy, estimator, params, seed=self.seed,
-                                         n_jobs=self.threads, combine=self.combine,
-                                         threshold=self.threshold)
-                model.fit(fold.X_fit, fold.y_fit)
+                model = pipeline.build(self.settings, params, n_jobs=self.threads,
+                                       strategy=self.strategy, estimator=estimator)
+                pipeline.fit(model, fold.X_fit, fold.y_fit, self.threads)
                 score = self.score(fold.y_score, model.predict(fold.X_score))
                 if not math.isfinite(score):
                     raise ValueError(f"fold {k} scored {score}")
@@ -148,7 +140,8 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            text = str(exc).strip().splitlines()
-            trial.set_user_attr("error", f"{type(exc).__name__}: {text[0] if text else ''}"[:500])
+            from revcli.errors import first_line
+
+            trial.set_user_attr("error", f"{type(exc).__name__}: {first_line(exc)}"[:500])
             raise
         return float(np.mean(scores))

@@ -2,7 +2,7 @@
 
 The parent is created before the first trial (so a crash leaves a visible run), carries the
 study's name and the search settings, and at the end becomes the refit best model's run through
-:func:`revcli.train.record`: metrics on the holdout beside ``baseline_*``, the dataset and split
+:func:`revcli.runs.finish`: metrics on the holdout beside ``baseline_*``, the dataset and split
 tags, the model and its scorecard. It therefore compares like a ``revcli train`` run.
 
 Trial runs are written by one background thread with three calls each (create, one batch of
@@ -13,7 +13,6 @@ holdout metric names, and the tag ``revcli.command=tune-trial``.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import tracking
+from revcli.errors import first_line
+from revcli.tracking import record
 from revcli.tuning import _study
 
 if TYPE_CHECKING:
@@ -36,23 +37,10 @@ def _ms(value: Any) -> int | None:
     return int(value.timestamp() * 1000) if value is not None else None
 
 
-def create_parent(uri: str, experiment_id: str, name: str, tags: Mapping[str, str],
-                  params: Mapping[str, Any]) -> str:
+def create_parent(tracker: tracking.Tracker, experiment_id: str, name: str,
+                  tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
     """The RUNNING parent run of this invocation; returns its id."""
-    from mlflow.entities import Param
-    from mlflow.exceptions import MlflowException
-
-    from revcli.errors import TrackingError
-
-    try:
-        client = tracking.client(uri)
-        run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
-        client.log_batch(run.info.run_id,
-                         params=[Param(k, str(v)) for k, v in params.items()])
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow tracking at {uri} failed: "
-                            f"{str(exc).strip().splitlines()[0][:300]}") from None
-    return str(run.info.run_id)
+    return tracker.create_run(experiment_id, name, tags, params)
 
 
 def worker_tags() -> dict[str, str]:
@@ -60,39 +48,35 @@ def worker_tags() -> dict[str, str]:
     return {f"revcli.worker.{k}": str(v) for k, v in me.items() if v is not None}
 
 
-def close_dead_parents(uri: str, experiment_id: str, study: str) -> list[str]:
+def close_dead_parents(tracker: tracking.Tracker, experiment_id: str, study: str) -> list[str]:
     """Mark KILLED the parent runs of this study left RUNNING by a process that is gone."""
-    client = tracking.client(uri)
-    escaped = study.replace("'", "\\'")
-    runs = client.search_runs(
+    found, _ = tracker.search(
         [experiment_id],
-        filter_string=f"tags.`revcli.study` = '{escaped}' and attributes.status = 'RUNNING'",
+        f"tags.`revcli.study` = {tracking.search.quote(study)} and attributes.status = 'RUNNING'",
         max_results=200)
     closed = []
-    for run in runs:
-        prefix = "revcli.worker."
-        who: dict[str, Any] = {k.removeprefix(prefix): v for k, v in run.data.tags.items()
-                               if k.startswith(prefix)}
+    for run in found:
+        who: dict[str, Any] = {k.removeprefix("worker."): v
+                               for k, v in run.record.extra.items() if k.startswith("worker.")}
         for key in ("pid", "start", "pidns"):  # tags are strings; the identity has numbers
             who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
         if _study.process_gone(who):
-            client.set_tag(run.info.run_id, "revcli.killed_because", "its process died")
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
+            tracker.set_tag(run.run_id, "revcli.killed_because", "its process died")
+            tracker.end_run(run.run_id, "KILLED")
+            closed.append(run.run_id)
     return closed
 
 
-def end_parent(uri: str, run_id: str, status: str) -> None:
-    with contextlib.suppress(Exception):
-        tracking.client(uri).set_terminated(run_id, status)
+def end_parent(tracker: tracking.Tracker, run_id: str, status: str) -> None:
+    tracking.fail(tracker, run_id, status)
 
 
 class TrialRuns:
     """Logs each finished trial as a nested run, off the trials' critical path."""
 
-    def __init__(self, uri: str, experiment_id: str, parent_id: str, study: str,
+    def __init__(self, tracker: tracking.Tracker, experiment_id: str, parent_id: str, study: str,
                  space: SearchSpace, metric: str) -> None:
-        self.uri = uri
+        self.tracker = tracker
         self.experiment_id = experiment_id
         self.parent_id = parent_id
         self.study = study
@@ -119,48 +103,37 @@ class TrialRuns:
         return 1000.0 * self.seconds / self.logged if self.logged else None
 
     def _work(self) -> None:
-        client = tracking.client(self.uri)
         while (trial := self._queue.get()) is not None:
             start = time.perf_counter()
             try:
-                self._log(client, trial)
+                self._log(trial)
                 self.logged += 1
             except Exception as exc:  # tracking must never stop the search
-                text = str(exc).strip().splitlines()
-                self.errors.append(text[0][:300] if text else type(exc).__name__)
+                self.errors.append(first_line(exc))
             self.seconds += time.perf_counter() - start
 
-    def _log(self, client: Any, trial: optuna.trial.FrozenTrial) -> None:
-        from mlflow.entities import Metric, Param
-
+    def _log(self, trial: optuna.trial.FrozenTrial) -> None:
         estimator, params = self.space.decode(trial.params)
         state = trial.state.name
-        tags = {
-            "mlflow.parentRunId": self.parent_id,
-            "revcli.command": "tune-trial",
-            "revcli.study": self.study,
-            "revcli.trial": str(trial.number),
-            "revcli.trial_state": state,
-            "revcli.strategy": self.space.strategy,
-            "revcli.estimator": estimator,
-        }
+        extra = {"study": self.study, "trial": str(trial.number), "trial_state": state}
         if "failed_trial" in trial.system_attrs:
-            tags["revcli.retry_of"] = str(trial.system_attrs["failed_trial"])
+            extra["retry_of"] = str(trial.system_attrs["failed_trial"])
         if trial.user_attrs.get("error"):
-            tags["revcli.error"] = str(trial.user_attrs["error"])[:500]
-        run = client.create_run(self.experiment_id, start_time=_ms(trial.datetime_start),
-                                tags=tags, run_name=f"trial {trial.number}")
-        now = _ms(trial.datetime_complete) or int(time.time() * 1000)
-        metrics = [Metric(f"fold_{self.metric}", float(v), now, int(step))
-                   for step, v in sorted(trial.intermediate_values.items())]
-        if trial.value is not None:
-            metrics.append(Metric(f"cv_{self.metric}", float(trial.value), now, 0))
-        if trial.duration is not None:
-            metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
-        logged_params = [Param("estimator", estimator)]
-        logged_params += [Param(k, str(v)) for k, v in params.items()]
-        client.log_batch(run.info.run_id, metrics=metrics, params=logged_params)
-        client.set_terminated(run.info.run_id, STATUS.get(state, "FAILED"), end_time=now)
+            extra["error"] = str(trial.user_attrs["error"])[:500]
+        tags = record.RunRecord(command=record.TUNE_TRIAL, strategy=self.space.strategy,
+                                estimator=estimator, extra=extra).to_tags()
+        tags[record.PARENT_TAG] = self.parent_id
+        # Three requests per trial: create, one batch, terminate.
+        run_id = self.tracker.create_run(self.experiment_id, f"trial {trial.number}", tags,
+                                         start_time=_ms(trial.datetime_start))
+        scores = {f"cv_{self.metric}": trial.value,
+                  "duration_s": trial.duration.total_seconds() if trial.duration else None}
+        self.tracker.log(run_id, params={"estimator": estimator, **params},
+                         metrics={k: v for k, v in scores.items() if v is not None},
+                         series={f"fold_{self.metric}": [
+                             (int(k), v) for k, v in sorted(trial.intermediate_values.items())]})
+        self.tracker.end_run(run_id, STATUS.get(state, "FAILED"),
+                             _ms(trial.datetime_complete) or int(time.time() * 1000))
 
 
 def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], list[str]]:

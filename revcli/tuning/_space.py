@@ -6,7 +6,7 @@ One table per estimator, one entry per hyperparameter::
     max_depth = { type = "int", low = 2, high = 8 }
     learning_rate = { type = "float", low = 0.01, high = 0.3, log = true }
     objective = { type = "categorical", choices = ["reg:squarederror", "reg:tweedie"],
-                  when = { strategy = ["all", "two_stage"] } }
+                  when = { strategy = [<the strategies scored on all sessions>] } }
     tweedie_variance_power = { type = "float", low = 1.05, high = 1.95,
                                when = { objective = "reg:tweedie" } }
     classifier__max_depth = { type = "int", low = 2, high = 8 }
@@ -15,7 +15,8 @@ One table per estimator, one entry per hyperparameter::
   samples on a log scale, needs ``low`` > 0 and no ``step``) or ``categorical`` (``choices``).
 - ``when``: the parameter is searched only if every condition holds. A condition names the
   ``strategy`` or an earlier parameter of the same table, with one value or a list of values.
-- ``classifier__<name>``: a parameter of the two_stage classifier; other strategies skip it.
+- ``classifier__<name>``: a parameter of a strategy's classifier stage; strategies without one
+  skip it.
 - top-level ``all_estimators = [...]``: the estimators ``--estimator all`` chooses among (default:
   every table). The choice is itself a parameter (``estimator``), and each estimator's parameters
   are named ``<estimator>.<name>`` in the study, so the space is conditional.
@@ -76,7 +77,7 @@ class Param:
         return self.choices[0] if self.kind == "categorical" else self.low
 
     def active(self, strategy: str, chosen: Mapping[str, Any]) -> bool:
-        if self.classifier and strategy != "two_stage":
+        if self.classifier and not strategies.get(strategy).has_classifier:
             return False
         for name, allowed in self.when:
             value = strategy if name == "strategy" else chosen.get(name, _MISSING)
@@ -177,9 +178,7 @@ class SpaceFile:
 
     def search(self, estimator: str, strategy: str) -> SearchSpace:
         """The space of ``estimator`` (or of every ``all_estimators`` entry for ``all``)."""
-        if strategy not in strategies.STRATEGIES:
-            raise ConfigError(f"unknown strategy {strategy!r}; choose one of "
-                              f"{', '.join(strategies.STRATEGIES)}")
+        strategies.get(strategy)  # unknown names fail with the list of known ones
         if estimator == ALL:
             return SearchSpace(ALL, strategy, tuple(self.spaces[n] for n in self.all_estimators))
         estimators.spec(estimator)  # unknown names fail with the list of known ones
@@ -205,10 +204,10 @@ def _parse_when(raw: Any, source: str, where: str, earlier: Mapping[str, Param])
     for name, values in raw.items():
         allowed = tuple(values) if isinstance(values, list) else (values,)
         if name == "strategy":
-            unknown = [v for v in allowed if v not in strategies.STRATEGIES]
+            unknown = [v for v in allowed if v not in strategies.names()]
             if unknown:
                 raise _fail(source, where, f"when.strategy names unknown strategy "
-                            f"{unknown[0]!r}; known: {', '.join(strategies.STRATEGIES)}")
+                            f"{unknown[0]!r}; known: {', '.join(strategies.names())}")
         elif name not in earlier:
             raise _fail(source, where, f"when.{name}: {name!r} is neither 'strategy' nor a "
                         "parameter declared above it in the same table")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import estimators, strategies, targets, tracking, train
+from revcli import metrics, pipeline, runs, targets, threads, tracking
 from revcli.errors import ConfigError, RevcliError
 from revcli.progress import SILENT, Reporter
 from revcli.tuning import _cv, _runs, _space, _study
@@ -49,7 +49,7 @@ class Plan:
 
 def plan(settings: Settings) -> Plan:
     """Validate the settings of a tune; every problem is one ConfigError line."""
-    _cv.metric(settings.tune_metric)
+    metrics.tunable(settings.tune_metric)
     if settings.n_trials < 1:
         raise ConfigError(f"--n-trials must be at least 1, got {settings.n_trials}")
     if settings.timeout is not None and not (math.isfinite(settings.timeout)
@@ -64,7 +64,7 @@ def plan(settings: Settings) -> Plan:
     # 86 against 18 when other processes keep the cores busy (multi-threaded fits of a few
     # thousand rows stall on OpenMP barriers). One at a time (--n-jobs 1) is what a
     # reproducible search needs.
-    cores = estimators.cores()
+    cores = threads.cores()
     if settings.n_jobs == -1:
         parallel = cores
     elif settings.n_jobs >= 1:
@@ -80,8 +80,7 @@ def plan(settings: Settings) -> Plan:
     space = space_file.search(settings.estimator, settings.strategy)
     fixed = {name: settings.estimator_params(name) for name in space.estimators}
     for name, params in fixed.items():
-        strategies.build(settings.strategy, name, params, combine=settings.combine,
-                         threshold=settings.threshold)
+        pipeline.build(settings, params, estimator=name)
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
     return Plan(space_file=space_file, space=space, metric=settings.tune_metric,
                 n_trials=n_trials, timeout=settings.timeout, folds=settings.cv_folds,
@@ -139,7 +138,7 @@ class TuneResult:
     parent_run_id: str
     experiment: str
     tracking_uri: str
-    refit: train.TrainResult | None
+    refit: runs.TrainResult | None
     plots: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -343,7 +342,7 @@ class _Session:
 
     settings: Settings
     plan: Plan
-    prepared: train.Prepared
+    prepared: pipeline.Prepared
     folds: list[_cv.Fold]
     key: _study.StudyKey
     name: str
@@ -351,7 +350,7 @@ class _Session:
     study: optuna.Study
     resumed: bool
     recovered: list[int]
-    uri: str
+    tracker: tracking.Tracker
     experiment_id: str
     parent_id: str
     findings: list[Any]
@@ -361,7 +360,7 @@ class _Session:
     timings: dict[str, float] = field(default_factory=dict)
 
     def result(self, reason: str, new: dict[str, int], top: list[TrialSummary],
-               refit: train.TrainResult | None, plots: dict[str, Path]) -> TuneResult:
+               refit: runs.TrainResult | None, plots: dict[str, Path]) -> TuneResult:
         p, s = self.plan, self.settings
         return TuneResult(
             study=self.name, storage=self.storage, resumed=self.resumed,
@@ -370,7 +369,8 @@ class _Session:
             parallel=p.parallel, threads_per_trial=p.threads, seed=s.seed, requested=p.n_trials,
             timeout=p.timeout, stop_reason=reason, new=new, totals=_counts(self.study),
             recovered=self.recovered, best=top[0] if top else None, top=top,
-            parent_run_id=self.parent_id, experiment=s.experiment, tracking_uri=self.uri,
+            parent_run_id=self.parent_id, experiment=s.experiment,
+            tracking_uri=self.tracker.shown,
             refit=refit, plots=plots, notes=self.notes, timings=self.timings,
             versions=self.versions)
 
@@ -386,7 +386,7 @@ def tune(settings: Settings, *, data: str | Path | None = None,
     try:
         result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
     except BaseException as exc:
-        _runs.end_parent(session.uri, session.parent_id,
+        _runs.end_parent(session.tracker, session.parent_id,
                          "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     result.timings["total"] = time.perf_counter() - clock
@@ -402,17 +402,16 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
              else p.space_file.source)
     reporter.note(f"search space: {where} · {p.space.label} · hash {p.space.hash}")
 
-    prepared = train.prepare(settings, data, drop_features, reporter)
+    prepared = pipeline.prepare(settings, data, drop_features, reporter)
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
     p = dataclasses.replace(
-        p, threads=estimators.fit_threads(max(len(f.fit) for f in folds), p.threads))
+        p, threads=threads.for_rows(max(len(f.fit) for f in folds), p.threads))
+    options = pipeline.build(settings, {}, estimator=p.space.estimators[0]).options()
     setup = {
         "seed": settings.seed, "test_size": settings.test_size,
         "split_hash": prepared.split.hash, "features": prepared.table.features,
-        "fixed_params": p.fixed,
-        **({"combine": settings.combine, "threshold": settings.threshold}
-           if settings.strategy == "two_stage" else {}),
-        **({"tweedie_power": _cv.TWEEDIE_POWER} if p.metric == "tweedie_deviance" else {}),
+        "fixed_params": p.fixed, **options,
+        **({"tweedie_power": metrics.TWEEDIE_POWER} if p.metric == "tweedie_deviance" else {}),
     }
     key = _study.StudyKey(strategy=settings.strategy, estimator=p.space.label, metric=p.metric,
                           folds=p.folds, dataset_sha256=prepared.dataset.sha256,
@@ -421,14 +420,15 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     url = settings.storage or _study.default_url(prepared.workspace)
     shown = _study.mask(url)
 
-    findings = train.audit(prepared, reporter)
+    findings = pipeline.audit(prepared, reporter)
     # Workers started together on a fresh workspace would race to create the sqlite schemas
     # (Optuna's and MLflow's): the set-up is serialised by a lock file in the workspace.
     with _workspace_lock(prepared.workspace.root):
         reporter.step(f"opening the study storage {shown}")
         storage = _study.open_storage(url, prepared.workspace)
         reporter.step("opening the MLflow store")
-        uri, experiment_id = train.connect(settings, prepared.workspace)
+        tracker, experiment_id = tracking.connect(settings, prepared.workspace)
+        assert experiment_id is not None
         if not fresh:
             _study.check_key(storage, name, key)
         with _optuna_quiet():
@@ -456,16 +456,16 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         reporter.note(notes[-1])
 
     with contextlib.suppress(Exception):
-        _runs.close_dead_parents(uri, experiment_id, name)
+        _runs.close_dead_parents(tracker, experiment_id, name)
     versions = tracking.library_versions()
+    parent_tags = tracking.RunRecord(
+        command=tracking.record.TUNE, strategy=settings.strategy, estimator=p.space.label,
+        dataset_sha256=prepared.dataset.sha256, split_hash=prepared.split.hash,
+        split=prepared.split.kind, version=versions["revcli"],
+        extra={"study": name, "tune_estimator": p.space.label, "storage": shown}).to_tags()
     parent_id = _runs.create_parent(
-        uri, experiment_id, f"tune {settings.strategy}/{p.space.label}",
-        tags={"revcli.command": "tune", "revcli.study": name, "revcli.strategy":
-              settings.strategy, "revcli.estimator": p.space.label,
-              "revcli.tune_estimator": p.space.label,
-              "revcli.dataset_sha256": prepared.dataset.sha256,
-              "revcli.split_hash": prepared.split.hash, "revcli.storage": shown,
-              "revcli.version": versions["revcli"], **_runs.worker_tags()},
+        tracker, experiment_id, f"tune {settings.strategy}/{p.space.label}",
+        tags={**parent_tags, **_runs.worker_tags()},
         params={"tune.study": name, "tune.storage": shown, "tune.metric": p.metric,
                 "tune.cv_folds": p.folds, "tune.n_trials": p.n_trials or "until timeout",
                 "tune.timeout": p.timeout, "tune.n_jobs": p.parallel,
@@ -475,7 +475,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                 "tune.estimator": p.space.label, "tune.resumed": resumed})
     return _Session(settings=settings, plan=p, prepared=prepared, folds=folds, key=key,
                     name=name, storage=shown, study=study, resumed=resumed, recovered=recovered,
-                    uri=uri, experiment_id=experiment_id, parent_id=parent_id,
+                    tracker=tracker, experiment_id=experiment_id, parent_id=parent_id,
                     findings=findings, best_before=best_before, versions=versions, notes=notes,
                     timings={"prepare": time.perf_counter() - clock})
 
@@ -483,57 +483,50 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
 def _search_and_refit(session: _Session, *, top: int, plots: bool,
                       reporter: Reporter) -> TuneResult:
     s, p, timings = session.settings, session.plan, session.timings
-    limiter = _ThreadLimit(p.threads) if p.parallel > 1 else None
-
     def on_start(trial: Any) -> None:
-        if limiter is not None:
-            limiter.apply()
         trial.set_user_attr(_study.WORKER_ATTR, _study.worker())
 
-    objective = _cv.Objective(session.prepared, p.space, session.folds, p.metric, seed=s.seed,
-                              threads=p.threads, combine=s.combine, threshold=s.threshold,
-                              fixed=p.fixed, on_start=on_start)
-    runs = _runs.TrialRuns(session.uri, session.experiment_id, session.parent_id, session.name,
-                           p.space, p.metric)
+    objective = _cv.Objective(session.prepared, s, p.space, session.folds, p.metric,
+                              threads=p.threads, fixed=p.fixed, on_start=on_start)
+    trial_runs = _runs.TrialRuns(session.tracker, session.experiment_id, session.parent_id,
+                                 session.name, p.space, p.metric)
     search_start = time.perf_counter()
     with _StopRequest(reporter) as stop, reporter.task(
             "trials", total=p.n_trials, info="") as task:
-        tally = _Tally(task, runs, stop, session.best_before, p.metric, reporter)
+        tally = _Tally(task, trial_runs, stop, session.best_before, p.metric, reporter)
         task.update(info=tally.info())
         try:
             with _optuna_quiet():
                 reason = _search(session.study, objective, p, tally, stop)
         finally:
-            runs.close()
+            trial_runs.close()
     timings["search"] = time.perf_counter() - search_start
     finished = tally.completed + tally.pruned + tally.failed
     timings["trials_per_minute"] = 60.0 * finished / max(timings["search"], 1e-9)
-    if runs.ms_per_trial is not None:
-        timings["mlflow_ms_per_trial"] = runs.ms_per_trial
-    if runs.errors:
-        session.notes.append(f"{len(runs.errors)} trial run(s) could not be logged to MLflow: "
-                             f"{runs.errors[0]}")
+    if trial_runs.ms_per_trial is not None:
+        timings["mlflow_ms_per_trial"] = trial_runs.ms_per_trial
+    if trial_runs.errors:
+        session.notes.append(f"{len(trial_runs.errors)} trial run(s) could not be logged to "
+                             f"MLflow: {trial_runs.errors[0]}")
         reporter.warn(session.notes[-1])
 
     new = {"completed": tally.completed, "pruned": tally.pruned, "failed": tally.failed}
     best_trials = _top(session.study, p.space, max(top, 1))
     best = best_trials[0] if best_trials else None
-    client = tracking.client(session.uri)
+    tracker = session.tracker
     summary = {f"best_cv_{p.metric}": best.value if best else None,
                "trials_completed": tally.completed, "trials_pruned": tally.pruned,
                "trials_failed": tally.failed,
                "study_trials_complete": _counts(session.study)["complete"],
                "trials_per_minute": timings["trials_per_minute"]}
-    for k, v in summary.items():
-        if v is not None and math.isfinite(v):
-            client.log_metric(session.parent_id, k, float(v))
+    tracker.log(session.parent_id, metrics={k: v for k, v in summary.items() if v is not None})
 
     if reason == "failures":
         raise RevcliError(f"{MAX_FAILURES_IN_A_ROW} trials in a row failed, the last with "
                           f"{tally.last_error}; check the space file and the data")
     if best is None:
         if reason == "interrupted":
-            _runs.end_parent(session.uri, session.parent_id, "KILLED")
+            _runs.end_parent(session.tracker, session.parent_id, "KILLED")
             return session.result(reason, new, [], None, {})
         raise RevcliError(f"no trial completed ({reason}); raise --timeout or check the space")
 
@@ -544,7 +537,7 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
             plot_paths, skipped = _runs.study_plots(
                 session.study, session.prepared.workspace.plots_dir / session.parent_id)
         for path in plot_paths.values():
-            client.log_artifact(session.parent_id, str(path), artifact_path="plots")
+            tracker.log_artifact(session.parent_id, path, "plots")
         session.notes.extend(f"plot skipped: {text}" for text in skipped)
 
     reporter.step(f"refitting trial {best.number} ({best.estimator}) on the training split")
@@ -552,17 +545,18 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
     best_settings = s.replace(estimator=best.estimator, n_jobs=-1)
     hyper = objective.params_for(best.estimator, best.params)
     refit_start = time.perf_counter()
-    fitted = train.fit_and_score(session.prepared, best_settings, hyper, reporter)
+    fitted = pipeline.fit_and_score(session.prepared, best_settings, hyper, reporter)
     timings["refit"] = time.perf_counter() - refit_start
-    refit = train.record(
-        session.prepared, best_settings, fitted, hyper, session.findings, uri=session.uri,
-        experiment_id=session.experiment_id, command="tune", run_id=session.parent_id,
-        plots=plots, reporter=reporter,
-        extra_tags={"revcli.study": session.name, "revcli.tune_estimator": p.space.label,
-                    "revcli.best_trial": str(best.number), "revcli.stop_reason": reason,
-                    "revcli.interrupted": str(reason == "interrupted").lower(),
-                    "revcli.sampler_seed": str(s.seed)},
-        extra_params={f"best.{k}": v for k, v in best.params.items()})
+    refit = runs.finish(
+        session.prepared, best_settings, fitted, hyper, session.findings, tracker,
+        session.experiment_id, runs.RunSpec(
+            command=tracking.record.TUNE, run_id=session.parent_id, plots=plots,
+            tags={"study": session.name, "tune_estimator": p.space.label,
+                  "best_trial": str(best.number), "stop_reason": reason,
+                  "interrupted": str(reason == "interrupted").lower(),
+                  "sampler_seed": str(s.seed), "storage": session.storage},
+            params={f"best.{k}": v for k, v in best.params.items()}),
+        reporter=reporter)
     return session.result(reason, new, best_trials[:top], refit, plot_paths)
 
 
@@ -581,22 +575,3 @@ def _workspace_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-class _ThreadLimit:
-    """Caps OpenMP threads in the calling trial thread (scikit-learn's histogram boosting has
-    no n_jobs and would start one thread per core in every parallel trial; oversubscribed
-    OpenMP spins and can be many times slower)."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-        self._controller: Any = None
-
-    def apply(self) -> None:
-        from threadpoolctl import ThreadpoolController
-
-        if self._controller is None:
-            self._controller = ThreadpoolController()
-        # omp_set_num_threads sets the calling thread's own limit: no restore needed, the
-        # worker threads live for this search only.
-        self._controller.limit(limits=self.threads, user_api="openmp")

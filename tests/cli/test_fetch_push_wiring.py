@@ -39,8 +39,9 @@ def test_push_usage_errors(invoke) -> None:
     forced = invoke("push", "--run", "abc", "--force")
     assert forced.exit_code == 2 and "--promote" in forced.output
     missing = invoke("push", "--run", "abc")
-    assert missing.exit_code == 2 and "no model of run 'abc'" in missing.stderr
+    assert missing.exit_code == 2 and "no run 'abc'" in missing.stderr
     bad_uri = invoke("push", "--run", "abc", "--uri", "models/regression_model.pkl")
     assert bad_uri.exit_code == 2 and "is not an S3 URI" in bad_uri.stderr
     metric = invoke("push", "--run", "abc", "--promote", "--metric", "accuracy")
-    assert metric.exit_code == 2 and "unknown promotion metric 'accuracy'" in metric.stderr
+    assert metric.exit_code == 2
+    assert "unknown metric 'accuracy' for the promotion gate" in metric.stderr

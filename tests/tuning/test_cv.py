@@ -6,14 +6,14 @@ import numpy as np
 import optuna
 import pytest
 
-from revcli import strategies, train
+from revcli import pipeline, strategies
 from revcli.errors import ConfigError, DataError
 from revcli.tuning import _cv, _space
 
 
 @pytest.fixture
 def prepared(tune_settings):
-    return train.prepare(tune_settings())
+    return pipeline.prepare(tune_settings())
 
 
 @pytest.mark.parametrize("strategy", ["converting_only", "all", "two_stage"])
@@ -38,11 +38,12 @@ def test_folds_cover_the_training_split_and_never_the_holdout(prepared, strategy
         assert max(shares) - min(shares) < 0.01
 
 
-def test_no_fit_or_prediction_of_a_search_touches_a_holdout_row(prepared, monkeypatch) -> None:
+def test_no_fit_or_prediction_of_a_search_touches_a_holdout_row(prepared, tune_settings,
+                                                                monkeypatch) -> None:
     """Spy on every fit and predict of real trials: the rows they see (by table index) are
     training rows only."""
     seen: list[np.ndarray] = []
-    for cls in (strategies.ConvertingOnly, strategies.AllSessions, strategies.TwoStage):
+    for cls in map(strategies.get, ("converting_only", "all", "two_stage")):
         original_fit, original_predict = cls.fit, cls.predict
 
         def fit(self, X, y, _fit=original_fit):
@@ -60,8 +61,8 @@ def test_no_fit_or_prediction_of_a_search_touches_a_holdout_row(prepared, monkey
         space = _space.parse({"xgb": {"n_estimators": {"type": "int", "low": 5, "high": 10}}},
                              "t").search("xgb", strategy)
         folds = _cv.make_folds(prepared, strategy, 3, seed=7)
-        objective = _cv.Objective(prepared, space, folds, "rmse", seed=7, threads=1,
-                                  combine="expected", threshold=0.5)
+        objective = _cv.Objective(prepared, tune_settings(strategy=strategy), space, folds,
+                                  "rmse", threads=1)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         optuna.create_study().optimize(objective, n_trials=2)
     rows = np.concatenate(seen)
@@ -70,12 +71,12 @@ def test_no_fit_or_prediction_of_a_search_touches_a_holdout_row(prepared, monkey
     assert set(rows) <= set(prepared.split.train)
 
 
-def test_fold_scores_are_reported_and_their_mean_returned(prepared) -> None:
+def test_fold_scores_are_reported_and_their_mean_returned(prepared, tune_settings) -> None:
     space = _space.parse({"ridge": {"alpha": {"type": "float", "low": 1.0, "high": 2.0}}},
                          "t").search("ridge", "all")
     folds = _cv.make_folds(prepared, "all", 3, seed=7)
-    objective = _cv.Objective(prepared, space, folds, "mae", seed=7, threads=1,
-                              combine="expected", threshold=0.5)
+    objective = _cv.Objective(prepared, tune_settings(strategy="all"), space, folds, "mae",
+                              threads=1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study()
     study.optimize(objective, n_trials=1)

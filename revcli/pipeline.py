@@ -1,0 +1,204 @@
+"""The steps every command shares, as plain functions with no MLflow and no printing.
+
+prepare (a dataset and its split) -> build (a strategy around an estimator) -> fit (under the one
+thread policy) -> score (beside the baselines) -> audit and judge (leaks, too-good scores) ->
+importance. ``revcli train`` runs them in that order and logs the result; ``tune`` refits its best
+trial with them, ``compare strategies`` fits several strategies on one split, ``evaluate`` scores
+and judges a loaded model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from revcli import fetch, leakage, metrics, strategies, threads
+from revcli.data import Table, read_parquet, validate
+from revcli.progress import SILENT, Reporter
+from revcli.split import Split, make_split
+from revcli.workspace import DatasetRecord, Workspace
+
+if TYPE_CHECKING:
+    from revcli.settings import Settings
+    from revcli.strategies import Strategy
+
+IMPORTANCE_ROWS = 3_000
+
+
+@dataclass
+class Prepared:
+    """A validated dataset and its split: everything a fit needs."""
+
+    workspace: Workspace
+    dataset: DatasetRecord
+    table: Table
+    split: Split
+    # Said on stderr and in --json: e.g. that the demo set was generated for want of a dataset.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def X_train(self) -> Any:
+        return self.table.X.iloc[self.split.train]
+
+    @property
+    def X_test(self) -> Any:
+        return self.table.X.iloc[self.split.test]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.table.y[self.split.train]
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.table.y[self.split.test]
+
+    @property
+    def baselines(self) -> metrics.Baselines:
+        return metrics.Baselines.of(self.y_train)
+
+    def split_summary(self) -> dict[str, Any]:
+        return self.split.summary(self.table.ordered)
+
+
+def load_dataset(settings: Settings, data: str | Path | None = None,
+                 reporter: Reporter = SILENT) -> tuple[Workspace, DatasetRecord, list[str]]:
+    """The dataset a command works on, and notes about it: ``data`` if given (validated and
+    cached, the current dataset left as it is), else the workspace's current one, else -- in a
+    workspace that never had one -- the full-size demo set."""
+    workspace = Workspace(settings.workspace).ensure()
+    if data is not None:
+        record = fetch.fetch_local(workspace, data, reporter=reporter, make_current=False)
+        return workspace, record, []
+    record, note = fetch.current_or_demo(workspace, rows=settings.demo_rows,
+                                         seed=settings.demo_seed, reporter=reporter)
+    return workspace, record, [note] if note else []
+
+
+def prepare(settings: Settings, data: str | Path | None = None,
+            drop_features: Sequence[str] = (), reporter: Reporter = SILENT) -> Prepared:
+    workspace, record, notes = load_dataset(settings, data, reporter)
+    reporter.step(f"loading {record.short} ({record.rows:,} rows)")
+    table = validate(read_parquet(record.path), drop_features=drop_features)
+    split = make_split(table.ordered, test_size=settings.test_size, seed=settings.seed)
+    return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
+
+
+# -- building and fitting --------------------------------------------------------------------------
+
+def hyperparameters(settings: Settings, overrides: Mapping[str, Any] | None = None,
+                    estimator: str | None = None) -> dict[str, Any]:
+    """Hyperparameters: ``[params.<estimator>]`` from the config file, then ``--param``."""
+    return {**settings.estimator_params(estimator or settings.estimator), **(overrides or {})}
+
+
+def build(settings: Settings, params: Mapping[str, Any], *, n_jobs: int | None = None,
+          strategy: str | None = None, estimator: str | None = None) -> Strategy:
+    """The unfitted strategy of ``settings`` (or ``strategy`` / ``estimator``); every bad name,
+    parameter or option fails here, before any data is read."""
+    return strategies.build(strategy or settings.strategy, estimator or settings.estimator,
+                            params, seed=settings.seed,
+                            n_jobs=settings.n_jobs if n_jobs is None else n_jobs,
+                            options=settings.strategy_options())
+
+
+def fit(model: Strategy, X: Any, y: np.ndarray, n_threads: int) -> float:
+    """Fit ``model`` under the thread cap; returns the seconds it took."""
+    start = time.perf_counter()
+    with threads.limit(n_threads):
+        model.fit(X, y)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Fitted:
+    """A fitted strategy and its holdout scores."""
+
+    model: Strategy
+    scorecard: metrics.Scorecard
+    pred_test: np.ndarray
+    proba_test: np.ndarray | None
+    fit_seconds: float
+    threads: int
+
+    @property
+    def strategy(self) -> type[Strategy]:
+        return type(self.model)
+
+
+def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, Any],
+                  reporter: Reporter = SILENT) -> Fitted:
+    """Fit ``settings.strategy`` / ``settings.estimator`` on the training split, with threads
+    sized to the rows it fits (revcli.threads), and score it on the holdout."""
+    cls = strategies.get(settings.strategy)
+    y_train = prepared.y_train
+    mask = cls.fit_mask(y_train)
+    n_fit = len(y_train) if mask is None else int(mask.sum())
+    n_threads = threads.resolve(settings.n_jobs, n_fit)
+    model = build(settings, params, n_jobs=n_threads)
+    reporter.step(f"fitting {settings.strategy} / {settings.estimator} on {n_fit:,} sessions")
+    seconds = fit(model, prepared.X_train, y_train, n_threads)
+    reporter.step("scoring the holdout")
+    with threads.limit(n_threads):
+        parts = model.predict_parts(prepared.X_test)
+    pred, proba = parts["prediction"], parts.get("p_order")
+    card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba)
+    return Fitted(model=model, scorecard=card, pred_test=pred, proba_test=proba,
+                  fit_seconds=seconds, threads=n_threads)
+
+
+# -- judging ---------------------------------------------------------------------------------
+
+def audit(prepared: Prepared, reporter: Reporter = SILENT) -> list[leakage.LeakFinding]:
+    """The leakage audit on the training rows, each finding warned about."""
+    findings = leakage.audit(prepared.X_train, prepared.table.ordered[prepared.split.train])
+    for finding in findings:
+        reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
+    return findings
+
+
+def judge(fitted: Fitted, findings: Sequence[leakage.LeakFinding], targets: Any,
+          reporter: Reporter = SILENT) -> leakage.Honesty:
+    """Targets' verdicts and the honesty of ``fitted``'s scores (strategy-aware); each leak the
+    scores rest on and a too-good score are warned about with the fix."""
+    card = fitted.scorecard
+    card.verdicts = targets.verdicts(card.metrics, level="all")
+    honesty = leakage.judge(fitted.strategy, findings, card)
+    if honesty.leaks:
+        reporter.warn(f"the scores rest on {', '.join(honesty.leaks)}, which gives the order "
+                      f"away: re-run with --drop-feature {honesty.leaks[0]}")
+    elif findings:
+        reporter.warn(f"{', '.join(honesty.flagged)} cannot inflate {fitted.strategy.name} "
+                      "(constant on the converting sessions it fits and is scored on); drop it "
+                      "for strategies scored on all sessions")
+    if honesty.too_good:
+        reporter.warn(honesty.too_good)
+    return honesty
+
+
+def evaluation_data(model_or_cls: Any, X: Any, y: np.ndarray,
+                    pred: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The rows a strategy is scored on: (X, y, predictions) restricted to them."""
+    cls = model_or_cls if isinstance(model_or_cls, type) else type(model_or_cls)
+    rows = cls.evaluation_rows(y)
+    return X.iloc[rows], y[rows], pred[rows]
+
+
+def importance(model: Strategy, X: Any, y: np.ndarray, seed: int,
+               n_threads: int = 1) -> dict[str, float]:
+    """RMSE increase when each feature is shuffled, on at most IMPORTANCE_ROWS rows; works for
+    every estimator, unlike tree-only importances."""
+    from sklearn.inspection import permutation_importance
+
+    rows = np.arange(len(y))
+    if len(rows) > IMPORTANCE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(len(y), IMPORTANCE_ROWS, replace=False))
+    with threads.limit(n_threads):
+        result = permutation_importance(model, X.iloc[rows], y[rows],
+                                        scoring="neg_root_mean_squared_error", n_repeats=3,
+                                        random_state=seed, n_jobs=1)
+    return {str(c): float(v) for c, v in zip(X.columns, result.importances_mean, strict=True)}

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from revcli.strategies._base import (
+    Strategy,
+    check_fit_input,
+    clipped,
+    default_classifier,
+    default_regressor,
+    record_features,
+)
+
+COMBINE_MODES = ("expected", "threshold")
+
+
+def combine(p_order: np.ndarray, order_value: np.ndarray, mode: str = "expected",
+            threshold: float = 0.5) -> np.ndarray:
+    """The two-stage rule, its only copy: ``expected`` is P(order) x E[revenue | order] (the
+    expected revenue); ``threshold`` is the order value where P(order) >= ``threshold``, else 0
+    (the seed's hard variant)."""
+    if mode == "threshold":
+        return np.where(p_order >= threshold, order_value, 0.0)
+    return p_order * order_value
+
+
+class TwoStage(Strategy):
+    """P(order) from a classifier times E[revenue | order] from a regressor of converters."""
+
+    name = "two_stage"
+    summary = "P(order) x E[revenue | order]"
+    has_classifier = True
+    option_names = ("combine", "threshold")
+
+    def __init__(self, classifier: Any = None, regressor: Any = None,
+                 combine: str = "expected", threshold: float = 0.5) -> None:
+        self.classifier = classifier
+        self.regressor = regressor
+        self.combine = combine
+        self.threshold = threshold
+
+    @classmethod
+    def from_estimator(cls, estimator: str, params: Mapping[str, Any], *, seed: int,
+                       n_jobs: int, options: Mapping[str, Any]) -> TwoStage:
+        from revcli import estimators
+        from revcli.errors import ConfigError
+
+        mode = options.get("combine", "expected")
+        threshold = options.get("threshold", 0.5)
+        if mode not in COMBINE_MODES:
+            raise ConfigError(f"unknown --combine {mode!r}; choose one of "
+                              f"{', '.join(COMBINE_MODES)}")
+        if not 0.0 < threshold < 1.0:
+            raise ConfigError(f"--threshold must be between 0 and 1, got {threshold}")
+        regressor_params, classifier_params = estimators.split_params(params)
+        return cls(
+            classifier=estimators.make_classifier(estimator, classifier_params, seed=seed,
+                                                  n_jobs=n_jobs),
+            regressor=estimators.make_regressor(estimator, regressor_params, seed=seed,
+                                                n_jobs=n_jobs),
+            combine=mode, threshold=threshold)
+
+    def fit(self, X: Any, y: Any) -> TwoStage:
+        if self.combine not in COMBINE_MODES:
+            raise ValueError(f"combine must be one of {COMBINE_MODES}, got {self.combine!r}")
+        X, y = check_fit_input(self, X, y)
+        ordered = (y > 0).astype(np.int64)
+        if ordered.min() == ordered.max():
+            raise ValueError("TwoStage needs both converting and non-converting rows "
+                             "(revenue > 0 and == 0); got 1 class")
+        clf = self.classifier if self.classifier is not None else default_classifier()
+        reg = self.regressor if self.regressor is not None else default_regressor()
+        self.classifier_ = clone(clf).fit(X, ordered)
+        self.regressor_ = clone(reg).fit(X[ordered == 1], y[ordered == 1])
+        record_features(self, X)
+        return self
+
+    def predict_proba_order(self, X: Any) -> np.ndarray:
+        """P(order) per session."""
+        check_is_fitted(self, "classifier_")
+        proba = self.classifier_.predict_proba(X)
+        classes = list(self.classifier_.classes_)
+        return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
+
+    def predict_order_value(self, X: Any) -> np.ndarray:
+        """E[revenue | order] per session, in dollars."""
+        check_is_fitted(self, "regressor_")
+        return clipped(self.regressor_.predict(X))
+
+    def order_probability(self, X: Any) -> np.ndarray:
+        return self.predict_proba_order(X)
+
+    def predict_parts(self, X: Any) -> dict[str, np.ndarray]:
+        p, value = self.predict_proba_order(X), self.predict_order_value(X)
+        return {"prediction": combine(p, value, self.combine, self.threshold), "p_order": p,
+                "order_value": value}
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.predict_parts(X)["prediction"]
+
+    def output_columns(self) -> list[str]:
+        return ["prediction", "p_order", "order_value"]
+
+    def meaning(self) -> str:
+        if self.combine == "threshold":
+            return (f"order value where P(order) >= {self.threshold:g}, else 0 ($); "
+                    "p_order and order_value beside it")
+        return "expected revenue of the session ($): p_order x order_value"

@@ -1,0 +1,357 @@
+"""The Tracker: MLflow at one tracking URI, through an ``MlflowClient`` bound to it.
+
+Nothing here sets process-global MLflow state (``mlflow.set_tracking_uri``, an active fluent run),
+so ``revcli.train.train(settings)`` called from a PythonOperator leaves the caller's process as it
+found it. What MLflow only reads from the environment (its HTTP retry and timeout limits) and its
+loggers' levels are set for the duration of each call and restored afterwards (:func:`_scope`), so
+a dead server is noticed in seconds instead of minutes of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from revcli import __version__
+from revcli.errors import NotFoundError, StorageError, TrackingError
+from revcli.tracking._errors import is_missing, translate
+from revcli.tracking.record import LoggedRun
+from revcli.urls import mask
+
+if TYPE_CHECKING:
+    from revcli.settings import Settings
+    from revcli.workspace import Workspace
+
+T = TypeVar("T")
+
+# A CLI should fail fast on an unreachable server rather than retry for minutes (MLflow's
+# defaults: 7 retries with backoff, 120 s per request).
+# MLflow prints "View run ... at" links on stdout when a run ends on a server: --json keeps
+# stdout for its one object.
+_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# MLflow's and alembic's INFO chatter (store migrations, run URLs); log_model's warning that
+# pickles can run code (revcli loads only pickles whose sha256 an MLflow run vouches for).
+_QUIET = {"mlflow": logging.WARNING, "alembic": logging.WARNING,
+          "alembic.runtime.migration": logging.WARNING, "urllib3": logging.WARNING,
+          "botocore": logging.WARNING, "mlflow.sklearn": logging.ERROR,
+          "mlflow.models.model": logging.ERROR, "mlflow.store.db.utils": logging.WARNING}
+
+_scope_lock = threading.Lock()
+_scope_depth = 0
+_scope_saved: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _scope() -> Iterator[None]:
+    """MLflow's env limits and quiet loggers for the block (nested and threaded calls share one
+    scope; the last to leave restores what was there)."""
+    global _scope_depth
+    with _scope_lock:
+        if _scope_depth == 0:
+            _scope_saved.clear()
+            for key, value in _ENV.items():
+                _scope_saved[key] = os.environ.get(key)
+                if key not in os.environ:  # the user's own setting wins
+                    os.environ[key] = value
+            for name, level in _QUIET.items():
+                logger = logging.getLogger(name)
+                _scope_saved[f"logger:{name}"] = logger.level
+                logger.setLevel(max(level, logger.level))
+        _scope_depth += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0:
+                for key in _ENV:
+                    if _scope_saved.get(key) is None:
+                        os.environ.pop(key, None)
+                for name in _QUIET:
+                    logging.getLogger(name).setLevel(_scope_saved[f"logger:{name}"])
+
+
+# -- facts recorded with every run ------------------------------------------------------------
+
+# Libraries whose versions a run records, by distribution name (import name may differ).
+_LIBRARIES = ("scikit-learn", "xgboost-cpu", "xgboost", "numpy", "pandas", "pyarrow", "mlflow",
+              "optuna", "joblib", "cloudpickle")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"revcli": __version__}
+    for dist in _LIBRARIES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    return versions
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged model (skips MLflow's slow inference)."""
+    versions = library_versions()
+    return [f"{dist}=={versions[dist]}" for dist in
+            ("scikit-learn", "xgboost-cpu" if "xgboost-cpu" in versions else "xgboost", "numpy",
+             "pandas", "pyarrow", "cloudpickle", "mlflow") if dist in versions]
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def tracking_uri(settings: Settings, workspace: Workspace) -> str:
+    """The effective tracking URI: the setting, else the sqlite store in the workspace."""
+    return settings.tracking_uri or workspace.tracking_uri()
+
+
+# -- the tracker -----------------------------------------------------------------------------
+
+class Tracker:
+    """MLflow at ``uri``. Every call goes through :meth:`call`, which scopes MLflow's limits and
+    turns any failure into one revcli error line."""
+
+    def __init__(self, uri: str, workspace: Workspace | None = None) -> None:
+        self.uri = uri
+        self.shown = mask(uri)
+        self.workspace = workspace
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.shown!r})"
+
+    @property
+    def is_workspace_store(self) -> bool:
+        return self.workspace is not None and self.uri == self.workspace.tracking_uri()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with _scope():
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        return self._client
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with MLflow's failures translated (``what`` names the call)."""
+        with _scope():
+            try:
+                return fn(*args, **kwargs)
+            except (TrackingError, NotFoundError, StorageError):
+                raise
+            except Exception as exc:  # MLflow, SQLAlchemy, requests and OSError all end here
+                raise translate(self.uri, exc, what) from None
+
+    # -- experiments and runs --------------------------------------------------------------------
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        """The id of experiment ``name``; created when missing (with artifacts in the workspace
+        when the store is the workspace's own) if ``create``, else None."""
+        def find() -> str | None:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                return None
+            if experiment.lifecycle_stage == "deleted":
+                raise TrackingError(f"experiment {name!r} is deleted in {self.shown}; restore "
+                                    "it or choose another with --experiment")
+            return str(experiment.experiment_id)
+
+        if not name.strip():
+            from revcli.errors import ConfigError
+
+            raise ConfigError("--experiment is empty; give an experiment name")
+        found = self.call(f"read experiment {name!r}", find)
+        if found is not None or not create:
+            return found
+        location = (self.workspace.artifact_location()
+                    if self.workspace is not None and self.is_workspace_store else None)
+        return str(self.call(f"create experiment {name!r}", self.client.create_experiment, name,
+                             artifact_location=location))
+
+    def experiments(self, limit: int = 1000) -> list[Any]:
+        return list(self.call("list experiments", self.client.search_experiments,
+                              max_results=limit))
+
+    def create_run(self, experiment_id: str, run_name: str | None, tags: Mapping[str, str],
+                   params: Mapping[str, Any] | None = None,
+                   start_time: int | None = None) -> str:
+        """A new RUNNING run with ``tags`` (and ``params``); returns its id."""
+        def create() -> str:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags),
+                                         start_time=start_time)
+            if params:
+                self._log_batch(run.info.run_id, params=params)
+            return str(run.info.run_id)
+
+        return self.call("create a run", create)
+
+    def log(self, run_id: str, *, params: Mapping[str, Any] | None = None,
+            metrics: Mapping[str, float] | None = None,
+            tags: Mapping[str, str] | None = None, step: int = 0,
+            series: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> None:
+        """Params, metrics (and ``series``: a metric's value per step) and tags, in as few
+        requests as MLflow allows."""
+        self.call("log to the run", self._log_batch, run_id, params=params, metrics=metrics,
+                  tags=tags, step=step, series=series)
+
+    def _log_batch(self, run_id: str, *, params: Mapping[str, Any] | None = None,
+                   metrics: Mapping[str, float] | None = None,
+                   tags: Mapping[str, str] | None = None, step: int = 0,
+                   series: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> None:
+        import math
+        import time
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        param_list = [Param(str(k), str(v)[:6000]) for k, v in (params or {}).items()]
+        points = [(k, v, step) for k, v in (metrics or {}).items()]
+        points += [(k, v, s) for k, values in (series or {}).items() for s, v in values]
+        metric_list = [Metric(str(k), float(v), now, int(s)) for k, v, s in points
+                       if v is not None and math.isfinite(float(v))]
+        tag_list = [RunTag(str(k), str(v)) for k, v in (tags or {}).items()]
+        # MLflow accepts at most 100 params / 1000 metrics / 100 tags per batch.
+        while param_list or metric_list or tag_list:
+            self.client.log_batch(run_id, params=param_list[:100], metrics=metric_list[:1000],
+                                  tags=tag_list[:100])
+            param_list, metric_list, tag_list = (param_list[100:], metric_list[1000:],
+                                                 tag_list[100:])
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.call("tag the run", self.client.set_tag, run_id, key, value)
+
+    def end_run(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+        self.call("end the run", self.client.set_terminated, run_id, status, end_time)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.call(f"upload {Path(path).name}", self.client.log_artifact, run_id, str(path),
+                  artifact_path)
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str | None = None) -> None:
+        self.call(f"upload {Path(directory).name}", self.client.log_artifacts, run_id,
+                  str(directory), artifact_path)
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        self.call(f"upload {artifact_file}", self.client.log_dict, run_id, obj, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.call(f"upload {artifact_file}", self.client.log_text, run_id, text, artifact_file)
+
+    def get_run(self, run_id: str) -> LoggedRun:
+        """A run by id, or NotFoundError naming the command that lists runs."""
+        with _scope():
+            try:
+                return LoggedRun.of(self.client.get_run(run_id))
+            except Exception as exc:
+                if is_missing(exc):
+                    raise NotFoundError(f"no MLflow run {run_id!r} in {self.shown}; "
+                                        "`revcli compare runs` lists recent runs") from None
+                raise translate(self.uri, exc, f"read run {run_id}") from None
+
+    def find_run(self, run_id: str) -> LoggedRun | None:
+        try:
+            return self.get_run(run_id)
+        except NotFoundError:
+            return None
+
+    def search(self, experiment_ids: Sequence[str], filter_string: str = "",
+               order_by: Sequence[str] | None = None, max_results: int = 1000,
+               page_token: str | None = None) -> tuple[list[LoggedRun], str | None]:
+        """One page of runs (newest first unless ``order_by``) and the next page's token."""
+        def page() -> Any:
+            return self.client.search_runs(
+                list(experiment_ids), filter_string=filter_string,
+                order_by=list(order_by or ["attributes.start_time DESC"]),
+                max_results=max_results, page_token=page_token)
+
+        found = self.call("search runs", page)
+        return [LoggedRun.of(r) for r in found], found.token
+
+    def runs_tagged(self, key: str, value: str, limit: int = 5) -> list[LoggedRun]:
+        """Runs of any experiment whose tag ``key`` equals ``value``."""
+        ids = [e.experiment_id for e in self.experiments()]
+        if not ids:
+            return []
+        escaped = value.replace("'", "\\'")
+        runs, _ = self.search(ids, f"tags.`{key}` = '{escaped}'", max_results=limit)
+        return runs
+
+    # -- models and datasets --------------------------------------------------------------------
+
+    def log_model(self, run_id: str, model: Any, sample: Any, *, code_paths: Sequence[str]
+                  = ()) -> str:
+        """Log ``model`` as the run's MLflow model ``model`` (sklearn flavour, a signature
+        inferred from ``sample`` as revcli reads tables, pinned requirements); returns its URI."""
+        from revcli.tracking import _model
+
+        return self.call("log the model", _model.log_model, self, run_id, model, sample,
+                         list(code_paths))
+
+    def load_model(self, run: LoggedRun) -> Any:
+        """The model a run logged to MLflow (downloaded and unpickled: callers decide whether
+        it is trusted)."""
+        from revcli.tracking import _model
+
+        return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run)
+
+    def log_dataset(self, run_id: str, *, name: str, digest: str, source: str,
+                    schema: Mapping[str, str], rows: int, context: str = "training") -> None:
+        """Record the dataset as the run's input (MLflow's Datasets column and lineage)."""
+        from revcli.tracking import _model
+
+        self.call("record the dataset", _model.log_dataset, self, run_id, name=name,
+                  digest=digest, source=source, schema=dict(schema), rows=rows, context=context)
+
+
+def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
+            create: bool = True) -> tuple[Tracker, str | None]:
+    """A Tracker for the effective tracking URI and the experiment's id (created if missing and
+    ``create``). The workspace's own store is created only when ``create``: a command that only
+    reads never makes one."""
+    tracker = Tracker(tracking_uri(settings, workspace), workspace)
+    if tracker.is_workspace_store:
+        if not create and not workspace.mlflow_db.is_file():
+            return tracker, None
+        ensure_store(workspace)
+    if not experiment:
+        return tracker, None
+    return tracker, tracker.experiment_id(settings.experiment, create=create)
+
+
+def ensure_store(workspace: Workspace) -> None:
+    """The workspace's sqlite store, created whole or not at all: MLflow's ~50 migrations run on
+    a temp file that is renamed into place when they finish, so a full disk or a kill during
+    creation leaves no half-made store behind (MLflow would refuse it for ever after)."""
+    target = workspace.mlflow_db
+    if target.exists():
+        return
+    workspace.ensure()
+    from revcli import atomic
+
+    try:
+        with atomic.temp_path(workspace.root, suffix=".mlflow.db") as tmp:
+            tmp.unlink()
+            tracker = Tracker(f"sqlite:///{tmp}")
+            tracker.call("create the workspace's MLflow store", tracker.client.search_experiments)
+            # link, not rename: never clobber a store another process finished first
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, target)
+    except OSError as exc:
+        raise StorageError(f"cannot create the MLflow store {target}: "
+                           f"{exc.strerror or exc}; free some space or choose another "
+                           "--workspace") from None

@@ -1,0 +1,100 @@
+"""Logging a model and its dataset into a run through the client, as MLflow 3's fluent
+``mlflow.sklearn.log_model`` does, without its process-global tracking URI and active run.
+
+The sequence is the one ``mlflow.models.Model.log`` follows (MLflow 3.x): create a logged model
+for the run, link it as the run's output, save the flavour locally with a ``Model`` that names
+the logged model, upload the directory to the logged model's artifact location, and mark it
+READY (FAILED if anything on the way fails). The result loads with
+``mlflow.pyfunc.load_model("runs:/<run>/model")`` and ``models:/<model id>``, and registers with
+``create_model_version(source="models:/<model id>")`` like a fluent-logged one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from revcli.tracking._client import model_requirements
+from revcli.tracking.registry import MODEL_NAME
+
+if TYPE_CHECKING:
+    from revcli.tracking._client import Tracker
+
+
+def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
+              code_paths: Sequence[str] = ()) -> str:
+    """Log ``model`` (sklearn flavour, cloudpickle, pinned requirements, a signature from the
+    ``sample`` rows and the model's own predictions on them) as ``model`` of run ``run_id``;
+    returns ``models:/<model id>``."""
+    import mlflow.sklearn
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model, infer_signature
+
+    import revcli
+
+    client = tracker.client
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME,
+                                        source_run_id=run_id)
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
+                            run_id=run_id, model_id=logged.model_id)
+        signature = infer_signature(sample, model.predict(sample))
+        with tempfile.TemporaryDirectory(prefix="revcli-model-") as tmp:
+            local = Path(tmp) / MODEL_NAME
+            mlflow.sklearn.save_model(
+                model, path=str(local), mlflow_model=description, signature=signature,
+                # skops refuses tree models without a trusted-types list; the strategies are
+                # revcli's own classes, shipped with the model (code_paths).
+                serialization_format="cloudpickle",
+                pip_requirements=model_requirements(),
+                code_paths=[*code_paths, str(Path(revcli.__file__).parent)])
+            client.log_model_artifacts(logged.model_id, str(local))
+    except BaseException:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return f"models:/{logged.model_id}"
+
+
+def log_dataset(tracker: Tracker, run_id: str, *, name: str, digest: str, source: str,
+                schema: Mapping[str, str], rows: int, context: str = "training") -> None:
+    """The dataset as the run's input: MLflow's Datasets column and lineage show its name,
+    digest (the sha256), source and schema."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(
+        name=name, digest=digest[:36], source_type="local" if "://" not in source else
+        source.split("://", 1)[0], source=json.dumps({"uri": source}),
+        schema=json.dumps({"mlflow_colspec": [{"name": k, "type": v} for k, v in
+                                              schema.items()]}),
+        profile=json.dumps({"num_rows": rows}))
+    tracker.client.log_inputs(run_id, datasets=[DatasetInput(
+        dataset, tags=[InputTag("mlflow.data.context", context)])])
+
+
+def load_model(tracker: Tracker, run: Any) -> Any:
+    """Download the run's logged ``model`` from its artifact location and load it with the
+    sklearn flavour (the tracking URI is passed, never set globally)."""
+    import mlflow.artifacts
+    import mlflow.sklearn
+
+    from revcli.errors import NotFoundError
+    from revcli.tracking.registry import logged_model_id
+
+    model_id = logged_model_id(tracker, run)
+    if model_id is None:
+        raise NotFoundError(f"run {run.run_id} logged no MLflow model named {MODEL_NAME!r}")
+    location = tracker.client.get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory(prefix="revcli-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                    tracking_uri=tracker.uri)
+        return mlflow.sklearn.load_model(local)
