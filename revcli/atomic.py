@@ -18,6 +18,15 @@ def _umask() -> int:
     return mask
 
 
+INCOMING = ".incoming."
+
+
+def writer_pid(path: Path) -> int | None:
+    """The pid in a :func:`temp_path` file's name, if it has one."""
+    head = path.name.removeprefix(INCOMING).split(".", 1)[0]
+    return int(head) if path.name.startswith(INCOMING) and head.isdigit() else None
+
+
 # mkstemp creates files 0600; the final file should get the mode any new file gets here.
 _FILE_MODE = 0o666 & ~_umask()
 
@@ -53,7 +62,8 @@ def temp_path(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
     """Yield a fresh temp file path in ``directory``; it is removed at the end unless the block
     moved it away (e.g. renamed it into a content-addressed name)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    tmp = _mkstemp(Path(directory), ".incoming.", suffix)
+    # The writer's pid in the name: a cleanup can tell a live download from a killed one.
+    tmp = _mkstemp(Path(directory), f"{INCOMING}{os.getpid()}.", suffix)
     try:
         yield tmp
     finally:

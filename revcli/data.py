@@ -10,12 +10,13 @@ feature names of the real table, so an extra one-hot column just works.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from revcli.errors import DataError, NotFoundError
+from revcli.errors import DataError, NotFoundError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 TARGET = "revenue"
 ORDER_FLAG = "is_ordered"
+#: Sessions in the real table (Maven Fuzzy Factory), and the size of the full demo set.
+FULL_ROWS = 472_871
 FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -51,21 +54,44 @@ class Table:
         return int(self.ordered.sum())
 
 
-def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a parquet file, turning every way it can fail into one DataError line."""
+@contextlib.contextmanager
+def parquet_errors(path: Path, label: str | None = None) -> Iterator[None]:
+    """Every way reading a parquet file can fail, as one DataError line naming it (``label``:
+    how to name it, e.g. its S3 URI)."""
     import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{label or path} is not a readable parquet file "
+                        f"({first_line(exc)})") from None
+
+
+def open_parquet(path: str | Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` (footer read, nothing else), or one error line."""
     import pyarrow.parquet as pq
 
+    path = _existing_file(path)
+    with parquet_errors(path):
+        return pq.ParquetFile(path)
+
+
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path} does not exist")
     if path.is_dir():
         raise DataError(f"{path} is a directory, not a parquet file")
-    try:
+    return path
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a parquet file, turning every way it can fail into one DataError line."""
+    import pyarrow.parquet as pq
+
+    path = _existing_file(path)
+    with parquet_errors(path):
         table = pq.read_table(path, columns=list(columns) if columns is not None else None)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not a readable parquet file ({first})") from None
     return table.to_pandas()
 
 

@@ -48,10 +48,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from revcli.data import FULL_ROWS
+
 if TYPE_CHECKING:
     import pandas as pd
 
-FULL_ROWS = 472_871
 
 COLUMNS: tuple[str, ...] = (
     "is_repeat_session", "hour_of_day", "is_weekend", "engagement_depth", "is_ordered", "revenue",

@@ -20,20 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from revcli import atomic, data
+from revcli import atomic, data, processes
 from revcli.errors import ConfigError, DataError, NotFoundError, StorageError
 from revcli.progress import SILENT, Reporter
 from revcli.storage import Location, ObjectInfo, S3Storage, parse_uri
 from revcli.workspace import DatasetRecord, Workspace
 
-# Temp files of downloads killed outright (SIGKILL, power loss) are removed by `fetch --prune`
-# once they are this old, so a download still running in another process keeps its file.
+# Temp files of downloads killed outright (SIGKILL, power loss) are removed by `datasets prune`:
+# at once when their writer's pid is provably gone, else once they are this old (a download
+# still running in another process, or on another host sharing the workspace, keeps its file).
 STALE_TEMP_SECONDS = 3600
 
 
-# The size of the real table (revcli.demo.FULL_ROWS), spelled out so that importing this module
-# (every `revcli fetch`, a cache hit included) does not import numpy through revcli.demo.
-FULL_ROWS = 472_871
+FULL_ROWS = data.FULL_ROWS
 
 
 def fetch_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
@@ -79,7 +78,8 @@ def current_or_demo(workspace: Workspace, rows: int = FULL_ROWS, seed: int = 0,
         return record, None
     if workspace.had_datasets():
         raise NotFoundError(f"workspace {workspace.root} has cached datasets but none is "
-                            "current; `revcli fetch` one (or `revcli fetch --list` shows them)")
+                            "current; `revcli datasets use SHA` picks one (`revcli datasets list` "
+                            "shows them), or `revcli fetch` gets one")
     record = fetch_demo(workspace, rows=rows, seed=seed, reporter=reporter)
     note = DEMO_NOTE.format(root=workspace.root, rows=rows, seed=seed)
     reporter.warn(note)
@@ -154,15 +154,10 @@ def _disk_error(exc: OSError, location: Location, directory: Path) -> StorageErr
 
 def _check_table(path: Path, location: Location) -> None:
     """Parquet footer readable, then the data contract; errors name the S3 object."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
+    with data.parquet_errors(path, f"{location} (nothing was cached)"):
         pq.read_metadata(path)
-    except (pa.ArrowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{location} is not a readable parquet file ({first}); nothing was "
-                        "cached") from None
     try:
         data.validate(data.read_parquet(path))
     except DataError as exc:
@@ -257,12 +252,16 @@ def prune(workspace: Workspace, reporter: Reporter = SILENT) -> PruneResult:
         workspace.remove_dataset(record.sha256)
         result.removed.append(record)
         result.freed += record.bytes
-    if workspace.datasets_dir.is_dir():
+    for directory in (workspace.datasets_dir, workspace.root):
+        if not directory.is_dir():
+            continue
         now = time.time()
-        for path in workspace.datasets_dir.glob(".incoming.*"):
+        for path in directory.glob(f"{atomic.INCOMING}*"):
             try:
                 stat = path.stat()
-                if now - stat.st_mtime > STALE_TEMP_SECONDS:
+                pid = atomic.writer_pid(path)
+                if (pid is not None and processes.pid_gone(pid)) or (
+                        now - stat.st_mtime > STALE_TEMP_SECONDS):
                     path.unlink()
                     result.temp_files += 1
                     result.freed += stat.st_size

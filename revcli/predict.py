@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import atomic, modelref, tracking
-from revcli.data import features_for, is_id_column
-from revcli.errors import ConfigError, DataError, NotFoundError
+from revcli.data import features_for, is_id_column, open_parquet
+from revcli.errors import ConfigError, DataError
 from revcli.progress import SILENT, Reporter
 from revcli.workspace import Workspace
 
@@ -50,21 +50,6 @@ class PredictResult:
                 "batches": self.batches, "columns": self.columns, "id_columns": self.id_columns,
                 "ignored_columns": self.ignored, "prediction": self.prediction,
                 "seconds": round(self.seconds, 3)}
-
-
-def _open(path: Path) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        raise NotFoundError(f"{path} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a parquet file")
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not a readable parquet file ({first})") from None
 
 
 def output_format(out: Path) -> str:
@@ -103,7 +88,7 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
     fmt = output_format(out)
     if batch_rows < 1:
         raise ConfigError(f"--batch-rows must be at least 1, got {batch_rows}")
-    source = _open(data)
+    source = open_parquet(data)
     if out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the input file; write the predictions elsewhere")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from revcli import estimators, strategies
+from revcli.data import FULL_ROWS
 from revcli.errors import ConfigError, RevcliError
 
 DEFAULT_CONFIG_FILE = Path("configs/revcli.toml")
@@ -50,7 +51,7 @@ class Settings:
     n_jobs: int = _setting(-1, "threads for estimators; -1 means all cores")
     targets: Path = _setting(Path("configs/targets.toml"), "seed targets (minimum / good)")
     gate_level: str = _setting("minimum", "targets level a gate enforces")
-    demo_rows: int = _setting(472_871, "rows of the demo data set")
+    demo_rows: int = _setting(FULL_ROWS, "rows of the demo data set")
     demo_seed: int = _setting(0, "seed of the demo data generator")
     source: str = _setting("s3://processed-data/training_data.parquet",
                            "where `revcli fetch` reads the training table")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from revcli.errors import ConfigError, StorageError
+from revcli.errors import ConfigError, StorageError, first_line
 
 if TYPE_CHECKING:
     from revcli.settings import Settings
@@ -443,6 +443,4 @@ def storage_error(exc: BaseException, location: Location, action: str,
     if _is_cut_off(exc):
         return StorageError(f"cannot {action} {where}: the connection broke ({_cause(exc)}) "
                             "after retries; run it again")
-    text = str(exc).strip().splitlines()
-    detail = text[0][:200] if text else type(exc).__name__
-    return StorageError(scrub(f"cannot {action} {where}: {detail}"))
+    return StorageError(scrub(f"cannot {action} {where}: {first_line(exc, 200)}"))

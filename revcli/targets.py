@@ -16,12 +16,7 @@ from typing import Any
 
 from revcli.errors import ConfigError
 
-# The seed task's targets; configs/targets.toml holds the same, for users to edit.
-SEED_TARGETS: dict[str, Any] = {
-    "default_level": "minimum",
-    "minimum": {"rmse": "< 25", "mae": "< 18", "r2": "> 0.40", "mape": "< 35"},
-    "good": {"rmse": "< 20", "mae": "< 15", "r2": "> 0.50", "mape": "< 25"},
-}
+# The seed task's targets live in revcli/defaults/targets.toml (configs/targets.toml links to it).
 BUILTIN = "built-in seed targets"
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -101,7 +96,11 @@ def _parse(data: Mapping[str, Any], source: str) -> Targets:
 def load(path: Path | None, fallback: bool = False) -> Targets:
     """Targets from ``path``; with ``fallback``, a missing file means the built-in seed targets."""
     if path is None or (fallback and not Path(path).is_file()):
-        return _parse(SEED_TARGETS, BUILTIN)
+        import tomllib
+
+        from revcli import defaults
+
+        return _parse(tomllib.loads(defaults.text("targets.toml")), BUILTIN)
     from revcli.settings import read_toml
 
     return _parse(read_toml(path, "targets file"), str(path))

@@ -278,8 +278,33 @@ class Workspace:
             return self.verify(matches[0])
         if not matches:
             raise NotFoundError(f"no dataset {ref!r} in {self.datasets_dir}; "
-                                "`revcli fetch --list` shows the cached ones")
+                                "`revcli datasets list` shows the cached ones")
         raise NotFoundError(f"dataset prefix {ref!r} is ambiguous; give more characters")
+
+    def use(self, ref: str) -> DatasetRecord:
+        """Make the cached dataset ``ref`` (sha256 or a unique prefix) the current one."""
+        record = self.dataset(ref)
+        self.set_current(record.sha256)
+        return record
+
+    def export(self, path: str | Path, ref: str | None = None) -> DatasetRecord:
+        """Copy a cached dataset (``ref``, default the current one) to ``path`` as parquet,
+        atomically: e.g. the demo set, to score with ``revcli predict``."""
+        record = self.dataset(ref) if ref else self.current()
+        if record is None:
+            raise NotFoundError(f"no current dataset in {self.root} to export; `revcli fetch` "
+                                "one (or `revcli fetch --demo`)")
+        path = Path(path)
+        if path.suffix.lower() not in (".parquet", ".pq"):
+            from revcli.errors import ConfigError
+
+            raise ConfigError(f"{path}: the export is a parquet file; give a .parquet path")
+        try:
+            with atomic.atomic_path(path, suffix=".parquet") as tmp:
+                shutil.copyfile(record.path, tmp)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return record
 
     def remove_dataset(self, sha: str) -> None:
         self._manifest_path(sha).unlink(missing_ok=True)

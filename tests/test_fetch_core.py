@@ -10,12 +10,6 @@ from revcli.storage import Location, ObjectInfo
 from revcli.workspace import Workspace
 
 
-def test_fetch_module_spells_the_full_demo_size_right() -> None:
-    from revcli import demo
-
-    assert fetch.FULL_ROWS == demo.FULL_ROWS
-
-
 def test_a_cache_hit_path_imports_no_data_library() -> None:
     """A cached `revcli fetch` needs boto3 and json, not numpy/pandas/pyarrow."""
     code = ("import sys, revcli.fetch, revcli.storage, revcli.cli.fetch\n"

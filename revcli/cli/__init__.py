@@ -52,10 +52,11 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import compare, config, evaluate, fetch, predict, push, train, tune
+    from revcli.cli import compare, config, datasets, evaluate, fetch, predict, push, train, tune
 
     # In the order of the workflow: data, models, judging them, shipping one.
     app.command("fetch")(fetch.fetch)
+    app.add_typer(datasets.app, name="datasets")
     app.command("train")(train.train)
     app.command("tune")(tune.tune)
     app.command("evaluate")(evaluate.evaluate)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -27,12 +28,29 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+# C0 and C1 control characters: ESC starts terminal sequences (clear screen, set the window
+# title, ...); none of them belongs in a value printed to a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters shown as escapes (ESC as \\x1b), nothing else
+    changed: for values that come from data, MLflow or the user (names, paths, labels)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                        str(text))
+
+
+def safe(text: object) -> str:
+    """:func:`printable`, and escaped for rich markup too (``[red]`` stays literal)."""
+    return escape(printable(text))
+
+
 def error(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
+    err.print(f"[yellow]Warning:[/] {safe(message)}", highlight=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -110,7 +128,7 @@ class ConsoleReporter(Reporter):
         if self.quiet:
             return
         if not err.is_terminal:
-            err.print(f"[dim]… {escape(message)}[/]", highlight=False)
+            err.print(f"[dim]… {safe(message)}[/]", highlight=False)
             return
         if self._status is None:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -119,14 +137,14 @@ class ConsoleReporter(Reporter):
             self._status = Progress(SpinnerColumn(), TextColumn("{task.description}"),
                                     TimeElapsedColumn(), console=err, transient=True)
             self._status.start()
-            self._step = self._status.add_task(escape(message), total=None)
+            self._step = self._status.add_task(safe(message), total=None)
         else:
-            self._status.reset(self._step, description=escape(message), total=None)
+            self._status.reset(self._step, description=safe(message), total=None)
 
     def note(self, message: str) -> None:
         if not self.quiet:
             self._pause()
-            err.print(escape(message), highlight=False)
+            err.print(safe(message), highlight=False)
 
     def warn(self, message: str) -> None:
         self._pause()

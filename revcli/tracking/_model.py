@@ -23,6 +23,22 @@ if TYPE_CHECKING:
     from revcli.tracking._client import Tracker
 
 
+def _skip_package_scan() -> None:
+    """Spare ``save_model`` MLflow's scan of every installed distribution (~1 s per process).
+
+    MLflow builds a module -> distribution map (``importlib.metadata.packages_distributions``)
+    only to warn when a model's pinned requirements differ from the running environment
+    (https://github.com/mlflow/mlflow/pull/5368); revcli pins them from that very environment
+    (:func:`model_requirements`), so the check cannot find a mismatch, and passing
+    ``pip_requirements`` does not skip it. There is no public switch (MLflow 3.17): this is the
+    one private MLflow name revcli touches, guarded so that a rename makes it a no-op.
+    """
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
+        requirements_utils._MODULES_TO_PACKAGES = {}
+
+
 def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
               code_paths: Sequence[str] = ()) -> str:
     """Log ``model`` (sklearn flavour, cloudpickle, pinned requirements, a signature from the
@@ -34,6 +50,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
 
     import revcli
 
+    _skip_package_scan()
     client = tracker.client
     run = client.get_run(run_id)
     logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME,

@@ -1,6 +1,6 @@
 """Hyperparameter search for revcli: spaces as data, honest CV, resumable Optuna studies.
 
-- :mod:`._space`: the spaces file (``configs/spaces.toml``, or the copy shipped in this package)
+- :mod:`._space`: the spaces file (``configs/spaces.toml``, else ``revcli/defaults/spaces.toml``)
 - :mod:`._cv`: K-fold cross-validation on the training split, the objective and its metrics
 - :mod:`._study`: storage, study names, recovery of crashed workers' trials, the sampler
 - :mod:`._runs`: the MLflow parent run and the nested trial runs

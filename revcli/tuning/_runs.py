@@ -159,6 +159,5 @@ def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], 
             fig.set_size_inches(8, 5)
             made[name] = plots.save_figure(fig, directory / f"{name}.png")
         except Exception as exc:  # e.g. importances need two completed trials
-            text = str(exc).strip().splitlines()
-            skipped.append(f"{name}: {text[0][:200] if text else type(exc).__name__}")
+            skipped.append(f"{name}: {first_line(exc, 200)}")
     return made, skipped

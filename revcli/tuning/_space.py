@@ -33,7 +33,6 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ ALL = "all"
 ESTIMATOR_PARAM = "estimator"
 KINDS = ("int", "float", "categorical")
 _KEYS = {"type", "low", "high", "step", "log", "choices", "when"}
-BUILTIN_SOURCE = "built-in default spaces (revcli/tuning/spaces.toml)"
+BUILTIN_SOURCE = "built-in default spaces (revcli/defaults/spaces.toml)"
 
 
 _MISSING = object()  # a condition on a parameter this trial did not sample
@@ -321,7 +320,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def builtin_text() -> str:
-    return resources.files("revcli.tuning").joinpath("spaces.toml").read_text(encoding="utf-8")
+    from revcli import defaults
+
+    return defaults.text("spaces.toml")
 
 
 def load(path: Path | None, fallback: bool = False) -> SpaceFile:

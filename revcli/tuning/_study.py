@@ -34,17 +34,15 @@ import functools
 import hashlib
 import inspect
 import json
-import os
-import socket
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli.errors import ConfigError, StorageError
+from revcli import processes, urls
+from revcli.errors import ConfigError, StorageError, first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -71,13 +69,7 @@ def default_url(workspace: Workspace) -> str:
 
 def mask(url: str) -> str:
     """The URL without its password, for messages, tags and JSON."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return url.split("@", 1)[-1] if "@" in url else url
+    return urls.mask(url)
 
 
 def normalize(url: str) -> str:
@@ -170,8 +162,7 @@ def open_storage(url: str, workspace: Workspace | None = None) -> optuna.storage
                 else f"install the database driver ({exc.name})")
         raise StorageError(f"the driver for {shown} is not installed: {hint}") from None
     except (ArgumentError, SQLAlchemyError, ValueError, OSError) as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        detail = first[0][:300] if first else type(exc).__name__
+        detail = first_line(getattr(exc, "orig", None) or exc)
         raise StorageError(f"cannot open the Optuna storage {shown}: {detail}; check the URL "
                            "and that the database server is running") from None
 
@@ -265,101 +256,43 @@ def open_study(storage: Any, name: str, key: StudyKey, sampler: Any, pruner: Any
 
 # -- which process runs a trial -------------------------------------------------------------------
 
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
+# One home for process identities (revcli.processes); named here for the callers of this module.
+worker = processes.identity
+process_gone = processes.gone
 
 
-def _proc_stat(pid: int) -> tuple[str | None, int | None]:
-    """(state, start time in clock ticks since boot) of a process, from Linux's /proc; the start
-    time tells a reused pid apart, the state "Z" a process that exited but was not reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None, None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None, None
-
-
-def _start_ticks(pid: int) -> int | None:
-    return _proc_stat(pid)[1]
-
-
-def _pid_namespace() -> int | None:
-    """Containers on one kernel share its boot id (and may share a hostname): the pid namespace
-    tells their pids apart."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
-def worker() -> dict[str, Any]:
-    """The identity of this process, as stored with every trial and every parent run."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(),
-            "pid": pid, "start": _start_ticks(pid)}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _orphaned(trial: optuna.trial.FrozenTrial, now: float) -> bool:
+    """A RUNNING trial with no worker recorded, started more than GRACE_PERIOD ago: its process
+    died between Optuna creating it and revcli's first line in the trial (which records the
+    worker within milliseconds), before any heartbeat was written, so nothing else will ever
+    fail it."""
+    if trial.user_attrs.get(WORKER_ATTR) or trial.datetime_start is None:
         return False
-    except OSError:  # e.g. PermissionError: it exists, as another user's process
-        return True
-    return True
+    # Optuna stores datetime_start as naive local time.
+    return now - trial.datetime_start.timestamp() > GRACE_PERIOD
 
 
-def process_gone(who: Mapping[str, Any] | None) -> bool:
-    """True only when it is certain the process ``who`` no longer runs: it ran on this host,
-    since its last boot, in this pid namespace, and its pid is free, a zombie, or now belongs to
-    another (younger) process."""
-    if not who:
-        return False
-    me = worker()
-    if who.get("host") != me["host"] or not who.get("boot") or who.get("boot") != me["boot"]:
-        return False
-    if who.get("pidns") != me["pidns"]:
-        return False
-    try:
-        pid = int(who["pid"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    if pid == me["pid"]:
-        return who.get("start") is not None and who.get("start") != me["start"]
-    if not _pid_alive(pid):
-        return True
-    state, started = _proc_stat(pid)
-    if state == "Z":
-        return True
-    if started is None:  # no /proc to tell a reused pid: assume it is still ours
-        return False
-    return who.get("start") is not None and started != who.get("start")
-
-
-def reap_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail the RUNNING trials of provably dead processes and retry each once (as the
-    heartbeat would, without waiting for its grace period). Returns their numbers."""
+def reap_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Fail the RUNNING trials of provably dead processes (and those orphaned before they
+    recorded a worker) and retry each once, as the heartbeat would, without waiting for its
+    grace period; then let the heartbeat fail the stale ones. Returns the trials' numbers.
+    ``storage`` is the study's (passed in: Optuna has no public accessor for it)."""
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage
+    study_id = storage.get_study_id_from_name(study.study_name)
+    now = time.time()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not process_gone(trial.user_attrs.get(WORKER_ATTR)):
+        gone = process_gone(trial.user_attrs.get(WORKER_ATTR))
+        if not gone and not _orphaned(trial, now):
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            storage.set_trial_user_attr(trial._trial_id, "error", "its worker process died")
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                failed.append(trial._trial_id)
+            storage.set_trial_user_attr(trial_id, "error", "its worker process died" if gone
+                                        else "its worker died before the trial began")
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed.append(trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker got there first
     numbers = []

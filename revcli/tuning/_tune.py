@@ -435,7 +435,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
             study, resumed = _study.open_study(storage, name, key,
                                                _study.make_sampler(settings.seed),
                                                _study.make_pruner(), fresh)
-            recovered = _study.reap_dead_trials(study)
+            recovered = _study.reap_dead_trials(study, storage)
     if recovered:
         reporter.warn(f"trial(s) {', '.join(f'#{n}' for n in recovered)} were left running by a "
                       "worker that is gone: marked failed and queued again once")

@@ -13,10 +13,10 @@ def test_fetch_demo_list_and_local(invoke, demo_parquet) -> None:
     assert result.exit_code == 0, result.output
     assert "is now current" in result.stdout
 
-    listing = json.loads(invoke("fetch", "--list", "--json").stdout)
+    listing = json.loads(invoke("datasets", "list", "--json").stdout)
     assert len(listing["datasets"]) == 2
     assert listing["current"] != demo["sha256"]
-    table = invoke("fetch", "--list").stdout
+    table = invoke("datasets", "list").stdout
     assert demo["sha256"][:12] in table
 
 

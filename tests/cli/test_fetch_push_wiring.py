@@ -15,22 +15,60 @@ def test_fetch_accepts_file_uris_and_refuses_other_schemes(invoke, demo_parquet)
     assert "give s3://bucket/key, a local parquet path or a file:// URI" in other.stderr
 
 
-def test_fetch_actions_exclude_each_other(invoke) -> None:
-    assert invoke("fetch", "--list", "--prune").exit_code == 2
-    assert invoke("fetch", "--prune", "x.parquet").exit_code == 2
+def test_fetch_takes_a_source_or_the_demo_not_both(invoke) -> None:
+    result = invoke("fetch", "--demo", "x.parquet")
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_datasets_use_and_export(invoke, demo_parquet, tmp_path, isolated) -> None:
+    first = json.loads(invoke("fetch", "--demo", "--rows", "1000", "--json").stdout)["dataset"]
+    second = json.loads(invoke("fetch", str(demo_parquet), "--json").stdout)["dataset"]
+    exported = tmp_path / "out" / "sessions.parquet"
+    result = invoke("datasets", "export", str(exported))
+    assert result.exit_code == 0, result.output
+    from revcli import atomic
+
+    assert atomic.sha256_file(exported) == second["sha256"]
+    assert invoke("datasets", "use", first["sha256"][:8]).exit_code == 0
+    listing = json.loads(invoke("datasets", "list", "--json").stdout)
+    assert listing["current"] == first["sha256"]
+    missing = invoke("datasets", "use", "ffffffff")
+    assert missing.exit_code == 2 and "datasets list" in missing.stderr
+    bad = invoke("datasets", "export", str(tmp_path / "x.csv"))
+    assert bad.exit_code == 2 and ".parquet" in bad.stderr
+
+
+def test_prune_removes_temp_files_of_killed_downloads_at_once(invoke, isolated) -> None:
+    import subprocess
+    import sys
+
+    assert invoke("fetch", "--demo", "--rows", "1000").exit_code == 0
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that is gone
+    orphan = isolated / "datasets" / f".incoming.{proc.pid}.abc.parquet.tmp"
+    orphan.write_bytes(b"x" * 1000)
+    import os
+
+    live = isolated / "datasets" / f".incoming.{os.getpid()}.def.parquet.tmp"
+    live.write_bytes(b"y" * 10)  # its writer runs: kept
+    result = invoke("datasets", "prune", "--json")
+    assert result.exit_code == 0, result.output
+    pruned = json.loads(result.stdout)
+    assert pruned["temp_files"] == 1 and pruned["freed_bytes"] == 1000
+    assert not orphan.exists() and live.exists()
 
 
 def test_prune_keeps_the_current_dataset(invoke, demo_parquet) -> None:
-    assert invoke("fetch", "--prune").stdout.startswith("nothing to prune")
+    assert invoke("datasets", "prune").stdout.startswith("nothing to prune")
     first = json.loads(invoke("fetch", "--demo", "--rows", "1000", "--json").stdout)
     current = json.loads(invoke("fetch", str(demo_parquet), "--json").stdout)
-    result = invoke("fetch", "--prune", "--json")
+    result = invoke("datasets", "prune", "--json")
     assert result.exit_code == 0, result.output
     pruned = json.loads(result.stdout)
     assert [r["sha256"] for r in pruned["removed"]] == [first["dataset"]["sha256"]]
     assert pruned["kept"] == current["dataset"]["sha256"]
     assert pruned["freed_bytes"] == first["dataset"]["bytes"]
-    listing = json.loads(invoke("fetch", "--list", "--json").stdout)
+    listing = json.loads(invoke("datasets", "list", "--json").stdout)
     assert [d["sha256"] for d in listing["datasets"]] == [current["dataset"]["sha256"]]
 
 

@@ -118,11 +118,11 @@ def test_a_changed_object_is_downloaded_again_and_prune_frees_the_old_one(
     assert json.loads(back.stdout)["up_to_date"] is True
     assert ws.current().sha256 == old_sha
 
-    pruned = invoke("fetch", "--prune")
+    pruned = invoke("datasets", "prune")
     assert pruned.exit_code == 0, pruned.output
     assert f"removed {new_sha[:12]}" in pruned.stdout and "freed" in pruned.stdout
     assert [r.sha256 for r in ws.datasets()] == [old_sha]
-    assert invoke("fetch", "--prune").stdout.startswith("nothing to prune")
+    assert invoke("datasets", "prune").stdout.startswith("nothing to prune")
 
 
 def test_a_download_cut_half_way_is_resumed(s3_env, bucket, proxy, demo_parquet,

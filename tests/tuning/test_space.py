@@ -25,10 +25,12 @@ def _parse(text: str) -> _space.SpaceFile:
     return _space.parse(tomllib.loads(text), "test.toml")
 
 
-def test_the_repository_file_is_the_packaged_one() -> None:
-    # configs/spaces.toml is what a checkout uses; the package ships the same file for installs
-    # without the repository.
-    assert (REPO / "configs" / "spaces.toml").read_text() == _space.builtin_text()
+def test_configs_link_to_the_one_copy_in_the_package() -> None:
+    # configs/ is what a checkout edits; an install without the repository reads the same
+    # files from the package: one copy each, not two kept equal.
+    for name in ("spaces.toml", "targets.toml"):
+        link = REPO / "configs" / name
+        assert link.is_symlink() and link.resolve() == REPO / "revcli" / "defaults" / name
 
 
 def test_builtin_spaces_load_and_cover_what_the_target_needs() -> None:

@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from revcli import processes
 from revcli.errors import ConfigError, RevcliError
 from revcli.tuning import _study, tune
 from revcli.workspace import Workspace
@@ -144,11 +145,11 @@ def test_a_space_whose_every_trial_fails_stops_with_the_reason(tune_settings, tm
 def _exited(reap: bool = True) -> tuple[dict, subprocess.Popen]:
     """The identity of a process that has exited: reaped, or a zombie not waited for yet."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
-    who = {**_study.worker(), "pid": proc.pid, "start": _study._start_ticks(proc.pid)}
+    who = {**_study.worker(), "pid": proc.pid, "start": processes._start_ticks(proc.pid)}
     if reap:
         proc.wait()
     else:
-        while _study._proc_stat(proc.pid)[0] != "Z":
+        while processes._proc_stat(proc.pid)[0] != "Z":
             time.sleep(0.02)
     return who, proc
 
@@ -182,7 +183,7 @@ def test_running_trials_of_dead_workers_are_failed_and_retried_once(tmp_path) ->
     dead.suggest_int("x", 1, 9)
     dead.set_user_attr(_study.WORKER_ATTR, _dead_pid())
     alive.set_user_attr(_study.WORKER_ATTR, _study.worker())
-    assert _study.reap_dead_trials(study) == [dead.number]
+    assert _study.reap_dead_trials(study, storage) == [dead.number]
     states = {t.number: t for t in study.trials}
     assert states[dead.number].state == TrialState.FAIL
     assert states[dead.number].user_attrs["error"] == "its worker process died"
@@ -195,8 +196,30 @@ def test_running_trials_of_dead_workers_are_failed_and_retried_once(tmp_path) ->
     trial = study.ask()
     assert trial.number == retry[0].number
     trial.set_user_attr(_study.WORKER_ATTR, _dead_pid())
-    assert _study.reap_dead_trials(study) == [trial.number]
+    assert _study.reap_dead_trials(study, storage) == [trial.number]
     assert not [t for t in study.trials if t.state == TrialState.WAITING]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_orphaned_before_it_recorded_a_worker_is_recovered(tmp_path,
+                                                                   monkeypatch) -> None:
+    """Killed between Optuna creating the trial and revcli recording its worker: no worker, no
+    heartbeat row -- once older than the grace period it is failed and retried like the rest."""
+    storage = _study.open_storage(f"sqlite:///{tmp_path / 'o.db'}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(storage=storage, study_name="s")
+    orphan = study.ask()
+    orphan.suggest_int("x", 1, 9)
+    assert _study.reap_dead_trials(study, storage) == []  # young: it may still be starting
+    import time as time_module
+
+    later = time_module.time() + _study.GRACE_PERIOD + 5
+    monkeypatch.setattr(_study.time, "time", lambda: later)
+    assert _study.reap_dead_trials(study, storage) == [orphan.number]
+    failed = study.trials[orphan.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["error"] == "its worker died before the trial began"
+    assert [t.params for t in study.trials if t.state == TrialState.WAITING] == [failed.params]
 
 
 def test_the_study_key_is_stored_with_the_study(tune_settings) -> None:
