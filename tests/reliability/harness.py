@@ -120,6 +120,7 @@ class Outcome:
     exception: str | None = None  # an exception that escaped the command, formatted
     seconds: float = 0.0
     timed_out: bool = False
+    signal: int | None = None  # the subprocess died of this signal (exit_code is 128 + it)
 
     @property
     def output(self) -> str:
@@ -233,10 +234,13 @@ def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path, timeout: flo
         out, err = proc.communicate()
     seconds = time.perf_counter() - start
     code = proc.returncode
+    died_of = None
     if code is not None and code < 0:
+        died_of = -code
         code = 128 - code  # killed by a signal: report it the way a shell does
     return Outcome(None if timed_out else code, out.decode("utf-8", "replace"),
-                   err.decode("utf-8", "replace"), out + err, None, seconds, timed_out)
+                   err.decode("utf-8", "replace"), out + err, None, seconds, timed_out,
+                   died_of)
 
 
 def relocate_store(db: Path, old: str, new: str) -> None:
@@ -275,6 +279,8 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
         problems.append(f"exit {outcome.exit_code} (want 0 or 2)")
     elif case.exit is not None and outcome.exit_code != case.exit:
         problems.append(f"exit {outcome.exit_code} (want {case.exit})")
+    if outcome.signal is not None:
+        problems.append(f"killed by signal {outcome.signal}: the interrupt was not handled")
     if outcome.exception:
         problems.append(f"uncaught {last_line(outcome.exception)}")
     if "Traceback" in outcome.stdout or "Traceback" in outcome.stderr:

@@ -272,9 +272,12 @@ def full_disk_workspace(size: str = "16m", leave: int = 0, keep_store: bool = Tr
 
 
 def full_tmpdir(ctx: Ctx) -> None:
+    """TMPDIR on a tmpfs with 16 KB left. (Completely full, Python's tempfile would skip it:
+    its probe write fails and it falls back to /tmp; nearly full, the probe passes and the
+    first real temp file of any size fails.)"""
     tmp = ctx.root / "tmpdir"
-    tmpfs(ctx, tmp, "1m")
-    fill(tmp / "filler")
+    tmpfs(ctx, tmp, "2m")
+    fill(tmp / "filler", leave=16 * 1024)
     ctx.env["TMPDIR"] = str(tmp)
 
 

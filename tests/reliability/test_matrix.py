@@ -94,6 +94,21 @@ def trained_on_what_it_names(ctx: Ctx, outcome: Outcome) -> list[str]:
     return []
 
 
+def switch_is_said(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A successful --data that made the file the current dataset must say so (-q --json)."""
+    current = json.loads((ctx.ws / "current.json").read_text()).get("dataset")
+    if current != sha256_file(ctx.root / "other.parquet"):
+        return []  # it did not switch: nothing to say
+    try:
+        rest = {k: v for k, v in json.loads(outcome.stdout).items() if k != "dataset"}
+    except ValueError:
+        rest = {}
+    if "current" in outcome.stderr.lower() or "current" in json.dumps(rest).lower():
+        return []
+    return ["--data made other.parquet the current dataset without saying so (stderr and "
+            "--json are silent about it)"]
+
+
 def store_usable_after_freeing_space(ctx: Ctx, outcome: Outcome) -> list[str]:
     """A store whose creation was cut short by a full disk must not stay broken."""
     (ctx.root / "disk" / "filler").unlink()
@@ -215,7 +230,8 @@ def _substitution() -> list[Case]:
     dataset_json = "datasets/{sha}.json"
     dataset_parquet = "datasets/{sha}.parquet"
     # A small demo set wherever one would be substituted: the case fails the same way, faster.
-    demo_env = {"REVCLI_DEMO_ROWS": "3000"}
+    # Seed 7, so a substituted set is not byte-identical to the template's own (seed 0).
+    demo_env = {"REVCLI_DEMO_ROWS": "3000", "REVCLI_DEMO_SEED": "7"}
     return [
         C(k, "current-json-garbage", TRAIN, env=demo_env, says=fix,
           setup=S.write_ws("current.json", "{not json")),
@@ -243,6 +259,9 @@ def _substitution() -> list[Case]:
           env=demo_env, says=("demo",), check=says_demo_in_json),
         C(k, "fresh-workspace-quiet", f"{TRAIN} -q", fresh=True, exit=0, env=demo_env,
           says=("demo",)),
+        # a --data that succeeds switches the current dataset: it must say so, even -q --json
+        C(k, "data-success-switch-said", f"{TRAIN} --data other.parquet -q --json", exit=0,
+          check=switch_is_said),
         # a --data that fails must not switch the current dataset
         C(k, "data-then-bad-param", f"{TRAIN} --data other.parquet -p alpha=-1"),
         C(k, "data-then-dead-tracking", f"{TRAIN} --data other.parquet "
@@ -468,9 +487,22 @@ def _s3() -> list[Case]:
     ]
 
 
-CASES: list[Case] = [*_bad_tables(), *_bad_settings(), *_substitution(), *_filesystem(),
-                     *_tracking(), *_hostile_models(), *_hostile_strings(), *_secrets(),
-                     *_signals(), *_corruption(), *_s3()]
+def _controls() -> list[Case]:
+    """Commands that must succeed and leave everything as it was: they show the snapshot has
+    no false positives (nothing changes on read, see harness.SNAPSHOT_EXCLUDE)."""
+    k = "control"
+    return [
+        C(k, "compare-runs-reads-only", "compare runs", exit=0, unchanged=True),
+        C(k, "fetch-list-reads-only", "fetch --list", exit=0, unchanged=True),
+        C(k, "evaluate-no-track-reads-only", "evaluate --run {run} --no-plots --no-track",
+          exit=0, unchanged=True),
+        C(k, "config-reads-only", "config --json", exit=0, unchanged=True),
+    ]
+
+
+CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
+                     *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
+                     *_secrets(), *_signals(), *_corruption(), *_s3()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
