@@ -1,0 +1,419 @@
+"""Setups of the reliability cases: each breaks one thing in a case's private directory.
+
+Every function here returns a ``setup(ctx)`` callable (or is one), so the cases stay data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.harness import Ctx, relocate_store, sha256_file
+
+ROWS = 3_000
+FAKE_RUN = "ffffffff0123456789abcdef01234567"  # 32 hex characters, no such run
+Setup = Callable[[Ctx], None]
+
+
+@cache
+def _base_frame() -> Any:
+    from revcli import demo
+
+    return demo.generate(rows=ROWS, seed=0)
+
+
+def frame() -> Any:
+    return _base_frame().copy()
+
+
+def chain(*setups: Setup) -> Setup:
+    def run(ctx: Ctx) -> None:
+        for s in setups:
+            s(ctx)
+    return run
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+def table(name: str, mutate: Callable[[Any], Any]) -> Setup:
+    """Write ``mutate(demo frame)`` as parquet to ``<case dir>/<name>``."""
+    def run(ctx: Ctx) -> None:
+        out = mutate(frame())
+        out.to_parquet(ctx.root / name, index=False)
+    return run
+
+
+def raw_file(name: str, data: bytes) -> Setup:
+    def run(ctx: Ctx) -> None:
+        (ctx.root / name).write_bytes(data)
+    return run
+
+
+def truncated_parquet(name: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        data = (ctx.root / "t.parquet").read_bytes()
+        (ctx.root / name).write_bytes(data[: len(data) // 2])
+    return run
+
+
+def directory(name: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        (ctx.root / name).mkdir()
+    return run
+
+
+def set_value(column: str, value: Any, rows: slice = slice(0, 5), dtype: Any = None) -> Callable:
+    def mutate(f: Any) -> Any:
+        if dtype is not None:
+            f[column] = f[column].astype(dtype)
+        f.loc[f.index[rows], column] = value
+        return f
+    return mutate
+
+
+def first_converters(f: Any, n: int = 5) -> Any:
+    return f.index[f["revenue"] > 0][:n]
+
+
+def on_converters(column: str, value: Any, dtype: Any = None) -> Callable:
+    """Set ``column`` on the first converters (so converting_only sees it)."""
+    def mutate(f: Any) -> Any:
+        if dtype is not None:
+            f[column] = f[column].astype(dtype)
+        f.loc[first_converters(f), column] = value
+        return f
+    return mutate
+
+
+def add_column(name: str, values: Any) -> Callable:
+    def mutate(f: Any) -> Any:
+        f[name] = values if not callable(values) else values(f)
+        return f
+    return mutate
+
+
+# -- workspace state --------------------------------------------------------------------------
+
+def write_ws(rel: str, data: bytes | str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        path = ctx.ws / ctx.fmt(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return run
+
+
+def remove_ws(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        path = ctx.ws / ctx.fmt(rel)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return run
+
+
+def ws_is_file(rel: str = "afile") -> Setup:
+    """The workspace path is a regular file."""
+    def run(ctx: Ctx) -> None:
+        ctx.ws = ctx.root / rel
+        ctx.ws.write_text("not a directory\n")
+    return run
+
+
+def ws_below_file(ctx: Ctx) -> None:
+    (ctx.root / "afile").write_text("not a directory\n")
+    ctx.ws = ctx.root / "afile" / "ws"
+
+
+def garbage_db(rel: str = "mlflow.db") -> Setup:
+    return write_ws(rel, os.urandom(64) + b"this is not a database " * 400)
+
+
+def truncate_ws(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        path = ctx.ws / rel
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    return run
+
+
+def unknown_schema(ctx: Ctx) -> None:
+    con = sqlite3.connect(ctx.ws / "mlflow.db")
+    con.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    con.commit()
+    con.close()
+
+
+def replace_dataset_with(src: str, keep_mtime: bool = False) -> Setup:
+    """Overwrite the current cached parquet in place with another valid table."""
+    def run(ctx: Ctx) -> None:
+        path = ctx.ws / "datasets" / f"{ctx.sha}.parquet"
+        stat = path.stat()
+        shutil.copyfile(ctx.root / src, path)
+        if keep_mtime:
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return run
+
+
+def revenue_doubled_same_size(ctx: Ctx) -> None:
+    """Rewrite the cached dataset with every order value changed, then restore its mtime: the
+    manifest's sha256 no longer describes the file."""
+    path = ctx.ws / "datasets" / f"{ctx.sha}.parquet"
+    stat = path.stat()
+    f = frame()
+    f["revenue"] = f["revenue"] * 2
+    f["hour_of_day"] = (f["hour_of_day"] + 1) % 24
+    f.to_parquet(path, index=False)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def append_byte(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        with open(ctx.ws / ctx.fmt(rel), "ab") as fh:
+            fh.write(b"\0")
+    return run
+
+
+# -- processes --------------------------------------------------------------------------------
+
+def lock_sqlite(rel: str) -> Setup:
+    """Another process holds an exclusive transaction on the database until the case ends."""
+    def run(ctx: Ctx) -> None:
+        code = ("import sqlite3, sys, time\n"
+                "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                "c.execute('BEGIN EXCLUSIVE')\n"
+                "print('locked', flush=True)\n"
+                "time.sleep(600)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(ctx.ws / rel)],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+
+        def stop() -> None:
+            proc.kill()  # this process only, by its own handle
+            proc.wait(10)
+        ctx.cleanups.append(stop)
+        assert line.strip() == b"locked", line
+    return run
+
+
+# -- mounts -----------------------------------------------------------------------------------
+
+def _mount(args: list[str], what: str) -> None:
+    try:
+        subprocess.run(["mount", *args], check=True, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"{what}: mount is not permitted here ({exc}; "
+                    f"{detail.decode(errors='replace').strip()})")
+
+
+def _umount(path: Path) -> Callable[[], None]:
+    def run() -> None:
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True,
+                       timeout=20)
+    return run
+
+
+def tmpfs(ctx: Ctx, path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    _mount(["-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], "a small tmpfs")
+    ctx.cleanups.append(_umount(path))
+
+
+def fill(path: Path, leave: int = 0) -> None:
+    """Write zeros into ``path`` until the file system has at most ``leave`` bytes free."""
+    chunk = b"\0" * 65536
+    with open(path, "wb") as fh:
+        while True:
+            free = os.statvfs(path.parent).f_bavail * os.statvfs(path.parent).f_frsize
+            if free <= leave:
+                break
+            try:
+                fh.write(chunk[: max(4096, min(len(chunk), free - leave))])
+                fh.flush()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    with contextlib.suppress(OSError):
+        os.sync()
+
+
+def full_disk_workspace(size: str = "16m", leave: int = 0, keep_store: bool = True) -> Setup:
+    """Move the workspace onto a small tmpfs, then fill it (up to ``leave`` bytes free)."""
+    def run(ctx: Ctx) -> None:
+        disk = ctx.root / "disk"
+        tmpfs(ctx, disk, size)
+        new = disk / "ws"
+        if keep_store:
+            shutil.copytree(ctx.ws, new, symlinks=True)
+            relocate_store(new / "mlflow.db", str(ctx.ws), str(new))
+        else:  # the dataset and models only: the store is yet to be created
+            shutil.copytree(ctx.ws, new, symlinks=True, ignore=shutil.ignore_patterns(
+                "mlflow.db", "mlartifacts", "studies"))
+        shutil.rmtree(ctx.ws)
+        ctx.ws = new
+        fill(disk / "filler", leave)
+    return run
+
+
+def full_tmpdir(ctx: Ctx) -> None:
+    """TMPDIR on a tmpfs with 16 KB left. (Completely full, Python's tempfile would skip it:
+    its probe write fails and it falls back to /tmp; nearly full, the probe passes and the
+    first real temp file of any size fails.)"""
+    tmp = ctx.root / "tmpdir"
+    tmpfs(ctx, tmp, "2m")
+    fill(tmp / "filler", leave=16 * 1024)
+    ctx.env["TMPDIR"] = str(tmp)
+
+
+def readonly(rel: str = "") -> Setup:
+    """A read-only bind mount over the workspace (root ignores file modes, not mount flags)."""
+    def run(ctx: Ctx) -> None:
+        path = ctx.ws / rel if rel else ctx.ws
+        _mount(["--bind", str(path), str(path)], "a read-only bind mount")
+        ctx.cleanups.append(_umount(path))
+        _mount(["-o", "remount,ro,bind", str(path)], "a read-only bind mount")
+        probe = path / ".probe"
+        try:
+            probe.write_text("x")
+        except OSError:
+            return
+        probe.unlink()
+        pytest.skip("a read-only bind mount still accepts writes here")
+    return run
+
+
+def readonly_dir(name: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        path = ctx.root / name
+        path.mkdir()
+        _mount(["--bind", str(path), str(path)], "a read-only bind mount")
+        ctx.cleanups.append(_umount(path))
+        _mount(["-o", "remount,ro,bind", str(path)], "a read-only bind mount")
+    return run
+
+
+# -- hostile models ---------------------------------------------------------------------------
+
+MARKER = "PWNED"
+
+
+class _Boom:
+    """Unpickling this calls ``open(marker, "w")``: the file appearing proves code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def write_evil(path: Path, marker: Path) -> str:
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(_Boom(str(marker)), path)
+    return sha256_file(path)
+
+
+def forged_meta(ctx: Ctx, sha: str, run_id: str, model_file: str = "model.joblib") -> dict:
+    """The template run's own model.json, pointing at ``sha``: everything else looks genuine."""
+    meta = json.loads((ctx.ws / "models" / ctx.run / "model.json").read_text())
+    meta.update({"model_sha256": sha, "run_id": run_id, "model_file": model_file})
+    return meta
+
+
+def evil_file(rel: str, sidecar: str | None = None, push_style: bool = False) -> Setup:
+    """A hostile pickle at ``<case dir>/<rel>``, optionally with a forged sidecar JSON that
+    records its true sha256 (as model.json or as push's metadata JSON)."""
+    def run(ctx: Ctx) -> None:
+        path = ctx.root / rel
+        sha = write_evil(path, ctx.root / MARKER)
+        if sidecar is not None:
+            meta = ({"model": {"sha256": sha, "key": path.name}, "run_id": FAKE_RUN}
+                    if push_style else forged_meta(ctx, sha, FAKE_RUN, path.name))
+            (path.parent / sidecar).write_text(json.dumps(meta))
+    return run
+
+
+def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
+    """A hostile pickle as ``models/<run id>/model.joblib`` of the workspace, with a forged
+    model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real) id."""
+    def run(ctx: Ctx) -> None:
+        rid = ctx.fmt(run_id) if run_id else FAKE_RUN
+        path = ctx.ws / "models" / rid / "model.joblib"
+        sha = write_evil(path, ctx.root / MARKER)
+        if with_meta:
+            meta = forged_meta(ctx, sha, rid)
+            (path.parent / "model.json").write_text(json.dumps(meta, indent=2))
+    return run
+
+
+def no_marker(ctx: Ctx, outcome: Any) -> list[str]:
+    return [f"the hostile pickle ran: {MARKER} was created"] if (ctx.root / MARKER).exists() \
+        else []
+
+
+# -- MLflow / tracking ------------------------------------------------------------------------
+
+def rename_run(name: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+        client.set_tag(ctx.run, "mlflow.runName", name)
+    return run
+
+
+def register_source(filename: str) -> Setup:
+    """Cache t.parquet under a hostile source name (as `revcli fetch <that path>` would)."""
+    def run(ctx: Ctx) -> None:
+        from revcli.workspace import Workspace
+
+        src = ctx.root / filename
+        shutil.copyfile(ctx.root / "other.parquet", src)
+        Workspace(ctx.ws).register_file(src, source=str(src))
+    return run
+
+
+def train_on(mutate: Callable[[Any], Any], key: str = "hrun") -> Setup:
+    """Train a ridge run on a mutated table (the core function, no plots); its id as ``{key}``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import settings, train
+
+        path = ctx.root / f"{key}.parquet"
+        mutate(frame()).to_parquet(path, index=False)
+        (ctx.root / "empty.toml").write_text("")
+        s = settings.resolve(flags={"workspace": str(ctx.ws), "estimator": "ridge",
+                                    "n_jobs": 1}, config_file=ctx.root / "empty.toml", env={})
+        ctx.values[key] = train.train(s, data=path, plots=False).run_id
+    return run
+
+
+def write_root(rel: str, text: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        path = ctx.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return run
+
+
+def wait(seconds: float) -> Setup:
+    def run(ctx: Ctx) -> None:
+        time.sleep(seconds)
+    return run

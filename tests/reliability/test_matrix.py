@@ -1,0 +1,600 @@
+"""Issue 8: revcli is safe to run unattended. A table-driven matrix of faults and attacks.
+
+Each case is data (:class:`~tests.reliability.harness.Case`): a setup that breaks one thing in a
+private copy of a small workspace (3,000 demo sessions, one ridge run, one one-trial tune study),
+a command line, and what must happen. One parametrized test runs them all; see
+``tests/reliability/harness.py`` for the checks every case gets (exit code, one ``Error:`` line,
+no traceback, the workspace / MLflow store / study database unchanged by a failed command).
+
+Classes: bad_table, bad_settings, substitution, filesystem, tracking, hostile_model,
+hostile_string, secrets, signals, corruption, s3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.servers import free_port
+from tests.reliability import setups as S
+from tests.reliability.harness import (
+    Case,
+    Ctx,
+    Outcome,
+    copy_template,
+    describe,
+    judge,
+    run_inprocess,
+    run_subprocess,
+    sha256_file,
+    snapshot,
+)
+
+pytestmark = pytest.mark.reliability
+
+TRAIN = "train -e ridge --no-plots"
+TUNE = "tune -e ridge -n 1 -j 1 --no-plots"
+NO_RETRY = (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),)
+WIDE = (("COLUMNS", "250"),)
+FAKE_AWS = (("AWS_ACCESS_KEY_ID", "AKIAFAKE"), ("AWS_SECRET_ACCESS_KEY", "fake-secret"),
+            ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true"))
+ESC, BEL = "\x1b", "\x07"
+CLEAR = "\x1b[2J"
+OSC = "\x1b]0;pwned\x07"
+# Rich markup that, if interpreted, turns into "m-x-m": the literal must show, "m-x-m" never.
+MARKUP = "m-[red]x[/red]-m"
+MARKUP_READ = "m-x-m"
+SECRET = "s3cr3t"
+
+
+def C(klass: str, id: str, argv: str | list[str], **kw) -> Case:
+    args = tuple(shlex.split(argv) if isinstance(argv, str) else argv)
+    env = kw.pop("env", ())
+    if isinstance(env, dict):
+        env = tuple(env.items())
+    return Case(id=id, klass=klass, argv=args, env=tuple(env), **kw)
+
+
+# -- checks beyond the common ones -------------------------------------------------------------
+
+def says_demo_in_json(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """--json must say the demo set was generated somewhere besides the dataset's own source."""
+    try:
+        payload = json.loads(outcome.stdout)
+    except ValueError:
+        return [f"stdout is not one JSON object: {outcome.stdout[:80]!r}"]
+    rest = {k: v for k, v in payload.items() if k != "dataset"}
+    if "demo" not in json.dumps(rest).lower():
+        return ["nothing in the --json result (outside dataset.source) says the demo set was "
+                "generated"]
+    return []
+
+
+def trained_on_what_it_names(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A dataset changed after caching: detected (exit 2) or re-hashed, never trained on under
+    its old sha256."""
+    if outcome.exit_code != 0:
+        return []
+    try:
+        dataset = json.loads(outcome.stdout)["dataset"]
+    except (ValueError, KeyError):
+        return ["exit 0 without a JSON result"]
+    actual = sha256_file(Path(dataset["path"]))
+    if actual != dataset["sha256"]:
+        return [f"trained on a file whose sha256 is {actual[:12]} under the recorded "
+                f"{dataset['sha256'][:12]} (exit 0)"]
+    return []
+
+
+def switch_is_said(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A successful --data that made the file the current dataset must say so (-q --json)."""
+    current = json.loads((ctx.ws / "current.json").read_text()).get("dataset")
+    if current != sha256_file(ctx.root / "other.parquet"):
+        return []  # it did not switch: nothing to say
+    try:
+        rest = {k: v for k, v in json.loads(outcome.stdout).items() if k != "dataset"}
+    except ValueError:
+        rest = {}
+    if "current" in outcome.stderr.lower() or "current" in json.dumps(rest).lower():
+        return []
+    return ["--data made other.parquet the current dataset without saying so (stderr and "
+            "--json are silent about it)"]
+
+
+def store_usable_after_freeing_space(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A store whose creation was cut short by a full disk must not stay broken."""
+    (ctx.root / "disk" / "filler").unlink()
+    again = run_inprocess(["compare", "runs", "--json"], {"REVCLI_WORKSPACE": str(ctx.ws)}, 60,
+                          ctx.monkeypatch)
+    if again.exit_code != 0 or again.exception:
+        return [f"after freeing space `compare runs` still fails: exit {again.exit_code}: "
+                f"{describe(again)[:160]}"]
+    return []
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+def _bad_tables() -> list[Case]:
+    k = "bad_table"
+    conv = S.on_converters
+    cases = [
+        ("inf-target", S.table("bad.parquet", conv("revenue", np.inf))),
+        ("neg-inf-feature", S.table("bad.parquet", conv("hour_of_day", -np.inf, float))),
+        ("f32-overflow-target", S.table("bad.parquet", conv("revenue", 1e39))),
+        ("f32-overflow-feature", S.table("bad.parquet", conv("engagement_depth", 1e39, float))),
+        ("nan-target", S.table("bad.parquet", S.set_value("revenue", np.nan))),
+        ("nan-feature", S.table("bad.parquet", conv("hour_of_day", np.nan, float))),
+        ("string-feature", S.table("bad.parquet", S.add_column("channel", "web"))),
+        ("string-target", S.table("bad.parquet",
+                                  lambda f: f.assign(revenue=f.revenue.astype(str)))),
+        ("datetime-feature", S.table("bad.parquet", S.add_column(
+            "when", lambda f: np.datetime64("2024-01-01") + np.arange(len(f)).astype(
+                "timedelta64[s]")))),
+        ("empty", S.table("bad.parquet", lambda f: f.iloc[:0])),
+        ("no-revenue", S.table("bad.parquet", lambda f: f.drop(columns="revenue"))),
+        ("no-converters", S.table("bad.parquet", lambda f: f.assign(
+            revenue=0.0, is_ordered=0))),
+        ("negative-revenue", S.table("bad.parquet", S.set_value("revenue", -5.0))),
+        ("is-ordered-disagrees", S.table("bad.parquet", S.set_value("is_ordered", 1,
+                                                                    slice(-5, None)))),
+        ("not-parquet", S.raw_file("bad.parquet", b"session,revenue\n1,0.0\n")),
+        ("truncated-parquet", S.truncated_parquet("bad.parquet")),
+        ("directory", S.directory("bad.parquet")),
+    ]
+    out = [C(k, f"train-{name}", f"{TRAIN} --data bad.parquet", setup=setup)
+           for name, setup in cases]
+    # the contract gate of fetch: nothing bad is cached or made current
+    for name in ("inf-target", "neg-inf-feature", "f32-overflow-target", "f32-overflow-feature",
+                 "not-parquet"):
+        setup = dict(cases)[name]
+        out.append(C(k, f"fetch-{name}", "fetch bad.parquet", setup=setup))
+    out += [
+        C(k, "train-missing-file", f"{TRAIN} --data nope.parquet"),
+        # one converter: the stratified split cannot work
+        C(k, "train-one-converter", f"{TRAIN} --data bad.parquet", setup=S.table(
+            "bad.parquet", lambda f: f.assign(revenue=np.where(np.arange(len(f)) == 0, 50.0, 0.0),
+                                              is_ordered=(np.arange(len(f)) == 0).astype(int)))),
+        # every session ordered: the two_stage classifier has one class
+        C(k, "train-all-converters-two-stage", "train -s two_stage -e ridge --no-plots "
+          "--data bad.parquet", setup=S.table("bad.parquet", lambda f: f.assign(
+              revenue=59.99, is_ordered=1))),
+        C(k, "tune-inf-feature", f"{TUNE} --data bad.parquet",
+          setup=S.table("bad.parquet", conv("hour_of_day", np.inf, float))),
+        C(k, "predict-inf-feature", "predict --run {run} --data bad.parquet --out o.parquet",
+          setup=S.table("bad.parquet", S.set_value("hour_of_day", np.inf, dtype=float))),
+        C(k, "evaluate-inf-feature", "evaluate --run {run} --data bad.parquet --no-plots "
+          "--no-track", setup=S.table("bad.parquet", conv("hour_of_day", np.inf, float))),
+    ]
+    return out
+
+
+def _bad_settings() -> list[Case]:
+    k = "bad_settings"
+    cfg = S.write_root
+    return [
+        C(k, "xgb-max-depth-abc", "train --no-plots -p max_depth=abc"),
+        C(k, "xgb-max-depth-neg", "train --no-plots -p max_depth=-3"),
+        C(k, "ridge-alpha-neg", f"{TRAIN} -p alpha=-1"),
+        C(k, "xgb-n-estimators-neg", "train --no-plots -p n_estimators=-1"),
+        C(k, "rf-n-estimators-neg", "train -e rf --no-plots -p n_estimators=-1"),
+        C(k, "xgb-n-estimators-1e11", "train --no-plots -p n_estimators=1e11"),
+        # an absurd integer: must be refused before any data is read, not fitted "forever"
+        C(k, "xgb-n-estimators-int-1e11", "train --no-plots -p n_estimators=100000000000",
+          timeout=6),
+        C(k, "xgb-learning-rate-nan", "train --no-plots -p learning_rate=nan"),
+        C(k, "classifier-max-depth-abc", "train -s two_stage --no-plots "
+          "-p classifier__max_depth=abc"),
+        C(k, "config-bad-toml", f"{TRAIN} --config bad.toml", setup=cfg("bad.toml", "seed = [\n")),
+        C(k, "config-unknown-setting", f"{TRAIN} --config bad.toml",
+          setup=cfg("bad.toml", "sede = 7\n")),
+        C(k, "config-params-abc", "train --no-plots --config bad.toml",
+          setup=cfg("bad.toml", "[params.xgb]\nmax_depth = \"abc\"\n")),
+        C(k, "config-params-ridge-alpha-neg", f"{TRAIN} --config bad.toml",
+          setup=cfg("bad.toml", "[params.ridge]\nalpha = -1\n")),
+        C(k, "config-is-directory", f"{TRAIN} --config cfgdir", setup=S.directory("cfgdir")),
+        C(k, "config-default-file-bad", TRAIN,
+          setup=cfg("configs/revcli.toml", "workspace = \n")),
+        C(k, "env-seed-x", TRAIN, env={"REVCLI_SEED": "x"}),
+        C(k, "env-test-size-abc", TRAIN, env={"REVCLI_TEST_SIZE": "abc"}),
+        C(k, "env-test-size-1.5", TRAIN, env={"REVCLI_TEST_SIZE": "1.5"}),
+        C(k, "env-seed-negative", TRAIN, env={"REVCLI_SEED": "-1"}),
+        C(k, "env-cv-folds-1", TUNE, env={"REVCLI_CV_FOLDS": "1"}),
+        C(k, "env-timeout-negative", TUNE, env={"REVCLI_TIMEOUT": "-5"}),
+        C(k, "env-n-trials-x", "tune -e ridge -j 1 --no-plots", env={"REVCLI_N_TRIALS": "x"}),
+        C(k, "tune-n-trials-0", "tune -e ridge -n 0 -j 1 --no-plots"),
+        C(k, "tune-metric-unknown", f"{TUNE} --metric nope"),
+        C(k, "tune-space-bad", f"{TUNE} --space bad.toml",
+          setup=cfg("bad.toml", "[ridge]\nalpha = { type = \"float\", low = 5, high = 1 }\n")),
+        C(k, "threshold-2", "train -s two_stage -e ridge --no-plots --combine threshold "
+          "--threshold 2"),
+        C(k, "combine-unknown", "train -s two_stage -e ridge --no-plots --combine nope"),
+        C(k, "demo-rows-abc", "fetch --demo", env={"REVCLI_DEMO_ROWS": "abc"}),
+        C(k, "demo-rows-10", "fetch --demo --rows 10"),
+        C(k, "evaluate-level-unknown", "evaluate --run {run} --no-plots --no-track --level nope"),
+        C(k, "compare-since-garbage", "compare runs --since yesterdayish"),
+    ]
+
+
+def _substitution() -> list[Case]:
+    k = "substitution"
+    fix = ("revcli fetch",)
+    named = ("{sha12}", "revcli fetch")
+    dataset_json = "datasets/{sha}.json"
+    dataset_parquet = "datasets/{sha}.parquet"
+    # A small demo set wherever one would be substituted: the case fails the same way, faster.
+    # Seed 7, so a substituted set is not byte-identical to the template's own (seed 0).
+    demo_env = {"REVCLI_DEMO_ROWS": "3000", "REVCLI_DEMO_SEED": "7"}
+    return [
+        C(k, "current-json-garbage", TRAIN, env=demo_env, says=fix,
+          setup=S.write_ws("current.json", "{not json")),
+        C(k, "current-json-garbage-quiet-json", f"{TRAIN} -q --json", env=demo_env, says=fix,
+          setup=S.write_ws("current.json", "{not json")),
+        C(k, "current-json-empty", TRAIN, env=demo_env, says=fix,
+          setup=S.write_ws("current.json", "")),
+        C(k, "current-json-unknown-sha", TRAIN, env=demo_env, says=fix,
+          setup=S.write_ws("current.json", json.dumps({"dataset": "0" * 64}))),
+        C(k, "manifest-garbage", TRAIN, env=demo_env, says=named,
+          setup=S.write_ws(dataset_json, "garbage")),
+        C(k, "parquet-deleted", TRAIN, env=demo_env, says=named,
+          setup=S.remove_ws(dataset_parquet)),
+        C(k, "parquet-deleted-quiet-json", f"{TRAIN} -q --json", env=demo_env, says=named,
+          setup=S.remove_ws(dataset_parquet)),
+        C(k, "parquet-deleted-tune", TUNE, env=demo_env, says=named,
+          setup=S.remove_ws(dataset_parquet)),
+        C(k, "parquet-deleted-compare", "compare strategies --estimator ridge "
+          "--strategy converting_only", env=demo_env, says=named,
+          setup=S.remove_ws(dataset_parquet)),
+        C(k, "parquet-deleted-evaluate", "evaluate --run {run} --no-plots --no-track",
+          env=demo_env, says=("{sha12}",), setup=S.remove_ws(dataset_parquet)),
+        # a workspace that never had a dataset: the demo set, said even with -q / --json
+        C(k, "fresh-workspace-quiet-json", f"{TRAIN} -q --json", fresh=True, exit=0,
+          env=demo_env, says=("demo",), check=says_demo_in_json),
+        C(k, "fresh-workspace-quiet", f"{TRAIN} -q", fresh=True, exit=0, env=demo_env,
+          says=("demo",)),
+        # a --data that succeeds switches the current dataset: it must say so, even -q --json
+        C(k, "data-success-switch-said", f"{TRAIN} --data other.parquet -q --json", exit=0,
+          check=switch_is_said),
+        # a --data that fails must not switch the current dataset
+        C(k, "data-then-bad-param", f"{TRAIN} --data other.parquet -p alpha=-1"),
+        C(k, "data-then-dead-tracking", f"{TRAIN} --data other.parquet "
+          "--tracking-uri http://127.0.0.1:{dead}", env=NO_RETRY),
+        C(k, "data-then-bad-storage-tune", f"{TUNE} --data other.parquet "
+          "--storage sqlite:////nonexistent-dir/optuna.db"),
+        C(k, "data-then-dead-tracking-compare", "compare strategies --estimator ridge "
+          "--strategy converting_only --data other.parquet --tracking-uri "
+          "http://127.0.0.1:{dead}", env=NO_RETRY),
+    ]
+
+
+def _filesystem() -> list[Case]:
+    k = "filesystem"
+    return [
+        C(k, "ws-is-file-train", f"{TRAIN} --data t.parquet", setup=S.ws_is_file()),
+        C(k, "ws-is-file-fetch", "fetch --demo --rows 3000", setup=S.ws_is_file()),
+        C(k, "ws-is-file-compare", "compare runs", setup=S.ws_is_file()),
+        C(k, "ws-is-file-tune", f"{TUNE} --data t.parquet", setup=S.ws_is_file()),
+        C(k, "ws-below-file-train", f"{TRAIN} --data t.parquet", setup=S.ws_below_file),
+        C(k, "datasets-dir-is-file", TRAIN, setup=S.chain(S.remove_ws("datasets"),
+                                                          S.write_ws("datasets", "x"))),
+        C(k, "readonly-train", TRAIN, setup=S.readonly()),
+        C(k, "readonly-fetch", "fetch --demo --rows 3000", setup=S.readonly()),
+        C(k, "readonly-tune", TUNE, setup=S.readonly()),
+        C(k, "readonly-evaluate", "evaluate --run {run} --no-plots", setup=S.readonly()),
+        # reading needs no writes: a read-only workspace still lists its runs
+        C(k, "readonly-compare-runs-reads", "compare runs", setup=S.readonly(), exit=0),
+        C(k, "readonly-predict-out", "predict --run {run} --data t.parquet --out ro/o.parquet",
+          setup=S.readonly_dir("ro")),
+        C(k, "full-disk-fetch", "fetch --demo --rows 3000", setup=S.full_disk_workspace()),
+        C(k, "full-disk-train", TRAIN, setup=S.full_disk_workspace()),
+        C(k, "full-disk-tune", TUNE, setup=S.full_disk_workspace()),
+        C(k, "full-disk-predict", "predict --run {run} --data t.parquet --out {ws}/o.parquet",
+          setup=S.full_disk_workspace()),
+        # the store is created on a disk that fills up half-way through MLflow's migrations
+        C(k, "full-disk-new-store", TRAIN, timeout=90,
+          setup=S.full_disk_workspace(size="2m", leave=300_000, keep_store=False),
+          check=store_usable_after_freeing_space),
+        C(k, "full-tmpdir-train", TRAIN, setup=S.full_tmpdir),
+        C(k, "full-tmpdir-tune", TUNE, setup=S.full_tmpdir),
+    ]
+
+
+def _tracking() -> list[Case]:
+    k = "tracking"
+    dead = "--tracking-uri http://127.0.0.1:{dead}"
+    return [
+        C(k, "garbage-db-train", TRAIN, setup=S.garbage_db()),
+        C(k, "garbage-db-compare", "compare runs", setup=S.garbage_db()),
+        C(k, "garbage-db-evaluate", "evaluate --run {run} --no-plots", setup=S.garbage_db()),
+        C(k, "garbage-db-tune", TUNE, setup=S.garbage_db()),
+        C(k, "truncated-db-train", TRAIN, setup=S.truncate_ws("mlflow.db")),
+        C(k, "db-is-directory-train", TRAIN, timeout=10,
+          setup=S.chain(S.remove_ws("mlflow.db"), lambda ctx: (ctx.ws / "mlflow.db").mkdir())),
+        C(k, "db-unknown-schema-train", TRAIN, setup=S.unknown_schema),
+        C(k, "locked-db-train", TRAIN, setup=S.lock_sqlite("mlflow.db"), timeout=40),
+        # the real retry behaviour, once; the other dead-server cases skip MLflow's retries
+        C(k, "dead-server-train", f"{TRAIN} {dead}", timeout=40),
+        C(k, "dead-server-compare", f"compare runs {dead}", env=NO_RETRY),
+        C(k, "dead-server-evaluate", f"evaluate --run {{run}} --no-plots {dead}", env=NO_RETRY),
+        C(k, "dead-server-tune", f"{TUNE} {dead}", env=NO_RETRY),
+        C(k, "bad-scheme-train", f"{TRAIN} --tracking-uri foo://bar"),
+        C(k, "garbage-study-db-tune", TUNE, setup=S.garbage_db("studies/optuna.db")),
+        # a subprocess: blocked inside sqlite, the command is deaf to an in-process timeout
+        C(k, "locked-study-db-tune", TUNE, setup=S.lock_sqlite("studies/optuna.db"), timeout=12,
+          subprocess=True),
+        C(k, "dead-postgres-tune", f"{TUNE} --storage postgresql://u@127.0.0.1:{{dead}}/db"),
+    ]
+
+
+def _hostile_models() -> list[Case]:
+    k = "hostile_model"
+    data = "--data t.parquet"
+    ev = f"evaluate --no-plots --no-track {data}"
+    pr = f"predict {data} --out o.parquet"
+    evil = "evil/model.joblib"
+    kw = {"check": S.no_marker}
+    return [
+        C(k, "evaluate-model-no-sidecar", f"{ev} --model {evil}", setup=S.evil_file(evil), **kw),
+        C(k, "evaluate-model-forged-model-json", f"{ev} --model {evil}",
+          setup=S.evil_file(evil, "model.json"), **kw),
+        C(k, "evaluate-model-forged-same-stem-json", f"{ev} --model evil/x.joblib",
+          setup=S.evil_file("evil/x.joblib", "x.json"), **kw),
+        C(k, "evaluate-model-forged-push-metadata", f"{ev} --model evil/regression_model.pkl",
+          setup=S.evil_file("evil/regression_model.pkl", "regression_model.json",
+                            push_style=True), **kw),
+        C(k, "predict-model-no-sidecar", f"{pr} --model {evil}", setup=S.evil_file(evil), **kw),
+        C(k, "predict-model-forged-model-json", f"{pr} --model {evil}",
+          setup=S.evil_file(evil, "model.json"), **kw),
+        C(k, "evaluate-fake-run-dir", f"{ev} --run {S.FAKE_RUN}", setup=S.evil_run_dir(), **kw),
+        C(k, "evaluate-fake-run-dir-holdout", f"evaluate --no-plots --no-track --run "
+          f"{S.FAKE_RUN}", setup=S.evil_run_dir(), **kw),
+        C(k, "predict-fake-run-dir", f"{pr} --run {S.FAKE_RUN}", setup=S.evil_run_dir(), **kw),
+        C(k, "predict-fake-run-prefix", f"{pr} --run {S.FAKE_RUN[:8]}",
+          setup=S.evil_run_dir(), **kw),
+        C(k, "predict-fake-run-dir-no-meta", f"{pr} --run {S.FAKE_RUN}",
+          setup=S.evil_run_dir(with_meta=False), **kw),
+        # a real run's directory with its model swapped and model.json rewritten to match
+        C(k, "evaluate-real-run-swapped", f"{ev} --run {{run}}", setup=S.evil_run_dir("{run}"),
+          **kw),
+        C(k, "predict-real-run-swapped", f"{pr} --run {{run}}", setup=S.evil_run_dir("{run}"),
+          **kw),
+    ]
+
+
+def _hostile_strings() -> list[Case]:
+    k = "hostile_string"
+    no_ctl = (ESC, BEL)
+    markup = {"shows": (MARKUP,), "never": (MARKUP_READ,)}
+    extra = lambda name: S.table("h.parquet", S.add_column(name, 1.0))  # noqa: E731
+    text_col = lambda name: S.table("h.parquet", S.add_column(name, "x"))  # noqa: E731
+    flags = S.add_column("promo" + OSC, lambda f: (np.arange(len(f)) % 3 == 0))
+    both = lambda f: S.add_column(MARKUP, lambda g: np.arange(len(g)) % 2 == 0)(  # noqa: E731
+        S.add_column("promo" + CLEAR, lambda g: np.arange(len(g)) % 3 == 0)(f))
+    return [
+        C(k, "predict-ignored-column-clear", "predict --run {run} --data h.parquet --out o.parquet",
+          setup=extra("x" + CLEAR), exit=0, never=no_ctl, env=WIDE),
+        C(k, "predict-ignored-column-osc", "predict --run {run} --data h.parquet --out o.parquet",
+          setup=extra("x" + OSC), exit=0, never=no_ctl, env=WIDE),
+        C(k, "predict-ignored-column-markup", "predict --run {run} --data h.parquet --out "
+          "o.parquet", setup=extra(MARKUP), exit=0, **markup, env=WIDE),
+        C(k, "train-text-column-clear", f"{TRAIN} --data h.parquet", setup=text_col(CLEAR),
+          never=no_ctl),
+        C(k, "train-text-column-osc", f"{TRAIN} --data h.parquet", setup=text_col(OSC),
+          never=no_ctl),
+        C(k, "train-text-column-markup", f"{TRAIN} --data h.parquet", setup=text_col(MARKUP),
+          **markup),
+        C(k, "train-feature-osc", f"{TRAIN} --data h.parquet", unchanged=False,
+          setup=S.table("h.parquet", flags), exit=0, never=no_ctl, env=WIDE),
+        C(k, "evaluate-segment-labels", "evaluate --run {hrun} --no-plots --no-track",
+          setup=S.train_on(both), exit=0, never=(*no_ctl, MARKUP_READ), shows=(MARKUP,),
+          env=WIDE),
+        C(k, "compare-run-name-osc", "compare runs", setup=S.rename_run("r" + OSC), exit=0,
+          never=no_ctl, env=WIDE),
+        C(k, "compare-run-name-markup", "compare runs", setup=S.rename_run(MARKUP), exit=0,
+          **markup, env=WIDE),
+        C(k, "compare-run-name-clear-md", "compare runs --format md",
+          setup=S.rename_run("r" + CLEAR), exit=0, never=no_ctl, env=WIDE),
+        C(k, "tune-study-name-markup", ["tune", "-e", "ridge", "-n", "1", "-j", "1",
+                                        "--no-plots", "--study", MARKUP],
+          exit=0, **markup, env=WIDE),
+        C(k, "tune-study-name-clear", ["tune", "-e", "ridge", "-n", "1", "-j", "1",
+                                       "--no-plots", "--study", "s" + CLEAR],
+          exit=0, never=no_ctl, env=WIDE),
+        C(k, "missing-data-path-clear", ["train", "-e", "ridge", "--data", CLEAR + "x.parquet"],
+          never=no_ctl),
+        C(k, "experiment-markup", ["compare", "runs", "--experiment", MARKUP], **markup),
+        C(k, "fetch-list-source-osc", "fetch --list", setup=S.register_source("d" + OSC +
+                                                                             ".parquet"),
+          exit=0, never=no_ctl, env=WIDE, subprocess=True),
+    ]
+
+
+def _secrets() -> list[Case]:
+    k = "secrets"
+    endpoint = {"REVCLI_ENDPOINT_URL": f"http://user:{SECRET}@host:9000"}
+    storage = {"REVCLI_STORAGE": f"postgresql://u:{SECRET}@h/db"}
+    never = (SECRET,)
+    return [
+        C(k, "config-json-endpoint", "config --json", env=endpoint, exit=0, never=never),
+        C(k, "config-json-storage", "config --json", env=storage, exit=0, never=never),
+        C(k, "config-table-both", "config", env={**endpoint, **storage, "COLUMNS": "250"},
+          exit=0, never=never),
+        C(k, "config-json-tracking-uri", "config --json", exit=0, never=never,
+          env={"MLFLOW_TRACKING_URI": f"http://u:{SECRET}@h:5000"}),
+        C(k, "config-json-aws-endpoint", "config --json", exit=0, never=never,
+          env={"AWS_ENDPOINT_URL_S3": f"http://u:{SECRET}@h:9000"}),
+        C(k, "config-json-file", "config --json", exit=0, never=never,
+          setup=S.write_root("configs/revcli.toml", f'endpoint_url = "http://u:{SECRET}@h:9000"'
+                             f'\nstorage = "postgresql://u:{SECRET}@h/db"\n')),
+        C(k, "train-dead-tracking-uri", f"{TRAIN} --tracking-uri "
+          f"http://u:{SECRET}@127.0.0.1:{{dead}}", env=NO_RETRY, never=never),
+        C(k, "tune-dead-storage", f"{TUNE} --storage postgresql://u:{SECRET}@127.0.0.1:{{dead}}/db",
+          never=never),
+        C(k, "fetch-dead-endpoint-userinfo", "fetch s3://bucket/key.parquet --endpoint-url "
+          f"http://u:{SECRET}@127.0.0.1:{{dead}}", env=FAKE_AWS, never=never),
+        C(k, "compare-dead-tracking-uri", f"compare runs --tracking-uri "
+          f"http://u:{SECRET}@127.0.0.1:{{dead}}", env=NO_RETRY, never=never),
+    ]
+
+
+def _signals() -> list[Case]:
+    k = "signals"
+    out = [C(k, f"train-sigint-{t}s", TRAIN, subprocess=True, sigint_after=t, exit=130,
+             timeout=30) for t in (0.1, 0.2, 0.3)]
+    out.append(C(k, "fetch-sigint-0.2s", "fetch --demo --rows 3000", subprocess=True,
+                 sigint_after=0.2, exit=130, timeout=30))
+    out.append(C(k, "tune-sigint-0.3s", TUNE, subprocess=True, sigint_after=0.3, exit=130,
+                 timeout=30))
+    return out
+
+
+def _corruption() -> list[Case]:
+    k = "corruption"
+    q = f"{TRAIN} -q --json"
+    return [
+        C(k, "dataset-replaced-in-place", q, exit=None,
+          setup=S.replace_dataset_with("other.parquet"), check=trained_on_what_it_names),
+        C(k, "dataset-rewritten-mtime-kept", q, exit=None,
+          setup=S.revenue_doubled_same_size, check=trained_on_what_it_names),
+        C(k, "dataset-replaced-evaluate", "evaluate --run {run} --no-plots --no-track",
+          setup=S.replace_dataset_with("other.parquet")),
+        C(k, "model-appended-evaluate", "evaluate --run {run} --no-plots --no-track",
+          setup=S.append_byte("models/{run}/model.joblib")),
+        C(k, "model-appended-predict", "predict --run {run} --data t.parquet --out o.parquet",
+          setup=S.append_byte("models/{run}/model.joblib")),
+        C(k, "model-json-garbage-predict", "predict --run {run} --data t.parquet --out o.parquet",
+          setup=S.write_ws("models/{run}/model.json", "{garbage")),
+    ]
+
+
+def _s3() -> list[Case]:
+    k = "s3"
+    return [
+        C(k, "fetch-dead-endpoint", "fetch s3://bucket/key.parquet --endpoint-url "
+          "http://127.0.0.1:{dead}", env=FAKE_AWS),
+        C(k, "fetch-endpoint-not-a-url", "fetch s3://bucket/key.parquet --endpoint-url "
+          "not-a-url", env=FAKE_AWS),
+        C(k, "fetch-bad-uri", "fetch s3:///key-without-bucket.parquet", env=FAKE_AWS),
+        C(k, "push-dead-endpoint", "push --run {run} --endpoint-url http://127.0.0.1:{dead}",
+          env=FAKE_AWS),
+    ]
+
+
+def _controls() -> list[Case]:
+    """Commands that must succeed and leave everything as it was: they show the snapshot has
+    no false positives (nothing changes on read, see harness.SNAPSHOT_EXCLUDE)."""
+    k = "control"
+    return [
+        C(k, "compare-runs-reads-only", "compare runs", exit=0, unchanged=True),
+        C(k, "fetch-list-reads-only", "fetch --list", exit=0, unchanged=True),
+        C(k, "evaluate-no-track-reads-only", "evaluate --run {run} --no-plots --no-track",
+          exit=0, unchanged=True),
+        C(k, "config-reads-only", "config --json", exit=0, unchanged=True),
+    ]
+
+
+CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
+                     *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
+                     *_secrets(), *_signals(), *_corruption(), *_s3()]
+
+
+# -- fixtures and the one test -----------------------------------------------------------------
+
+@dataclass
+class Template:
+    base: Path
+    dir: Path  # holds ws/, t.parquet (the same demo rows), other.parquet (another demo set)
+    run: str
+    sha: str
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
+    """3,000 demo sessions as the current dataset, one converting_only/ridge run and a
+    one-trial ridge study, built once with the core functions; cases copy it."""
+    from revcli import demo, settings, train, tuning
+    from revcli.workspace import Workspace
+    from tests.workspaces import seed_store
+
+    base = tmp_path_factory.mktemp("reliability")
+    tpl = base / "template"
+    ws = tpl / "ws"
+    tpl.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith(("REVCLI_", "MLFLOW_", "AWS_")):
+                mp.delenv(key)
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.chdir(tpl)
+        frame = S.frame()
+        seed_store(ws)
+        record = Workspace(ws).write_dataset(
+            frame, source=f"demo:rows={S.ROWS},seed=0", extra={"demo": {"rows": S.ROWS,
+                                                                         "seed": 0}})
+        (base / "empty.toml").write_text("")
+        s = settings.resolve(flags={"workspace": str(ws), "estimator": "ridge", "n_jobs": 1,
+                                    "n_trials": 1}, config_file=base / "empty.toml", env={})
+        result = train.train(s, plots=False)
+        tuning.tune(s, plots=False)
+        frame.to_parquet(tpl / "t.parquet", index=False)
+        demo.generate(rows=S.ROWS, seed=1).to_parquet(tpl / "other.parquet", index=False)
+    yield Template(base=base, dir=tpl, run=result.run_id, sha=record.sha256)
+
+
+def _prepare(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -> Ctx:
+    root = template.base / "cases" / f"{case.klass}-{case.id}"
+    if case.fresh:
+        root.mkdir(parents=True)
+        for name in ("t.parquet", "other.parquet"):
+            shutil.copyfile(template.dir / name, root / name)
+        from tests.workspaces import seed_store
+
+        seed_store(root / "ws")
+    else:
+        copy_template(template.dir, root)
+    ctx = Ctx(root=root, ws=root / "ws", run=template.run, sha=template.sha,
+              values={"dead": str(free_port())}, monkeypatch=monkeypatch)
+    monkeypatch.chdir(root)
+    return ctx
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.klass}:{c.id}" for c in CASES])
+def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _prepare(case, template, monkeypatch)
+    try:
+        if case.setup is not None:
+            case.setup(ctx)
+        env = {"REVCLI_WORKSPACE": str(ctx.ws), **{k: ctx.fmt(v) for k, v in case.env},
+               **ctx.env}
+        argv = [ctx.fmt(a) for a in case.argv]
+        roots = [ctx.root]
+        before = snapshot(roots)
+        if case.subprocess:
+            outcome = run_subprocess(argv, env, ctx.root, case.timeout, case.sigint_after)
+        else:
+            outcome = run_inprocess(argv, env, case.timeout, monkeypatch)
+        after = snapshot(roots)
+        problems = judge(case, ctx, outcome, before, after)
+        if os.environ.get("RELIABILITY_DEBUG"):  # show everything the command printed
+            print(f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}\n--- exception\n"
+                  f"{outcome.exception}")
+    finally:
+        for cleanup in reversed(ctx.cleanups):
+            cleanup()
+    if problems:
+        pytest.fail(f"[{case.klass}] {case.id}: exit {outcome.exit_code} in "
+                    f"{outcome.seconds:.1f} s; first line: {describe(outcome)[:240]!r}\n  - "
+                    + "\n  - ".join(problems), pytrace=False)
+
+
+def test_matrix_is_big_enough() -> None:
+    ids = [f"{c.klass}:{c.id}" for c in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    assert len(CASES) >= 60
