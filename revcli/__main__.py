@@ -1,3 +1,3 @@
-from revcli.cli import main
+from revcli._entry import main
 
 main()

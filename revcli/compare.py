@@ -501,9 +501,11 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     for name in names:
         hyper[name] = pipeline.hyperparameters(settings, estimator=name)
         for s in chosen:  # bad names and parameters fail before any data is loaded
-            pipeline.build(settings, hyper[name], strategy=s, estimator=name)
+            pipeline.validate(settings, hyper[name], strategy=s, estimator=name)
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
+    for s in chosen:
+        prepared.check(s)
     reporter.step("opening the MLflow store")
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None

@@ -8,6 +8,8 @@ and ``--param key=value`` on the command line, in that order.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -219,6 +221,61 @@ def make_classifier(name: str, params: Mapping[str, Any] | None = None, seed: in
                     n_jobs: int = -1) -> Any:
     return set_params(spec(name).classifier(seed, n_jobs), params or {},
                       f"the classifier of {name!r}")
+
+
+# Sizes a fit takes literally: beyond these a value is a typo, not a model (a fit would run for
+# hours or never end); below them the estimator would be degenerate.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "n_estimators": (1, 100_000), "max_iter": (1, 100_000), "max_depth": (0, 1_000),
+    "max_leaf_nodes": (2, 1_000_000), "num_parallel_tree": (1, 10_000), "max_bin": (2, 65_535),
+    "min_samples_split": (2, 10_000_000), "min_samples_leaf": (1, 10_000_000),
+}
+
+
+def check_values(params: Mapping[str, Any], label: str) -> None:
+    """What no estimator should get: NaN or infinite numbers, fractional or absurd sizes."""
+    for key, value in params.items():
+        name = key.rpartition("__")[2]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{label}: {key} = {value} is not a finite number")
+        if name not in SIZE_LIMITS or value is None:
+            continue
+        low, high = SIZE_LIMITS[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            if name.startswith("min_samples") and isinstance(value, float) and 0 < value < 1:
+                continue  # scikit-learn's fraction of the rows
+            raise ConfigError(f"{label}: {key} must be a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"{label}: {key} = {value:,} is outside {low:,}..{high:,}"
+                              + (": a fit would not end" if value > high else ""))
+
+
+def probe(model: Any, label: str) -> None:
+    """Fit a copy of ``model`` on 60 synthetic sessions with its size parameters at most 2, so
+    the estimators' own validation (scikit-learn's parameter constraints, XGBoost's parameter
+    ranges) runs in a fraction of a second, before any data is read. Any failure is one
+    ConfigError naming the estimator."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+
+    from revcli.errors import first_line
+
+    probe_model = clone(model)
+    small = {k: min(v, 2) for k, v in probe_model.get_params(deep=True).items()
+             if k.rpartition("__")[2] in ("n_estimators", "max_iter") and isinstance(v, int)
+             and not isinstance(v, bool)}
+    probe_model.set_params(**small)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.random((60, 3)).astype(np.float32), columns=["a", "b", "c"])
+    y = np.where(np.arange(60) % 3 == 0, 40.0 + 20.0 * X["a"].to_numpy(), 0.0)
+    try:
+        probe_model.fit(X, y)
+        probe_model.predict(X)
+    except Exception as exc:  # every estimator reports a bad parameter its own way
+        # XGBoost prefixes its messages with "[hh:mm:ss] /path/file.cc:27: "
+        text = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", first_line(exc, 300))
+        raise ConfigError(f"{label}: {text[:200]}") from None
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

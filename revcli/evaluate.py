@@ -280,6 +280,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     target_set.level(level)  # an unknown level fails before any work
 
     ws = Workspace(settings.workspace)
+    if track or plots:
+        ws.ensure()  # it will write (a run, plots): a read-only workspace fails before the work
     reporter.step("opening the MLflow store")
     # An evaluation run needs the store (made if new); otherwise it is only read, if it exists.
     tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track)

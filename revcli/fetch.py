@@ -60,6 +60,25 @@ def fetch_local(workspace: Workspace, path: str | Path, reporter: Reporter = SIL
                                    make_current=make_current)
 
 
+def inspect_local(path: str | Path, reporter: Reporter = SILENT) -> DatasetRecord:
+    """A local parquet file validated and hashed, but not cached yet: its record points at the
+    file itself. :meth:`Workspace.register_file` caches it once the command that reads it has
+    succeeded, so a failed ``train --data`` leaves the workspace as it was."""
+    import pyarrow.parquet as pq
+
+    path = Path(str(path).removeprefix("file://"))
+    reporter.step(f"validating {path}")
+    data.validate(data.read_parquet(path))
+    meta = pq.read_metadata(path)
+    schema = meta.schema.to_arrow_schema()
+    stat = path.stat()
+    return DatasetRecord(
+        sha256=atomic.sha256_file(path), path=path, source=str(path.resolve()),
+        rows=meta.num_rows, columns=[{"name": n, "dtype": str(t)} for n, t in
+                                     zip(schema.names, schema.types, strict=True)],
+        created="", bytes=stat.st_size, extra={"pending": True}, mtime_ns=stat.st_mtime_ns)
+
+
 DEMO_NOTE = ("no dataset in {root}: generated the demo set ({rows:,} rows, seed {seed}) and "
              "made it current; `revcli fetch` gets the real one")
 

@@ -178,6 +178,10 @@ def load_file(path: str | Path, *, trust: bool = False,
         raise NotFoundError(f"model file {path} does not exist")
     sha = atomic.sha256_file(path)
     meta = _workspace_record(path, workspace)
+    sidecar = path.parent / META_FILE
+    if meta is None and run is not None and sidecar.is_file():
+        reporter.warn(f"{sidecar} is unreadable; using the record of MLflow run {run.run_id} "
+                      "instead")
     where = f" in {tracker.shown}" if tracker is not None else ""
     if run is None and tracker is not None:
         if meta is not None:

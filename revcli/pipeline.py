@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import fetch, leakage, metrics, strategies, threads
-from revcli.data import Table, read_parquet, validate
+from revcli.data import Table, read_parquet
+from revcli.data import validate as validate_table
 from revcli.progress import SILENT, Reporter
 from revcli.split import Split, make_split
 from revcli.workspace import DatasetRecord, Workspace
@@ -57,6 +58,26 @@ class Prepared:
     def y_test(self) -> np.ndarray:
         return self.table.y[self.split.test]
 
+    def check(self, strategy: str) -> None:
+        """Whether strategy ``strategy`` can learn from this training split (DataError if
+        not), before any fit or MLflow run."""
+        strategies.get(strategy).check_data(self.y_train)
+
+    def commit(self) -> DatasetRecord:
+        """Cache the dataset if it is a ``--data`` file not cached yet (called once the work on
+        it succeeded); the current dataset stays as it is."""
+        if self.dataset.extra.get("pending"):
+            record = self.workspace.register_file(self.dataset.path, self.dataset.source,
+                                                  sha256=None, make_current=False)
+            if record.sha256 != self.dataset.sha256:
+                self.workspace.remove_dataset(record.sha256)
+                from revcli.errors import DataError
+
+                raise DataError(f"{self.dataset.path} changed while revcli was reading it; run "
+                                "the command again")
+            self.dataset = record
+        return self.dataset
+
     @property
     def baselines(self) -> metrics.Baselines:
         return metrics.Baselines.of(self.y_train)
@@ -72,8 +93,7 @@ def load_dataset(settings: Settings, data: str | Path | None = None,
     workspace that never had one -- the full-size demo set."""
     workspace = Workspace(settings.workspace).ensure()
     if data is not None:
-        record = fetch.fetch_local(workspace, data, reporter=reporter, make_current=False)
-        return workspace, record, []
+        return workspace, fetch.inspect_local(data, reporter=reporter), []
     record, note = fetch.current_or_demo(workspace, rows=settings.demo_rows,
                                          seed=settings.demo_seed, reporter=reporter)
     return workspace, record, [note] if note else []
@@ -83,7 +103,7 @@ def prepare(settings: Settings, data: str | Path | None = None,
             drop_features: Sequence[str] = (), reporter: Reporter = SILENT) -> Prepared:
     workspace, record, notes = load_dataset(settings, data, reporter)
     reporter.step(f"loading {record.short} ({record.rows:,} rows)")
-    table = validate(read_parquet(record.path), drop_features=drop_features)
+    table = validate_table(read_parquet(record.path), drop_features=drop_features)
     split = make_split(table.ordered, test_size=settings.test_size, seed=settings.seed)
     return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
 
@@ -106,11 +126,32 @@ def build(settings: Settings, params: Mapping[str, Any], *, n_jobs: int | None =
                             options=settings.strategy_options())
 
 
+def validate(settings: Settings, params: Mapping[str, Any], *, strategy: str | None = None,
+             estimator: str | None = None) -> Strategy:
+    """:func:`build`, then a probe fit on synthetic rows (revcli.estimators.probe): a bad name,
+    a bad value of a hyperparameter, an option out of range all fail here, in a fraction of a
+    second, before any data is read."""
+    from revcli import estimators
+
+    label = f"{strategy or settings.strategy} / {estimator or settings.estimator}"
+    estimators.check_values(params, label)
+    model = build(settings, params, n_jobs=1, strategy=strategy, estimator=estimator)
+    estimators.probe(model, label)
+    return model
+
+
 def fit(model: Strategy, X: Any, y: np.ndarray, n_threads: int) -> float:
     """Fit ``model`` under the thread cap; returns the seconds it took."""
     start = time.perf_counter()
-    with threads.limit(n_threads):
-        model.fit(X, y)
+    try:
+        with threads.limit(n_threads):
+            model.fit(X, y)
+    except ValueError as exc:
+        # scikit-learn and XGBoost say "this data cannot be fitted" with ValueError.
+        from revcli.errors import DataError, first_line
+
+        raise DataError(f"{type(model).name} cannot be fitted on these rows: "
+                        f"{first_line(exc, 200)}") from None
     return time.perf_counter() - start
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -189,12 +190,17 @@ def segment_table(frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, baseline
 
 # -- plain-text table formats ------------------------------------------------------------------
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _cell(value: Any) -> str:
+    """A value as text for a Markdown or CSV cell; control characters (terminal escape
+    sequences in a hostile name) are written as escapes, never raw."""
     if value is None:
         return ""
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.6g}"
-    return str(value)
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
 
 
 def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

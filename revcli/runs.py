@@ -205,6 +205,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         "revcli_version": record.version,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    prepared.commit()
     model_path, model_sha = save_model(prepared.workspace, run_id, fitted.model, meta)
     record.model_sha256 = model_sha
     plot_paths: dict[str, Path] = {}

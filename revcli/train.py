@@ -32,11 +32,12 @@ def train(settings: Settings, *, data: str | Path | None = None,
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     hyper = pipeline.hyperparameters(settings, params)
-    # Build once unfitted so a bad name or parameter fails before any data is loaded.
-    pipeline.build(settings, hyper)
+    # A bad name or parameter value fails here, before any data is loaded.
+    pipeline.validate(settings, hyper)
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
+    prepared.check(settings.strategy)
     timings["load"] = time.perf_counter() - clock
     # Tracking before fitting: an unreachable server fails before minutes of work, not after.
     reporter.step("opening the MLflow store")

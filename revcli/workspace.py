@@ -15,9 +15,9 @@ Every write goes through :mod:`revcli.atomic`, so a crash leaves the previous st
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +27,13 @@ from revcli import atomic
 from revcli.errors import DataError, NotFoundError, StorageError
 
 SHA_LEN = 64
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _now() -> str:
@@ -45,8 +52,10 @@ class DatasetRecord:
     created: str
     bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
-    # The file's mtime when it was last hashed: a cheap check that it was not changed in place.
+    # The file's mtime and ctime when it was hashed: a cheap check that it was not changed in
+    # place (ctime cannot be set back by a program; any write or os.utime moves it).
     mtime_ns: int | None = None
+    ctime_ns: int | None = None
 
     @property
     def short(self) -> str:
@@ -99,12 +108,33 @@ class Workspace:
         return self.root / "mlartifacts"
 
     def ensure(self) -> Workspace:
+        """The workspace, made if new, checked to be writable: a command that will write fails
+        here, before any work, not after minutes of it."""
+        self.check_readable()
         try:
             for d in (self.root, self.datasets_dir, self.models_dir):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create workspace {self.root}: {exc.strerror}; "
                                "choose another with --workspace or REVCLI_WORKSPACE") from None
+        if not os.access(self.root, os.W_OK):
+            reason = "read-only" if _read_only(self.root) else "not writable"
+            raise StorageError(f"workspace {self.root} is {reason}; choose a writable one with "
+                               "--workspace or REVCLI_WORKSPACE")
+        return self
+
+    def check_readable(self) -> Workspace:
+        """The workspace is a directory (or does not exist yet): what a command that only
+        reads needs."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"workspace {self.root} is a file, not a directory; choose "
+                               "another with --workspace or REVCLI_WORKSPACE")
+        for parent in self.root.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise StorageError(f"workspace {self.root} is below a file ({parent}); "
+                                       "choose another with --workspace or REVCLI_WORKSPACE")
+                break
         return self
 
     # -- MLflow -----------------------------------------------------------------------------
@@ -162,6 +192,7 @@ class Workspace:
             bytes=dest.stat().st_size,
             extra={**(previous.extra if previous else {}), **(extra or {})},
             mtime_ns=dest.stat().st_mtime_ns,
+            ctime_ns=dest.stat().st_ctime_ns,
         )
         atomic.write_json(self._manifest_path(sha), record.to_dict())
         if make_current:
@@ -230,8 +261,9 @@ class Workspace:
         return self.verify(record, fix)
 
     def verify(self, record: DatasetRecord, fix: str = "") -> DatasetRecord:
-        """``record`` if its file is still the one that was hashed: same size, and the same
-        mtime or (when the mtime moved) the same sha256 again."""
+        """``record`` if its file is still the one that was hashed: the same size, and the same
+        mtime and ctime or else the same sha256 again (a copied workspace re-hashes; nothing is
+        written, so a reading command leaves the workspace as it was)."""
         fix = fix or "; run `revcli fetch` to get it again"
         try:
             stat = record.path.stat()
@@ -241,16 +273,12 @@ class Workspace:
         if stat.st_size != record.bytes:
             raise DataError(f"dataset {record.short} ({record.source}) was changed after it was "
                             f"cached ({stat.st_size:,} bytes, {record.bytes:,} recorded){fix}")
-        if record.mtime_ns == stat.st_mtime_ns:
+        if (record.mtime_ns, record.ctime_ns) == (stat.st_mtime_ns, stat.st_ctime_ns):
             return record
         if atomic.sha256_file(record.path) != record.sha256:
             raise DataError(f"dataset {record.short} ({record.source}) was changed after it was "
                             f"cached (its sha256 no longer matches){fix}")
-        # Touched but whole: remember the new mtime so the next check is cheap again.
-        updated = DatasetRecord(**{**record.__dict__, "mtime_ns": stat.st_mtime_ns})
-        with contextlib.suppress(OSError):  # a read-only workspace can still be read
-            atomic.write_json(self._manifest_path(record.sha256), updated.to_dict())
-        return updated
+        return record
 
     def is_whole(self, record: DatasetRecord) -> bool:
         try:

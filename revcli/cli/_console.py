@@ -7,11 +7,14 @@ same code serves a person at a terminal and an Airflow log.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +22,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from revcli.errors import EXIT_INTERRUPTED, RevcliError
+from revcli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    RevcliError,
+    first_line,
+)
 from revcli.progress import Reporter, Task
 
 # file=None: rich looks up sys.stdout / sys.stderr at write time, so test runners that swap them
@@ -189,21 +198,55 @@ class ConsoleReporter(Reporter):
             yield _RichTask(progress, task_id)
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for what the operating system refused, with the fix."""
+    where = f" {exc.filename}" if exc.filename else ""
+    cause = exc.strerror or first_line(exc)
+    fix = {errno.ENOSPC: "free some space or choose another --workspace",
+           errno.EDQUOT: "free some space or choose another --workspace",
+           errno.EROFS: "choose a writable --workspace (or REVCLI_WORKSPACE)",
+           errno.EACCES: "check its permissions or choose another --workspace",
+           errno.EPERM: "check its permissions or choose another --workspace",
+           errno.ENOTDIR: "a path on the way is a file, not a directory",
+           errno.EISDIR: "give a file, not a directory"}.get(exc.errno or 0, "")
+    return f"cannot use{where}: {cause}" + (f"; {fix}" if fix else "")
+
+
 @contextlib.contextmanager
 def cli_errors(reporter: ConsoleReporter | None = None) -> Iterator[None]:
-    """Turn revcli's errors into ``Error: ...`` on one line and their exit code; Ctrl-C into 130."""
+    """Turn every failure into ``Error: ...`` on one line and an exit code: revcli's errors their
+    own (2, or 1 for a gate), the operating system's refusals 2, Ctrl-C 130, and anything else --
+    a bug -- 3 (``REVCLI_DEBUG=1`` shows its traceback)."""
+    if threading.current_thread() is threading.main_thread():
+        # From here on Ctrl-C raises KeyboardInterrupt, so temp files are cleaned up on the way.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
+    except (typer.Exit, typer.Abort, typer.BadParameter):
+        raise  # Typer's own: it prints usage errors itself (exit 2)
     except RevcliError as exc:
-        if reporter is not None:
-            reporter.close()
+        _close(reporter)
         error(str(exc))
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
-        if reporter is not None:
-            reporter.close()
+        _close(reporter)
         error("interrupted")
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        _close(reporter)
+        error(_os_error(exc))
+        raise typer.Exit(code=EXIT_BAD_INPUT) from None
+    except Exception as exc:
+        if os.environ.get("REVCLI_DEBUG"):
+            raise
+        _close(reporter)
+        error(f"unexpected {type(exc).__name__}: {first_line(exc)} (a bug in revcli: "
+              "REVCLI_DEBUG=1 shows where)")
+        raise typer.Exit(code=EXIT_INTERNAL) from None
     finally:
-        if reporter is not None:
-            reporter.close()
+        _close(reporter)
+
+
+def _close(reporter: ConsoleReporter | None) -> None:
+    if reporter is not None:
+        reporter.close()

@@ -6,10 +6,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
-from revcli.cli._console import out
+from revcli.cli._console import out, safe
 
 
 def _fmt(key: str, value: float | None) -> str:
@@ -30,14 +29,14 @@ def _delta(metric: Any, value: float | None, base: float | None) -> str:
 
 def _leak_note(card: Any) -> str:
     names = ", ".join(card.leaks)
-    return (f"[bold yellow]not honest:[/] trained with {escape(names)}, which gives the order "
-            f"away; re-run with --drop-feature {escape(card.leaks[0])}")
+    return (f"[bold yellow]not honest:[/] trained with {safe(names)}, which gives the order "
+            f"away; re-run with --drop-feature {safe(card.leaks[0])}")
 
 
 def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> Table:
     """``baseline_note`` replaces the default description of the baseline (evaluate says where
     its train mean came from)."""
-    baseline = (escape(baseline_note) if baseline_note
+    baseline = (safe(baseline_note) if baseline_note
                 else f"the train mean (${card.baseline_value:.2f}) on the same rows")
     caption = f"baseline: {baseline}; MAPE on converters only"
     if card.conv_baseline_value is not None:
@@ -45,21 +44,21 @@ def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> 
                     f"(${card.conv_baseline_value:.2f})")
     if card.leaks:
         caption += "\n" + _leak_note(card)
-    table = Table(title=escape(title), title_justify="left", caption=caption,
+    table = Table(title=safe(title), title_justify="left", caption=caption,
                   caption_justify="left")
     table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("baseline", justify="right")
     table.add_column("vs baseline")
     for metric, value, base in card.rows_for_display():
-        table.add_row(escape(metric.label), metric.format(value), metric.format(base),
+        table.add_row(safe(metric.label), metric.format(value), metric.format(base),
                       _delta(metric, value, base))
     return table
 
 
 def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
                    leaks: Sequence[str] = ()) -> Table:
-    table = Table(title=escape(title), title_justify="left",
+    table = Table(title=safe(title), title_justify="left",
                   caption=("[bold yellow]trained with a feature that gives the order away: "
                            "do not trust these passes[/]" if leaks else None),
                   caption_justify="left")
@@ -72,7 +71,7 @@ def verdicts_table(verdicts: Sequence[dict[str, Any]], title: str = "targets",
             result = "[yellow]pass (leak)[/]"
         else:
             result = "[green]pass[/]"
-        table.add_row(escape(v["level"]), escape(v["metric"]), f"{v['op']} {v['threshold']:g}",
+        table.add_row(safe(v["level"]), safe(v["metric"]), f"{v['op']} {v['threshold']:g}",
                       _fmt(v["metric"], v["value"]), result)
     return table
 
@@ -90,10 +89,10 @@ def render_leakage(honesty: Any, strategy: str) -> None:
         out.print("[green]leakage audit: no single feature gives the order away[/]")
         return
     for f in honesty.findings:
-        line = f"[bold yellow]leak:[/] {escape(f.feature)}: {escape(f.detail)}"
+        line = f"[bold yellow]leak:[/] {safe(f.feature)}: {safe(f.detail)}"
         if not honesty.can_inflate:
             line += (f" (constant on converting sessions, so it cannot inflate "
-                     f"{escape(strategy)}; drop it for strategies scored on all sessions)")
+                     f"{safe(strategy)}; drop it for strategies scored on all sessions)")
         out.print(line)
     if honesty.too_good:
-        out.print(f"[bold yellow]too good:[/] {escape(honesty.too_good)}")
+        out.print(f"[bold yellow]too good:[/] {safe(honesty.too_good)}")

@@ -6,7 +6,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from revcli.cli import _options
 from revcli.cli._console import (
@@ -15,6 +14,7 @@ from revcli.cli._console import (
     err,
     out,
     print_json,
+    safe,
     stdout_to_stderr,
 )
 
@@ -139,20 +139,20 @@ def _emit(result: Any, fmt: str, quiet: bool) -> None:
         return
     hint = getattr(result, "hint", None)
     if hint:
-        err.print(escape(hint), highlight=False)
+        err.print(safe(hint), highlight=False)
         return
     warnings, notes = result.warnings, [] if quiet else result.notes
     if fmt == "table":
         for w in warnings:
-            out.print(f"[bold yellow]Warning:[/] {escape(w)}", highlight=False)
+            out.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
         print_wide(_rich_table(result))
         for n in notes:
-            out.print(f"[dim]{escape(n)}[/]", highlight=False)
+            out.print(f"[dim]{safe(n)}[/]", highlight=False)
         return
     headers, rows = result.tabular()
     if fmt == "csv":
         for w in warnings:
-            err.print(f"[yellow]Warning:[/] {escape(w)}", highlight=False)
+            err.print(f"[yellow]Warning:[/] {safe(w)}", highlight=False)
         sys.stdout.write(reports.to_csv(headers, rows))
         return
     text = "".join(f"> **Warning:** {w}\n>\n" for w in warnings)
@@ -194,7 +194,7 @@ def _rich_table(result: Any) -> Any:
     if result.side_by_side:
         return _side_by_side(result)
     sort = f"best first by {result.sort}" if result.sort else ""
-    table = Table(title=f"runs of {escape(result.experiment)} ({len(result.all_rows)}; {sort})",
+    table = Table(title=f"runs of {safe(result.experiment)} ({len(result.all_rows)}; {sort})",
                   title_justify="left", caption=_reference_caption(result),
                   caption_justify="left")
     table.add_column("run", no_wrap=True)
@@ -206,17 +206,17 @@ def _rich_table(result: Any) -> Any:
     for col in ("data", "split", "leak"):
         table.add_column(col, no_wrap=True)
     for p in result.params:
-        table.add_column(escape(p.removeprefix("model.")), overflow="fold")
+        table.add_column(safe(p.removeprefix("model.")), overflow="fold")
     for row in result.all_rows:
         pinned = row is result.baseline
-        cells = [f"{'★ ' if pinned else ''}{row.short}", escape(row.name or "-"),
+        cells = [f"{'★ ' if pinned else ''}{row.short}", safe(row.name or "-"),
                  row.started.astimezone().strftime("%Y-%m-%d %H:%M") if row.started else "-",
-                 escape(row.strategy), escape(row.estimator)]
+                 safe(row.strategy), safe(row.estimator)]
         cells += [_value(m, row.metrics.get(m), result.delta(row, m))
                   for m in result.metrics]
         cells += [row.dataset[:8] or "-", row.split[:8] or "-",
-                  f"[yellow]{escape(','.join(row.leakage))}[/]" if row.leakage else "-"]
-        cells += [escape(_short(row.params.get(p, "-"))) for p in result.params]
+                  f"[yellow]{safe(','.join(row.leakage))}[/]" if row.leakage else "-"]
+        cells += [safe(_short(row.params.get(p, "-"))) for p in result.params]
         table.add_row(*cells, style="bold" if pinned else None)
     return table
 
@@ -247,12 +247,12 @@ def _side_by_side(result: Any) -> Any:
     table = Table(title=f"{len(result.all_rows)} runs side by side", title_justify="left",
                   caption=_reference_caption(result), caption_justify="left")
     for h in headers:
-        table.add_column(escape(h), overflow="fold")
+        table.add_column(safe(h), overflow="fold")
     for row in rows:
         key = str(row[0])
-        cells = [_fmt(key, v) if isinstance(v, float) else escape(_short(str(v or "-")))
+        cells = [_fmt(key, v) if isinstance(v, float) else safe(_short(str(v or "-")))
                  for v in row[1:]]
-        table.add_row(escape(key), *cells)
+        table.add_row(safe(key), *cells)
     return table
 
 
@@ -330,7 +330,7 @@ def _leaderboard(board: Any, quiet: bool) -> None:
     from revcli.compare import LEADERBOARD_METRICS
 
     for w in board.warnings:
-        out.print(f"[bold yellow]Warning:[/] {escape(w)}", highlight=False)
+        out.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
     split = board.split
     table = Table(title=f"strategies on one split ({split['hash']}; dataset {board.dataset[:12]})"
                   f", best first by {board.sort}", title_justify="left",
@@ -345,7 +345,7 @@ def _leaderboard(board: Any, quiet: bool) -> None:
     for m in LEADERBOARD_METRICS:
         table.add_column(m + (" ▲" if m == board.sort else ""), justify="right", no_wrap=True)
     for row in board.rows:
-        label = escape(row.label) + (" †" if row.paired else "") + (
+        label = safe(row.label) + (" †" if row.paired else "") + (
             " [yellow](leak)[/]" if row.leakage else "")
         table.add_row(label, (row.run_id or "")[:8],
                       *(_fmt(m, row.metrics.get(m)) if m in row.metrics else "-"
@@ -354,6 +354,6 @@ def _leaderboard(board: Any, quiet: bool) -> None:
     print_wide(table)
     if not quiet:
         for n in board.notes:
-            out.print(f"[dim]{escape(n)}[/]", highlight=False)
-        out.print(f"runs logged to {escape(board.experiment)} at {board.tracking_uri} "
+            out.print(f"[dim]{safe(n)}[/]", highlight=False)
+        out.print(f"runs logged to {safe(board.experiment)} at {board.tracking_uri} "
                   f"(tag revcli.compare_batch={board.batch})")

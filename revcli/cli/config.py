@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from revcli.cli import _options
-from revcli.cli._console import cli_errors, out, print_json
+from revcli.cli._console import cli_errors, out, print_json, safe
+from revcli.urls import mask
 
 
 def config(
@@ -28,7 +29,11 @@ def config(
     rows = []
     for f in settings_mod.setting_fields():
         value = getattr(settings, f.name)
-        rows.append({"name": f.name, "value": str(value) if isinstance(value, Path) else value,
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, str) and "://" in value:
+            value = mask(value)  # never a password, wherever a URL is shown
+        rows.append({"name": f.name, "value": value,
                      "source": settings.source_of(f.name), "env": settings_mod.env_names(f)[0],
                      "help": f.metadata["help"]})
     if json:
@@ -41,9 +46,10 @@ def config(
     for row in rows:
         source = row["source"]
         style = "dim" if source == "default" else "bold"
-        table.add_row(row["name"], "-" if row["value"] is None else str(row["value"]),
-                      source, row["env"], style=style)
+        table.add_row(row["name"], "-" if row["value"] is None else safe(row["value"]),
+                      safe(source), row["env"], style=style)
     out.print(table)
-    out.print(f"config file: {settings.config_file or 'none (configs/revcli.toml not found)'}")
+    found = settings.config_file or "none (configs/revcli.toml not found)"
+    out.print(f"config file: {safe(found)}")
     for name, params in settings.params.items():
-        out.print(f"[params.{name}] {params}")
+        out.print(f"{safe(f'[params.{name}]')} {safe(params)}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from revcli.cli import _options
-from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, safe, stdout_to_stderr
 
 Run = Annotated[str | None, typer.Option(
     "--run", "-r", help="MLflow run id (or a unique prefix), a registry alias of the registered "
@@ -94,7 +94,6 @@ def evaluate(
 
 
 def _render(result: Any, limit: int, quiet: bool) -> None:
-    from rich.markup import escape
 
     from revcli.cli._render import render_leakage, scorecard_table, verdicts_table
     from revcli.cli.compare import print_wide
@@ -107,30 +106,30 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
         print_wide(_segment_table(result.segments, limit))
         top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
         out.print("permutation importance (RMSE increase when shuffled): "
-                  + ", ".join(f"{escape(k)} {v:+.2f}" for k, v in top))
+                  + ", ".join(f"{safe(k)} {v:+.2f}" for k, v in top))
         render_leakage(result.honesty, model.strategy)
     state = "enforced" if gate.enforced else "shown, not enforced (--gate or --level enforce it)"
-    out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({escape(gate.source)}): "
+    out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({safe(gate.source)}): "
                              f"{state}", leaks=gate.leaks))
     if gate.passed:
         out.print(f"[green]gate {gate.level}: pass[/]")
     else:
-        out.print(f"[red]gate {gate.level}: FAIL[/] — " + escape("; ".join(gate.reasons())))
+        out.print(f"[red]gate {gate.level}: FAIL[/] — " + safe("; ".join(gate.reasons())))
     if not quiet:
-        out.print(f"model {escape(model.source)} · {escape(model.checked)}")
+        out.print(f"model {safe(model.source)} · {safe(model.checked)}")
         data = result.data
         holdout = ", the model's own holdout" if data["holdout"] else ""
-        out.print(f"data {escape(data['source'])} (sha256 {data['sha256'][:12]}{holdout})")
+        out.print(f"data {safe(data['source'])} (sha256 {data['sha256'][:12]}{holdout})")
         if data.get("note"):
-            out.print(f"[yellow]note:[/] {escape(data['note'])}")
+            out.print(f"[yellow]note:[/] {safe(data['note'])}")
         if result.plots:
             out.print(f"plots {next(iter(result.plots.values())).parent}")
     if result.eval_run_id:
-        out.print(f"evaluation run [bold]{result.eval_run_id}[/] at {result.tracking_uri}")
+        out.print(f"evaluation run [bold]{result.eval_run_id}[/] at "
+                  f"{safe(result.tracking_uri)}")
 
 
 def _segment_table(segments: list[Any], limit: int) -> Any:
-    from rich.markup import escape
     from rich.table import Table
 
     shown = segments if limit <= 0 else segments[:limit]
@@ -150,7 +149,7 @@ def _segment_table(segments: list[Any], limit: int) -> Any:
         ratio = num(s.rmse_vs_baseline, ".3f")
         if s.rmse_vs_baseline == s.rmse_vs_baseline and s.rmse_vs_baseline > 1:
             ratio = f"[red]{ratio}[/]"
-        table.add_row(escape(s.group), escape(s.level), f"{s.rows:,}",
+        table.add_row(safe(s.group), safe(s.level), f"{s.rows:,}",
                       f"{s.conversion * 100:.1f} %", num(s.actual_mean, ".2f"),
                       num(s.predicted_mean, ".2f"), num(s.rmse, ".2f"), num(s.mae, ".2f"),
                       num(s.total_ratio, ".3f"), ratio, style="dim" if s.few_rows else None)

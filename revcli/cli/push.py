@@ -7,7 +7,14 @@ from typing import Annotated, Any
 import typer
 
 from revcli.cli import _options
-from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+from revcli.cli._console import (
+    ConsoleReporter,
+    cli_errors,
+    out,
+    print_json,
+    safe,
+    stdout_to_stderr,
+)
 
 
 def push(
@@ -89,7 +96,7 @@ def _render(result: Any, quiet: bool) -> None:
         out.print(f"metadata {result.metadata_uri}")
     again = " (already registered: reused)" if result.version_reused else ""
     out.print(f"registered [bold]{result.registry_model}[/] version {result.version}{again} "
-              f"at {result.tracking_uri}")
+              f"at {safe(result.tracking_uri)}")
     gate = result.gate
     if gate is not None:
         if gate.verdict == "already champion":

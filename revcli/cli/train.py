@@ -7,7 +7,14 @@ from typing import Annotated, Any
 import typer
 
 from revcli.cli import _options
-from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+from revcli.cli._console import (
+    ConsoleReporter,
+    cli_errors,
+    out,
+    print_json,
+    safe,
+    stdout_to_stderr,
+)
 
 
 def train(
@@ -92,7 +99,8 @@ def _render(result: Any, quiet: bool) -> None:
     render_scorecard(card, title)
     if not quiet:
         render_leakage(result.honesty, result.strategy)
-    out.print(f"run [bold]{result.run_id}[/] in {result.experiment!r} at {result.tracking_uri}")
+    out.print(f"run [bold]{result.run_id}[/] in {safe(repr(result.experiment))} at "
+              f"{safe(result.tracking_uri)}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from revcli.cli import _options
-from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, safe, stdout_to_stderr
 from revcli.errors import EXIT_INTERRUPTED
 
 
@@ -107,7 +107,6 @@ def _fmt_params(params: dict[str, Any]) -> str:
 
 
 def _render(result: Any, quiet: bool) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from revcli.cli._render import render_leakage, render_scorecard
@@ -117,7 +116,8 @@ def _render(result: Any, quiet: bool) -> None:
                "interrupted": "interrupted"}.get(result.stop_reason, result.stop_reason)
     if result.top:
         multi = len({t.estimator for t in result.top}) > 1 or result.key["estimator"] == "all"
-        table = Table(title=f"top trials of {result.study} (cv {result.metric}, lower is better)",
+        table = Table(title=f"top trials of {safe(result.study)} (cv {result.metric}, lower is "
+                      "better)",
                       title_justify="left")
         table.add_column("trial", justify="right")
         table.add_column(f"cv {result.metric}", justify="right")
@@ -129,7 +129,7 @@ def _render(result: Any, quiet: bool) -> None:
             row = [str(t.number), f"{t.value:.4g}", " ".join(f"{v:.4g}" for v in t.fold_scores)]
             if multi:
                 row.append(t.estimator)
-            row.append(escape(_fmt_params(t.params)))
+            row.append(safe(_fmt_params(t.params)))
             table.add_row(*row)
         out.print(table)
     out.print(f"trials: {new['completed']} new completed, {new['pruned']} pruned, "
@@ -146,10 +146,11 @@ def _render(result: Any, quiet: bool) -> None:
     render_scorecard(card, title)
     if not quiet:
         render_leakage(result.refit.honesty, result.refit.strategy)
-    out.print(f"run [bold]{result.parent_run_id}[/] in {result.experiment!r} at "
-              f"{result.tracking_uri}")
+    out.print(f"run [bold]{result.parent_run_id}[/] in {safe(repr(result.experiment))} at "
+              f"{safe(result.tracking_uri)}")
     if not quiet:
-        out.print(f"study {result.study} in {result.storage}")
-        out.print(f"model {result.refit.model_path} (sha256 {result.refit.model_sha256[:12]})")
+        out.print(f"study {safe(result.study)} in {safe(result.storage)}")
+        out.print(f"model {safe(result.refit.model_path)} "
+                  f"(sha256 {result.refit.model_sha256[:12]})")
         for note in result.notes:
-            out.print(f"[dim]note: {escape(note)}[/]")
+            out.print(f"[dim]note: {safe(note)}[/]")

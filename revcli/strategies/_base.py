@@ -103,6 +103,23 @@ class Strategy(RegressorMixin, BaseEstimator):
         return cls.baseline_of(Baselines.of(y_train))
 
     @classmethod
+    def check_data(cls, y_train: np.ndarray) -> None:
+        """Refuse (DataError) a training split this strategy cannot learn from, before any
+        fit: it needs converting sessions, and a classifier stage needs sessions without an
+        order too."""
+        from revcli.errors import DataError
+
+        y_train = np.asarray(y_train)
+        ordered = int((y_train > 0).sum())
+        if ordered == 0:
+            raise DataError(f"{cls.name} needs converting sessions (revenue > 0) in the "
+                            "training split, and it has none")
+        if cls.has_classifier and ordered == len(y_train):
+            raise DataError(f"{cls.name} needs sessions with and without an order to learn "
+                            "P(order), and every training session ordered; use a strategy "
+                            "without a classifier stage (e.g. converting_only) on this table")
+
+    @classmethod
     def leak_can_inflate(cls) -> bool:
         """Whether a feature that marks the order (engagement_depth == 7) can inflate its scores:
         not when it fits and is scored on converters only, where such a feature is constant."""

@@ -40,10 +40,11 @@ _ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # MLflow's and alembic's INFO chatter (store migrations, run URLs); log_model's warning that
 # pickles can run code (revcli loads only pickles whose sha256 an MLflow run vouches for).
-_QUIET = {"mlflow": logging.WARNING, "alembic": logging.WARNING,
+# MLflow logs its own ERROR tracebacks before raising (a full disk, a locked store): revcli turns
+# every failure into one line itself, so within a call only MLflow's critical records show.
+_QUIET = {"mlflow": logging.CRITICAL, "alembic": logging.WARNING,
           "alembic.runtime.migration": logging.WARNING, "urllib3": logging.WARNING,
-          "botocore": logging.WARNING, "mlflow.sklearn": logging.ERROR,
-          "mlflow.models.model": logging.ERROR, "mlflow.store.db.utils": logging.WARNING}
+          "botocore": logging.WARNING}
 
 _scope_lock = threading.Lock()
 _scope_depth = 0
@@ -55,6 +56,9 @@ def _scope() -> Iterator[None]:
     """MLflow's env limits and quiet loggers for the block (nested and threaded calls share one
     scope; the last to leave restores what was there)."""
     global _scope_depth
+    # Importing mlflow configures its loggers (level INFO): do it before setting them.
+    import mlflow  # noqa: F401
+
     with _scope_lock:
         if _scope_depth == 0:
             _scope_saved.clear()
@@ -144,7 +148,10 @@ class Tracker:
             with _scope():
                 from mlflow import MlflowClient
 
-                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                try:
+                    self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                except Exception as exc:  # a sqlite store may be opened (and fail) right here
+                    raise translate(self.uri, exc, "open the store") from None
         return self._client
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -325,12 +332,38 @@ def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
     reads never makes one."""
     tracker = Tracker(tracking_uri(settings, workspace), workspace)
     if tracker.is_workspace_store:
-        if not create and not workspace.mlflow_db.is_file():
+        workspace.check_readable()
+        if not create and not workspace.mlflow_db.exists():
             return tracker, None
+        check_sqlite(workspace.mlflow_db, tracker.shown)
         ensure_store(workspace)
+    elif tracker.uri.startswith("sqlite:///"):
+        check_sqlite(Path(tracker.uri.removeprefix("sqlite:///").split("?")[0]), tracker.shown)
     if not experiment:
         return tracker, None
     return tracker, tracker.experiment_id(settings.experiment, create=create)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite(path: Path, shown: str) -> None:
+    """An existing sqlite store that cannot be one fails at once (MLflow would retry opening a
+    directory for ~100 s, and report a non-database deep in a migration)."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise TrackingError(f"the MLflow store {shown} is not a file; move it aside or point "
+                            "--tracking-uri elsewhere")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise TrackingError(f"cannot read the MLflow store {shown}: {exc.strerror}") from None
+    if head and head != SQLITE_HEADER:
+        raise TrackingError(f"the MLflow store {shown} is not an sqlite database (damaged, or "
+                            "another file); move it aside to start a new one, or point "
+                            "--tracking-uri elsewhere")
 
 
 def ensure_store(workspace: Workspace) -> None:
@@ -347,7 +380,8 @@ def ensure_store(workspace: Workspace) -> None:
         with atomic.temp_path(workspace.root, suffix=".mlflow.db") as tmp:
             tmp.unlink()
             tracker = Tracker(f"sqlite:///{tmp}")
-            tracker.call("create the workspace's MLflow store", tracker.client.search_experiments)
+            tracker.call("create the workspace's MLflow store",
+                         lambda: tracker.client.search_experiments())
             # link, not rename: never clobber a store another process finished first
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, target)

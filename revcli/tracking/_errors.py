@@ -12,6 +12,10 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "NewConnectionErro
 _LOCKED = ("database is locked", "database table is locked")
 _CORRUPT = ("file is not a database", "database disk image is malformed",
             "no such table", "already exists")
+_FULL = ("database or disk is full", "No space left on device", "disk I/O error")
+_READ_ONLY = ("attempt to write a readonly database", "Read-only file system",
+              "readonly database")
+_CANNOT_OPEN = ("unable to open database file",)
 
 
 def is_missing(exc: BaseException) -> bool:
@@ -33,6 +37,15 @@ def translate(uri: str, exc: BaseException, what: str = "") -> RevcliError:
             isinstance(exc, OSError) and not is_missing(exc)):
         return TrackingError(f"MLflow tracking server at {shown} is unreachable{doing}; check "
                              "--tracking-uri / MLFLOW_TRACKING_URI and that the server is up")
+    if any(marker in text for marker in _FULL):
+        return TrackingError(f"no space left for the MLflow store {shown}{doing}; free some "
+                             "space or point --workspace / --tracking-uri elsewhere")
+    if any(marker in text for marker in _READ_ONLY):
+        return TrackingError(f"the MLflow store {shown} is read-only{doing}; choose a writable "
+                             "--workspace or --tracking-uri")
+    if any(marker in text for marker in _CANNOT_OPEN):
+        return TrackingError(f"cannot open the MLflow store {shown}{doing}; check that its "
+                             "directory exists and is writable")
     if any(marker in text for marker in _LOCKED):
         return TrackingError(f"the MLflow store {shown} is locked by another process{doing}; "
                              "wait for it to finish, or stop it")

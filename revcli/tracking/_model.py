@@ -60,7 +60,9 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
         signature = infer_signature(sample, model.predict(sample))
-        with tempfile.TemporaryDirectory(prefix="revcli-model-") as tmp:
+        # In the workspace, not TMPDIR: a full or tiny TMPDIR must not fail a logged run.
+        scratch = tracker.workspace.root if tracker.workspace is not None else None
+        with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:
             local = Path(tmp) / MODEL_NAME
             mlflow.sklearn.save_model(
                 model, path=str(local), mlflow_model=description, signature=signature,

@@ -39,6 +39,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import processes, urls
@@ -55,7 +56,11 @@ GRACE_PERIOD = 60
 MAX_RETRY = 1
 KEY_ATTR = "revcli.key"
 WORKER_ATTR = "revcli.worker"
-SQLITE_BUSY_TIMEOUT = 60
+SQLITE_BUSY_TIMEOUT = 30
+# How long opening a sqlite study storage waits for another process's write lock: workers hold it
+# for milliseconds; a lock held longer is a stuck process, and a wait inside sqlite is deaf to
+# Ctrl-C.
+SQLITE_OPEN_WAIT = 3.0
 CONNECT_TIMEOUT = 10
 SCHEMA_ATTEMPTS = 5
 
@@ -116,6 +121,31 @@ def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         user_attrs=user_attrs, system_attrs=system_attrs))
 
 
+def _check_sqlite_lock(path: Path, shown: str) -> None:
+    """An existing sqlite study file that another process keeps locked (or that is no database)
+    fails in seconds, with the cause, instead of waiting in sqlite."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        connection = sqlite3.connect(path, timeout=SQLITE_OPEN_WAIT)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise StorageError(f"the Optuna storage {shown} is locked by another process; wait "
+                               "for it to finish, or stop it") from None
+        raise StorageError(f"cannot open the Optuna storage {shown}: {first_line(exc)}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"the Optuna storage {shown} is not an sqlite database "
+                           f"({first_line(exc)}); move it aside or choose another "
+                           "--storage") from None
+
+
 def open_storage(url: str, workspace: Workspace | None = None) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeat and retry-once; every failure is one StorageError line."""
     import optuna
@@ -131,6 +161,8 @@ def open_storage(url: str, workspace: Workspace | None = None) -> optuna.storage
         except OSError as exc:
             raise StorageError(f"cannot create {workspace.studies_dir}: {exc.strerror}") from None
     url = normalize(url)
+    if url.startswith("sqlite:///"):
+        _check_sqlite_lock(Path(url.removeprefix("sqlite:///").split("?")[0]), shown)
     kwargs: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_INTERVAL,
                               "grace_period": GRACE_PERIOD}
     # optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback.

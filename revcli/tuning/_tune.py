@@ -80,7 +80,7 @@ def plan(settings: Settings) -> Plan:
     space = space_file.search(settings.estimator, settings.strategy)
     fixed = {name: settings.estimator_params(name) for name in space.estimators}
     for name, params in fixed.items():
-        pipeline.build(settings, params, estimator=name)
+        pipeline.validate(settings, params, estimator=name)
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
     return Plan(space_file=space_file, space=space, metric=settings.tune_metric,
                 n_trials=n_trials, timeout=settings.timeout, folds=settings.cv_folds,
@@ -403,6 +403,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     reporter.note(f"search space: {where} · {p.space.label} · hash {p.space.hash}")
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
+    prepared.check(settings.strategy)
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
     p = dataclasses.replace(
         p, threads=threads.for_rows(max(len(f.fit) for f in folds), p.threads))
