@@ -509,6 +509,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     reporter.step("opening the MLflow store")
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None
+    runs.close_dead_runs(tracker, experiment_id)
     findings = pipeline.audit(prepared, reporter)
     leaks = [f.feature for f in findings]
     batch = uuid.uuid4().hex[:12]

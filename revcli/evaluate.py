@@ -374,7 +374,7 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
                                         result.importance)
         headers, table = segment_rows(result.segments)
         tracking.log_training(
-            tracker, run_id, record=record, params={}, card=card,
+            tracker, run_id, record=record, params={}, metrics=tracking.score_metrics(card),
             artifacts=tracking.Artifacts(files=result.plots,
                                          documents={"evaluation.json": result.to_dict()},
                                          texts={"segments.csv": reports.to_csv(headers, table)}))

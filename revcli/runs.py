@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,17 +144,29 @@ def save_model(workspace: Workspace, name: str, model: Any, meta: Mapping[str, A
                result: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """joblib file + model.json (with its sha256) [+ the scorecard] under ``models/<name>/``,
     each written atomically."""
+    import shutil
+
     import joblib
 
+    from revcli.errors import StorageError
+
     directory = workspace.model_dir(name)
+    new = not directory.exists()
     path = directory / MODEL_FILE
-    with atomic.atomic_path(path) as tmp:
-        joblib.dump(model, tmp)
-        sha = atomic.sha256_file(tmp)
-    atomic.write_json(directory / META_FILE, {**meta, "model_sha256": sha,
-                                              "model_file": path.name})
-    if result is not None:
-        atomic.write_json(directory / RESULT_FILE, result)
+    try:
+        with atomic.atomic_path(path) as tmp:
+            joblib.dump(model, tmp)
+            sha = atomic.sha256_file(tmp)
+        atomic.write_json(directory / META_FILE, {**meta, "model_sha256": sha,
+                                                  "model_file": path.name})
+        if result is not None:
+            atomic.write_json(directory / RESULT_FILE, result)
+    except OSError as exc:
+        if new:  # nothing half-written: not even an empty directory
+            shutil.rmtree(directory, ignore_errors=True)
+        raise StorageError(f"cannot save the fitted model in {directory}: "
+                           f"{exc.strerror or exc}; free some space or choose another "
+                           "--workspace") from None
     return path, sha
 
 
@@ -178,11 +191,17 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
 
     reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
-    record = record_of(prepared, settings, fitted, honesty, spec.command, spec.tags)
+    record = record_of(prepared, settings, fitted, honesty, spec.command,
+                       {**spec.tags, **worker_tags()})
     params = run_params(prepared, settings, fitted, spec.params)
-    run_id = spec.run_id or tracking.start(
-        tracker, experiment_id, record, run_name=spec.run_name,
-        parent_run_id=spec.parent_run_id, note=spec.note, tags=spec.user_tags)
+    unreachable: RevcliError | None = None
+    try:
+        run_id = spec.run_id or tracking.start(
+            tracker, experiment_id, record, run_name=spec.run_name,
+            parent_run_id=spec.parent_run_id, note=spec.note, tags=spec.user_tags)
+    except RevcliError as exc:
+        # A finished fit is never thrown away: saved under a local name, logged by `runs sync`.
+        unreachable, run_id = exc, f"{UNLOGGED}{uuid.uuid4().hex}"
     meta = {
         "run_id": run_id,
         "strategy": settings.strategy,
@@ -223,22 +242,99 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
         plots=plot_paths, importance=importance, timings=timings, notes=list(prepared.notes))
     atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
+    sample = prepared.X_test.iloc[:5]
+    pending = Pending(
+        directory=model_path.parent, run_id=None if unreachable else run_id,
+        experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
+        parent_run_id=spec.parent_run_id, note=spec.note, user_tags=dict(spec.user_tags),
+        tags=record.to_tags(), params={k: str(v) for k, v in params.items()},
+        metrics=tracking.score_metrics(card),
+        plots={k: str(v.relative_to(prepared.workspace.root)) for k, v in plot_paths.items()},
+        dataset=dataset_input(prepared))
+    pending.save(sample)
+    if unreachable is not None:
+        raise TrackingError(f"{unreachable}; {_saved(model_path.parent)}")
     try:
-        result.model_uri = tracking.log_training(
-            tracker, run_id, record=record, params=params, card=card, model=fitted.model,
-            sample=prepared.X_test.iloc[:5],
-            artifacts=tracking.Artifacts(files=plot_paths,
-                                         documents={RESULT_FILE: result.to_dict()}),
-            dataset=dataset_input(prepared), timings=timings)
+        result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
+                                       timings)
     except RevcliError as exc:
         tracking.fail(tracker, run_id)
-        raise TrackingError(f"{exc}; the fitted model and its scorecard are saved in "
-                            f"{model_path.parent}") from None
+        raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None
     except BaseException:
         tracking.fail(tracker, run_id, "KILLED")
         raise
     timings["log"] = time.perf_counter() - log_start
     return result
+
+
+UNLOGGED = "unlogged-"
+PENDING_FILE = "pending.json"
+SAMPLE_FILE = "sample.parquet"
+
+
+def _saved(directory: Path) -> str:
+    return (f"the fitted model and its scorecard are saved in {directory}; `revcli runs sync` "
+            "logs them once the tracking store answers")
+
+
+def worker_tags() -> dict[str, str]:
+    """Which process makes a run (``revcli.worker.*``): a run left RUNNING by a process that
+    is gone is closed as KILLED by the next command (:func:`close_dead_runs`)."""
+    from revcli import processes
+
+    return {f"worker.{k}": str(v) for k, v in processes.identity().items() if v is not None}
+
+
+@dataclass
+class Pending:
+    """Everything a run still has to send to MLflow, written beside its saved model
+    (``pending.json``) before any of it is sent and removed once all of it was: what
+    ``revcli runs sync`` replays when the tracking store failed half-way."""
+
+    directory: Path
+    run_id: str | None
+    experiment: str
+    experiment_id: str | None
+    run_name: str | None
+    parent_run_id: str | None
+    note: str | None
+    user_tags: dict[str, str]
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    plots: dict[str, str]
+    dataset: dict[str, Any]
+
+    def save(self, sample: Any) -> None:
+        with atomic.atomic_path(self.directory / SAMPLE_FILE, suffix=".parquet") as tmp:
+            sample.to_parquet(tmp)
+        self.save_json()
+
+    def save_json(self) -> None:
+        data = {k: v for k, v in self.__dict__.items() if k != "directory"}
+        atomic.write_json(self.directory / PENDING_FILE, data)
+
+    @classmethod
+    def load(cls, directory: Path) -> Pending:
+        import json
+
+        data = json.loads((directory / PENDING_FILE).read_text())
+        return cls(directory=directory, **data)
+
+    def log(self, tracker: tracking.Tracker, model: Any, sample: Any,
+            scorecard: dict[str, Any], timings: dict[str, float] | None = None) -> str | None:
+        """Send it all to run ``run_id`` and end the run FINISHED; then forget it."""
+        assert self.run_id is not None
+        root = self.directory.parent.parent
+        uri = tracking.log_training(
+            tracker, self.run_id, record=tracking.RunRecord.from_tags(self.tags),
+            params=self.params, metrics=self.metrics, model=model, sample=sample,
+            artifacts=tracking.Artifacts(files={k: root / v for k, v in self.plots.items()},
+                                         documents={RESULT_FILE: scorecard}),
+            dataset=self.dataset, timings=timings)
+        (self.directory / PENDING_FILE).unlink(missing_ok=True)
+        (self.directory / SAMPLE_FILE).unlink(missing_ok=True)
+        return uri
 
 
 def dataset_input(prepared: pipeline.Prepared) -> dict[str, Any]:
@@ -247,3 +343,198 @@ def dataset_input(prepared: pipeline.Prepared) -> dict[str, Any]:
     return {"name": Path(record.source).name or record.short, "digest": record.sha256,
             "source": record.source, "rows": record.rows,
             "schema": {c["name"]: c["dtype"] for c in record.columns}}
+
+
+# -- looking after runs: sync, dead runs, delete, gc ---------------------------------------------
+
+@dataclass
+class Synced:
+    directory: Path
+    run_id: str
+    created: bool  # a new run (the original never reached the store)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"directory": str(self.directory), "run_id": self.run_id,
+                "created": self.created}
+
+
+def pending_runs(workspace: Workspace) -> list[Path]:
+    """Model directories whose runs are not (fully) logged yet."""
+    if not workspace.models_dir.is_dir():
+        return []
+    return sorted(p.parent for p in workspace.models_dir.glob(f"*/{PENDING_FILE}"))
+
+
+def sync(settings: Settings, reporter: Reporter = SILENT) -> list[Synced]:
+    """Log every saved model whose run did not reach MLflow (``pending.json``): into its run
+    when the store has it, else as a new run (the workspace's files are renamed after it)."""
+    import joblib
+    import pandas as pd
+
+    workspace = Workspace(settings.workspace).ensure()
+    directories = pending_runs(workspace)
+    if not directories:
+        return []
+    tracker, _ = tracking.connect(settings, workspace, experiment=False)
+    done = []
+    for directory in directories:
+        pending = Pending.load(directory)
+        reporter.step(f"logging {directory.name}")
+        created = pending.run_id is None or tracker.find_run(pending.run_id) is None
+        if created:
+            experiment_id = tracker.experiment_id(pending.experiment)
+            assert experiment_id is not None
+            pending.run_id = tracking.start(
+                tracker, experiment_id, tracking.RunRecord.from_tags(pending.tags),
+                run_name=pending.run_name, parent_run_id=pending.parent_run_id,
+                note=pending.note, tags=pending.user_tags)
+            directory = _rename(workspace, pending, directory)
+        model = joblib.load(directory / MODEL_FILE)  # this workspace's own file, hash recorded
+        sample = pd.read_parquet(directory / SAMPLE_FILE)
+        scorecard = _read_json(directory / RESULT_FILE)
+        scorecard["run_id"] = pending.run_id
+        pending.log(tracker, model, sample, scorecard)
+        done.append(Synced(directory, pending.run_id, created))
+    return done
+
+
+def _rename(workspace: Workspace, pending: Pending, directory: Path) -> Path:
+    """The files of an unlogged run, renamed after the run the store gave it."""
+    import os
+
+    assert pending.run_id is not None
+    old = directory.name
+    target = workspace.model_dir(pending.run_id)
+    os.replace(directory, target)
+    meta = _read_json(target / META_FILE)
+    meta["run_id"] = pending.run_id
+    atomic.write_json(target / META_FILE, meta)
+    plots = workspace.plots_dir / old
+    if plots.is_dir():
+        os.replace(plots, workspace.plots_dir / pending.run_id)
+        pending.plots = {k: v.replace(old, pending.run_id) for k, v in pending.plots.items()}
+    pending.directory = target
+    pending.save_json()
+    return target
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def close_dead_runs(tracker: tracking.Tracker, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of this experiment left RUNNING by a revcli process that provably
+    died (kill -9, a crash): tagged ``revcli.killed_because``; their saved models, if any, can
+    be logged with ``revcli runs sync``. Never raises."""
+    from revcli import processes
+
+    closed: list[str] = []
+    try:
+        found, _ = tracker.search([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=500)
+    except RevcliError:
+        return closed
+    for run in found:
+        who: dict[str, Any] = {k.removeprefix("worker."): v
+                               for k, v in run.record.extra.items() if k.startswith("worker.")}
+        for key in ("pid", "start", "pidns"):  # tags are strings; the identity has numbers
+            who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
+        if not processes.gone(who):
+            continue
+        try:
+            tracker.set_tag(run.run_id, "revcli.killed_because", "its process died")
+            tracker.end_run(run.run_id, "KILLED")
+            closed.append(run.run_id)
+        except RevcliError:
+            break
+    return closed
+
+
+@dataclass
+class Cleanup:
+    """What ``runs delete`` or ``gc`` removed."""
+
+    runs: list[str] = field(default_factory=list)      # MLflow runs deleted
+    directories: list[Path] = field(default_factory=list)
+    freed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "removed": [str(d) for d in self.directories],
+                "freed_bytes": self.freed}
+
+
+def _remove_tree(path: Path, cleanup: Cleanup) -> None:
+    import shutil
+
+    if not path.exists():
+        return
+    cleanup.freed += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    shutil.rmtree(path)
+    cleanup.directories.append(path)
+
+
+def delete(settings: Settings, refs: list[str], reporter: Reporter = SILENT) -> Cleanup:
+    """Delete runs from MLflow (soft: MLflow's UI and ``mlflow gc`` can restore or purge them)
+    and remove their models and plots from the workspace. Every reference is resolved before
+    anything is deleted."""
+    from revcli.errors import ConfigError
+
+    if not refs:
+        raise ConfigError("give the runs to delete (ids, prefixes, names)")
+    workspace = Workspace(settings.workspace).ensure()
+    tracker, _ = tracking.connect(settings, workspace, experiment=False, create=False)
+    if tracker.is_workspace_store and not workspace.mlflow_db.is_file():
+        from revcli.errors import NotFoundError
+
+        raise NotFoundError(f"no MLflow store in workspace {workspace.root}; nothing to delete")
+    ids = [tracking.resolve(tracker, ref, settings.registry_model).run_id for ref in refs]
+    cleanup = Cleanup()
+    for run_id in dict.fromkeys(ids):
+        reporter.step(f"deleting run {run_id}")
+        tracker.call(f"delete run {run_id}", tracker.client.delete_run, run_id)
+        cleanup.runs.append(run_id)
+        _remove_tree(workspace.model_dir(run_id), cleanup)
+        _remove_tree(workspace.plots_dir / run_id, cleanup)
+    return cleanup
+
+
+def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
+    """Remove from the workspace the models and plots of runs MLflow no longer has (deleted or
+    gone), and temp files of killed commands; pending (unlogged) runs are kept."""
+    import time as time_module
+
+    from revcli import processes
+
+    workspace = Workspace(settings.workspace).ensure()
+    cleanup = Cleanup()
+    tracker, _ = tracking.connect(settings, workspace, experiment=False, create=False)
+    if not (tracker.is_workspace_store and not workspace.mlflow_db.is_file()):
+        for directory in [*workspace.models_dir.glob("*"), *workspace.plots_dir.glob("*")]:
+            name = directory.name
+            if not directory.is_dir() or name.startswith(UNLOGGED) or (
+                    directory / PENDING_FILE).exists():
+                continue
+            if name.startswith("eval-"):
+                continue  # plots of --no-track evaluations: not a run's
+            run = tracker.find_run(name)
+            if run is None or run.raw.info.lifecycle_stage == "deleted":
+                reporter.step(f"removing {directory}")
+                _remove_tree(directory, cleanup)
+    now = time_module.time()
+    for path in workspace.root.glob(".revcli-model-*"):  # a killed run's model staging
+        if path.is_dir() and now - path.stat().st_mtime > 3600:
+            _remove_tree(path, cleanup)
+    for path in [*workspace.root.glob(f"{atomic.INCOMING}*"),
+                 *workspace.datasets_dir.glob(f"{atomic.INCOMING}*")]:
+        pid = atomic.writer_pid(path)
+        if pid is not None and processes.pid_gone(pid):
+            cleanup.freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+            cleanup.directories.append(path)
+    return cleanup

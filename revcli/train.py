@@ -44,6 +44,7 @@ def train(settings: Settings, *, data: str | Path | None = None,
     start = time.perf_counter()
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None
+    runs.close_dead_runs(tracker, experiment_id)
     timings["tracking"] = time.perf_counter() - start
 
     findings = pipeline.audit(prepared, reporter)

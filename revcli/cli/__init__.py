@@ -52,7 +52,18 @@ def _root(
 
 
 def _register() -> None:
-    from revcli.cli import compare, config, datasets, evaluate, fetch, predict, push, train, tune
+    from revcli.cli import (
+        compare,
+        config,
+        datasets,
+        evaluate,
+        fetch,
+        predict,
+        push,
+        runs,
+        train,
+        tune,
+    )
 
     # In the order of the workflow: data, models, judging them, shipping one.
     app.command("fetch")(fetch.fetch)
@@ -63,6 +74,8 @@ def _register() -> None:
     app.add_typer(compare.app, name="compare")
     app.command("predict")(predict.predict)
     app.command("push")(push.push)
+    app.add_typer(runs.app, name="runs")
+    app.command("gc")(runs.gc)
     app.command("config")(config.config)
 
 

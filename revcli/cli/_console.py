@@ -200,7 +200,7 @@ class ConsoleReporter(Reporter):
 
 def _os_error(exc: OSError) -> str:
     """One line for what the operating system refused, with the fix."""
-    where = f" {exc.filename}" if exc.filename else ""
+    where = f" {exc.filename}" if exc.filename else " the workspace"
     cause = exc.strerror or first_line(exc)
     fix = {errno.ENOSPC: "free some space or choose another --workspace",
            errno.EDQUOT: "free some space or choose another --workspace",

@@ -61,7 +61,7 @@ def start(tracker: Tracker, experiment_id: str, record: RunRecord, *,
 
 
 def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
-                 params: Mapping[str, Any], card: Scorecard, model: Any = None,
+                 params: Mapping[str, Any], metrics: Mapping[str, float], model: Any = None,
                  sample: Any = None, artifacts: Artifacts | None = None,
                  dataset: Mapping[str, Any] | None = None,
                  timings: dict[str, float] | None = None) -> str | None:
@@ -70,7 +70,7 @@ def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
     model (``sample`` rows give its signature) and the artifacts. Returns the model's URI."""
     timings = timings if timings is not None else {}
     clock = time.perf_counter()
-    tracker.log(run_id, params=params, metrics=score_metrics(card), tags=record.to_tags())
+    tracker.log(run_id, params=params, metrics=metrics, tags=record.to_tags())
     if dataset:
         tracker.log_dataset(run_id, **dataset)
     model_uri = None

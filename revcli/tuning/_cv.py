@@ -99,7 +99,8 @@ class Objective:
     def __init__(self, prepared: Prepared, settings: Settings, space: SearchSpace,
                  folds: list[Fold], metric_name: str, *, threads: int,
                  fixed: Mapping[str, Mapping[str, Any]] | None = None,
-                 on_start: Callable[[Any], None] | None = None) -> None:
+                 on_start: Callable[[Any], None] | None = None,
+                 aborted: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
         self.space = space
         self.strategy = space.strategy
@@ -108,6 +109,7 @@ class Objective:
         self.threads = threads
         self.fixed = {k: dict(v) for k, v in (fixed or {}).items()}
         self.on_start = on_start
+        self.aborted = aborted
         X, y = prepared.table.X, prepared.table.y
         # Sliced once: every trial fits the same folds.
         self.folds = [_FoldData(X.iloc[f.fit], y[f.fit], X.iloc[f.score], y[f.score])
@@ -126,6 +128,8 @@ class Objective:
         scores: list[float] = []
         try:
             for k, fold in enumerate(self.folds):
+                if self.aborted():
+                    raise RuntimeError("aborted by a second Ctrl-C")
                 model = pipeline.build(self.settings, params, n_jobs=self.threads,
                                        strategy=self.strategy, estimator=estimator)
                 pipeline.fit(model, fold.X_fit, fold.y_fit, self.threads)

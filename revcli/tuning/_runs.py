@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from revcli import tracking
 from revcli.errors import first_line
 from revcli.tracking import record
-from revcli.tuning import _study
 
 if TYPE_CHECKING:
     import optuna
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from revcli.tuning._space import SearchSpace
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+DEAD_AFTER = 2
 
 
 def _ms(value: Any) -> int | None:
@@ -41,30 +41,6 @@ def create_parent(tracker: tracking.Tracker, experiment_id: str, name: str,
                   tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
     """The RUNNING parent run of this invocation; returns its id."""
     return tracker.create_run(experiment_id, name, tags, params)
-
-
-def worker_tags() -> dict[str, str]:
-    me = _study.worker()
-    return {f"revcli.worker.{k}": str(v) for k, v in me.items() if v is not None}
-
-
-def close_dead_parents(tracker: tracking.Tracker, experiment_id: str, study: str) -> list[str]:
-    """Mark KILLED the parent runs of this study left RUNNING by a process that is gone."""
-    found, _ = tracker.search(
-        [experiment_id],
-        f"tags.`revcli.study` = {tracking.search.quote(study)} and attributes.status = 'RUNNING'",
-        max_results=200)
-    closed = []
-    for run in found:
-        who: dict[str, Any] = {k.removeprefix("worker."): v
-                               for k, v in run.record.extra.items() if k.startswith("worker.")}
-        for key in ("pid", "start", "pidns"):  # tags are strings; the identity has numbers
-            who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
-        if _study.process_gone(who):
-            tracker.set_tag(run.run_id, "revcli.killed_because", "its process died")
-            tracker.end_run(run.run_id, "KILLED")
-            closed.append(run.run_id)
-    return closed
 
 
 def end_parent(tracker: tracking.Tracker, run_id: str, status: str) -> None:
@@ -85,6 +61,7 @@ class TrialRuns:
         self.logged = 0
         self.seconds = 0.0
         self.errors: list[str] = []
+        self.failing = 0  # trial runs in a row that could not be logged
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="revcli-mlflow-trials",
                                         daemon=True)
@@ -99,17 +76,27 @@ class TrialRuns:
         self._thread.join()
 
     @property
+    def dead(self) -> bool:
+        """The tracking store failed DEAD_AFTER trial runs in a row (each after its bounded
+        retries): the search should stop, refit, save and report."""
+        return self.failing >= DEAD_AFTER
+
+    @property
     def ms_per_trial(self) -> float | None:
         return 1000.0 * self.seconds / self.logged if self.logged else None
 
     def _work(self) -> None:
         while (trial := self._queue.get()) is not None:
             start = time.perf_counter()
+            if self.dead:
+                continue  # the store is gone: no point waiting on it for every trial
             try:
                 self._log(trial)
                 self.logged += 1
-            except Exception as exc:  # tracking must never stop the search
+                self.failing = 0
+            except Exception as exc:  # the search goes on; `dead` tells it to stop soon
                 self.errors.append(first_line(exc))
+                self.failing += 1
             self.seconds += time.perf_counter() - start
 
     def _log(self, trial: optuna.trial.FrozenTrial) -> None:

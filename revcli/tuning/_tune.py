@@ -193,6 +193,9 @@ class _StopRequest:
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.requested = False
+        # Second Ctrl-C: trials running in other threads cannot be interrupted mid-fit; they
+        # see this before their next fold and fail.
+        self.aborted = False
         self._previous: Any = None
 
     def __enter__(self) -> _StopRequest:
@@ -203,6 +206,7 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
+            self.aborted = True
             raise KeyboardInterrupt
         self.requested = True
         self.reporter.warn("interrupted: finishing the running trial, then refitting the best "
@@ -261,7 +265,8 @@ class _Tally:
             self.task.update(info=self.info())
             if self.runs is not None:
                 self.runs.submit(trial)
-            if self.stop.requested or self.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            if (self.stop.requested or self.failed_in_a_row >= MAX_FAILURES_IN_A_ROW
+                    or (self.runs is not None and self.runs.dead)):
                 study.stop()
 
 
@@ -278,6 +283,8 @@ def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tall
             return "interrupted"
         if tally.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
             return "failures"
+        if tally.runs is not None and tally.runs.dead:
+            return "tracking"
         left = None if p.n_trials is None else p.n_trials - tally.completed
         if left is not None and left <= 0:
             return "n_trials"
@@ -456,8 +463,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                      "timing; --n-jobs 1 makes a seeded search reproducible")
         reporter.note(notes[-1])
 
-    with contextlib.suppress(Exception):
-        _runs.close_dead_parents(tracker, experiment_id, name)
+    runs.close_dead_runs(tracker, experiment_id)
     versions = tracking.library_versions()
     parent_tags = tracking.RunRecord(
         command=tracking.record.TUNE, strategy=settings.strategy, estimator=p.space.label,
@@ -466,7 +472,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         extra={"study": name, "tune_estimator": p.space.label, "storage": shown}).to_tags()
     parent_id = _runs.create_parent(
         tracker, experiment_id, f"tune {settings.strategy}/{p.space.label}",
-        tags={**parent_tags, **_runs.worker_tags()},
+        tags={**parent_tags, **{f"revcli.{k}": v for k, v in runs.worker_tags().items()}},
         params={"tune.study": name, "tune.storage": shown, "tune.metric": p.metric,
                 "tune.cv_folds": p.folds, "tune.n_trials": p.n_trials or "until timeout",
                 "tune.timeout": p.timeout, "tune.n_jobs": p.parallel,
@@ -487,12 +493,14 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
     def on_start(trial: Any) -> None:
         trial.set_user_attr(_study.WORKER_ATTR, _study.worker())
 
+    stop = _StopRequest(reporter)
     objective = _cv.Objective(session.prepared, s, p.space, session.folds, p.metric,
-                              threads=p.threads, fixed=p.fixed, on_start=on_start)
+                              threads=p.threads, fixed=p.fixed, on_start=on_start,
+                              aborted=lambda: stop.aborted)
     trial_runs = _runs.TrialRuns(session.tracker, session.experiment_id, session.parent_id,
                                  session.name, p.space, p.metric)
     search_start = time.perf_counter()
-    with _StopRequest(reporter) as stop, reporter.task(
+    with stop, reporter.task(
             "trials", total=p.n_trials, info="") as task:
         tally = _Tally(task, trial_runs, stop, session.best_before, p.metric, reporter)
         task.update(info=tally.info())
@@ -520,7 +528,14 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
                "trials_failed": tally.failed,
                "study_trials_complete": _counts(session.study)["complete"],
                "trials_per_minute": timings["trials_per_minute"]}
-    tracker.log(session.parent_id, metrics={k: v for k, v in summary.items() if v is not None})
+    if reason == "tracking":
+        session.notes.append("the tracking store stopped answering during the search: the "
+                             "search stopped early; the best trial is refit and saved")
+        reporter.warn(session.notes[-1])
+    else:
+        with contextlib.suppress(RevcliError):  # the refit's logging reports a dead store
+            tracker.log(session.parent_id,
+                        metrics={k: v for k, v in summary.items() if v is not None})
 
     if reason == "failures":
         raise RevcliError(f"{MAX_FAILURES_IN_A_ROW} trials in a row failed, the last with "
@@ -537,8 +552,10 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
         with _optuna_quiet():
             plot_paths, skipped = _runs.study_plots(
                 session.study, session.prepared.workspace.plots_dir / session.parent_id)
-        for path in plot_paths.values():
-            tracker.log_artifact(session.parent_id, path, "plots")
+        if reason != "tracking":
+            with contextlib.suppress(RevcliError):  # the refit's logging reports a dead store
+                for path in plot_paths.values():
+                    tracker.log_artifact(session.parent_id, path, "plots")
         session.notes.extend(f"plot skipped: {text}" for text in skipped)
 
     reporter.step(f"refitting trial {best.number} ({best.estimator}) on the training split")

@@ -176,13 +176,16 @@ class FaultProxy:
 
     * ``cut_gets``: close the connection after ``cut_after`` bytes of the next N GET responses
       (a download cut off half-way, the way a dropped connection looks to the client), and
-    * ``fail_next``: answer the next N requests itself with ``503 SlowDown`` (a transient error).
+    * ``fail_next``: answer the next N requests itself with ``503 SlowDown`` (a transient error),
+    * ``fail_after``: let N more requests through, then answer every later one with 503 (a
+      server that dies in the middle of a command).
     """
 
     upstream_port: int
     cut_after: int = 20_000
     cut_gets: int = 0
     fail_next: int = 0
+    fail_after: int | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
     _server: socket.socket | None = None
@@ -201,6 +204,7 @@ class FaultProxy:
             self.requests.clear()
             self.cut_gets = 0
             self.fail_next = 0
+            self.fail_after = None
 
     def start(self) -> FaultProxy:
         server = socket.socket()
@@ -267,6 +271,9 @@ class FaultProxy:
                         fail = self.fail_next > 0
                         if fail:
                             self.fail_next -= 1
+                        elif self.fail_after is not None:
+                            fail = self.fail_after <= 0
+                            self.fail_after -= 1
                         cut = method == "GET" and self.cut_gets > 0
                         if cut:
                             self.cut_gets -= 1
