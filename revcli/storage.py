@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from revcli import urls
 from revcli.errors import ConfigError, StorageError, first_line
 
 if TYPE_CHECKING:
@@ -52,14 +52,8 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def safe_endpoint(url: str | None) -> str:
-    """An endpoint URL fit to print: without user:password@ and without a query."""
-    if not url:
-        return "AWS S3"
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    """An endpoint URL fit to print (revcli.urls.mask), or "AWS S3" when none is set."""
+    return urls.mask(url).rstrip("/") if url else "AWS S3"
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,22 @@ def test_scrub_removes_credentials(monkeypatch) -> None:
     assert scrub("fine text") == "fine text"
 
 
-def test_safe_endpoint_drops_userinfo() -> None:
-    assert safe_endpoint("http://user:pass@minio:9000/") == "http://minio:9000"
+def test_safe_endpoint_masks_the_password() -> None:
+    assert safe_endpoint("http://user:pass@minio:9000/") == "http://user:***@minio:9000"
+    assert safe_endpoint("http://minio:9000/") == "http://minio:9000"
     assert safe_endpoint(None) == "AWS S3"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://u:s3cr3t@h:9000/x", "http://u:***@h:9000/x"),
+    ("postgresql+psycopg://u:p%40ss@h:5432/db?password=zz", "postgresql+psycopg://u:***@h:5432/db?password=***"),
+    ("sqlite:////abs/path.db", "sqlite:////abs/path.db"),
+    ("https://b.s3/k?X-Amz-Signature=abc&x=1", "https://b.s3/k?X-Amz-Signature=***&x=1"),
+])
+def test_one_function_masks_credentials_in_every_url(url: str, shown: str) -> None:
+    from revcli.urls import mask
+
+    assert mask(url) == shown
 
 
 def _client_error(code: str, status: int, message: str = "") -> ClientError:
