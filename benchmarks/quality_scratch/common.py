@@ -70,8 +70,8 @@ class Data:
         return self.X[cols]
 
 
-def demo_data() -> Data:
-    frame, truth = demo.generate(with_truth=True)
+def demo_data(seed: int = 0) -> Data:
+    frame, truth = demo.generate(seed=seed, with_truth=True)
     X = pd.concat([frame[SESSION_FEATURES].astype(np.float32), calendar(frame.created_at)], axis=1)
     return Data(X, frame.revenue.to_numpy(), frame.is_ordered.to_numpy(),
                 truth.revenue.to_numpy(), truth.order_value.to_numpy())
@@ -222,9 +222,12 @@ def load_results(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-# Proposed defaults (see defaults_search.py and the report): shallow, strongly regularised trees.
-PROPOSED_XGB = dict(n_estimators=200, learning_rate=0.05, max_depth=3, subsample=0.8,
-                    colsample_bytree=0.8, min_child_weight=30.0, reg_lambda=1.0)
-PROPOSED_XGB_CLF = dict(n_estimators=200, learning_rate=0.05, max_depth=3, subsample=0.8,
+# Proposed defaults (defaults_search.py: xgb_d3_clf_d2 and hgb_prop): shallow trees, few of them.
+PROPOSED_XGB = dict(n_estimators=100, learning_rate=0.05, max_depth=3, subsample=0.8,
+                    colsample_bytree=0.8, min_child_weight=100.0, reg_lambda=5.0)
+PROPOSED_XGB_CLF = dict(n_estimators=200, learning_rate=0.1, max_depth=2, subsample=0.8,
                         colsample_bytree=0.8, min_child_weight=30.0)
-PROPOSED_HGB = dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=100)
+PROPOSED_HGB = dict(max_iter=100, learning_rate=0.05, max_depth=3, min_samples_leaf=100,
+                    l2_regularization=1.0, early_stopping=False)
+PROPOSED_HGB_CLF = dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=100,
+                        early_stopping=False)
