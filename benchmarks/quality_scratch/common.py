@@ -222,12 +222,12 @@ def load_results(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-# Proposed defaults (defaults_search.py: xgb_d3_clf_d2 and hgb_prop): shallow trees, few of them.
+# Proposed defaults (defaults_search.py: xgb_d3_clf_d2, hgb_prop_clf100): few shallow trees.
 PROPOSED_XGB = dict(n_estimators=100, learning_rate=0.05, max_depth=3, subsample=0.8,
                     colsample_bytree=0.8, min_child_weight=100.0, reg_lambda=5.0)
 PROPOSED_XGB_CLF = dict(n_estimators=200, learning_rate=0.1, max_depth=2, subsample=0.8,
                         colsample_bytree=0.8, min_child_weight=30.0)
 PROPOSED_HGB = dict(max_iter=100, learning_rate=0.05, max_depth=3, min_samples_leaf=100,
                     l2_regularization=1.0, early_stopping=False)
-PROPOSED_HGB_CLF = dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=100,
+PROPOSED_HGB_CLF = dict(max_iter=100, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=100,
                         early_stopping=False)

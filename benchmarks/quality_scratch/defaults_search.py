@@ -53,11 +53,16 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                                      min_samples_leaf=100, early_stopping=False),
                          dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=8,
                               min_samples_leaf=100, early_stopping=False)),
-    # the proposal (common.PROPOSED_HGB / PROPOSED_HGB_CLF)
     "hgb_prop": ("hgb", dict(max_iter=100, learning_rate=0.05, max_depth=3,
                              min_samples_leaf=100, l2_regularization=1.0, early_stopping=False),
                  dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=100,
                       early_stopping=False)),
+    # the proposal (common.PROPOSED_HGB / PROPOSED_HGB_CLF)
+    "hgb_prop_clf100": ("hgb", dict(max_iter=100, learning_rate=0.05, max_depth=3,
+                                    min_samples_leaf=100, l2_regularization=1.0,
+                                    early_stopping=False),
+                        dict(max_iter=100, learning_rate=0.1, max_leaf_nodes=8,
+                             min_samples_leaf=100, early_stopping=False)),
 }
 
 

@@ -76,8 +76,69 @@ def real_tables() -> list[str]:
     return out
 
 
+PROPOSALS = {"xgb_d3_clf_d2": "xgb proposed", "hgb_prop_clf100": "hgb proposed"}
+
+
+def defaults_tables() -> list[str]:
+    """The proposals (and today's defaults, ridge) against the tuned xgb: RMSE % over tuned,
+    RMSE minus ridge's, error against the truth."""
+    df = pd.DataFrame(c.load_results("models") + c.load_results("tuned")
+                      + c.load_results("defaults"))
+    # hgb_prop and hgb_prop_clf100 share the regressor; only two_stage has the classifier
+    df = df[~((df.model == "hgb_prop") & (df.strategy == "two_stage"))]
+    df = df[~((df.model == "hgb_prop_clf100") & (df.strategy != "two_stage"))]
+    df = df[df.model.isin(["ridge", "xgb", "hgb", "xgb_tuned", "hgb_prop", *PROPOSALS])]
+    df["model"] = df.model.replace({**PROPOSALS, "hgb_prop": "hgb proposed"})
+    out = []
+    for split in c.SPLITS:
+        d = df[df.split == split]
+        rmse = d.pivot_table(index="model", columns=["strategy", "time_features"], values="rmse")
+        truth = d.pivot_table(index="model", columns=["strategy", "time_features"],
+                              values="rmse_truth")
+        out.append(f"\n### defaults, demo {split} split: RMSE % over tuned / RMSE minus ridge's / "
+                   "RMSE against the truth\n")
+        head = ["model"] + [f"{s} {'+time' if tf else 'no time'}" for s, tf in rmse.columns]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for model in ["xgb", "hgb", "ridge", "xgb proposed", "hgb proposed", "xgb_tuned"]:
+            cells = [model]
+            for col in rmse.columns:
+                pct = (rmse.loc[model, col] / rmse.loc["xgb_tuned", col] - 1) * 100
+                vs_ridge = rmse.loc[model, col] - rmse.loc["ridge", col]
+                cells.append(f"{pct:+.3f} % / {vs_ridge:+.4f} / {truth.loc[model, col]:.3f}")
+            out.append("| " + " | ".join(cells) + " |")
+    seeds = pd.DataFrame(c.load_results("seeds"))
+    if len(seeds):
+        seeds[["name", "seed"]] = seeds.model.str.split("@", expand=True)
+        out.append("\n### other demo seeds, random split: RMSE minus ridge's (RMSE against the "
+                   "truth)\n")
+        cols = [(s, tf) for s in c.STRATEGIES for tf in (False, True)]
+        out.append("| seed | model | " + " | ".join(
+            f"{s} {'+time' if tf else 'no time'}" for s, tf in cols) + " |")
+        out.append("|---|---|" + "---|" * len(cols))
+        for (seed, name), g in seeds.groupby(["seed", "name"]):
+            cells = []
+            for s, tf in cols:
+                r = g[(g.strategy == s) & (g.time_features == tf)].iloc[-1]
+                ridge = seeds[(seeds.seed == seed) & (seeds.name == "ridge") & (seeds.strategy == s)
+                              & (seeds.time_features == tf)].iloc[-1]
+                cells.append(f"{r.rmse - ridge.rmse:+.4f} ({r.rmse_truth:.3f})")
+            out.append(f"| {seed} | {name} | " + " | ".join(cells) + " |")
+    fits = pd.DataFrame(c.load_results("fit_times"))
+    if len(fits):
+        fits = fits.groupby(["strategy", "model"], sort=False).last().reset_index()
+        out.append("\n### fit seconds, full demo, random split's training rows, +time, best of 3, "
+                   "2 threads\n")
+        t = fits.pivot_table(index="model", columns="strategy", values="best_s", sort=False)
+        out.append("| model | " + " | ".join(t.columns) + " |")
+        out.append("|---|" + "---|" * len(t.columns))
+        for model, r in t.iterrows():
+            out.append(f"| {model} | " + " | ".join(f"{v:.2f}" for v in r) + " |")
+    return out
+
+
 def main() -> None:
-    lines = ["# quality_scratch results", *demo_tables(), *real_tables()]
+    lines = ["# quality_scratch results", *demo_tables(), *defaults_tables(), *real_tables()]
     text = "\n".join(lines) + "\n"
     (c.RESULTS / "REPORT.md").write_text(text)
     print(text)
