@@ -6,6 +6,12 @@ ship, so ``revcli fetch --demo`` builds a stand-in that matches what was measure
 6.83 %; the 10 order values and their shares; the engagement-depth leak; and an order value that
 the features barely predict. Rows are in time order, as in the real table.
 
+By default the table also has the session timestamp the real pipeline dropped, ``created_at``
+(first column, ``datetime64[us]``, naive UTC), so that time features and a time-based split can be
+exercised; ``generate(time_column=False)`` gives the 14-column table exactly as before that
+column existed. ``generate(with_truth=True)`` also returns the generator's truth per row (point 6):
+the oracle of a quality benchmark.
+
 How it is built, and every assumption made where the facts are silent:
 
 1. **Time.** Row ``i`` is a session at a time that follows the real monthly session volumes and
@@ -32,14 +38,35 @@ How it is built, and every assumption made where the facts are silent:
 4. **Depth of non-orders** (1..6): 47.8 / 11.5 / 27.4 / 6.0 / 2.4 / 4.9 %, solved so that the whole
    table has depth mean 2.513 and std 1.816 and 5+ page sessions convert at 50.1 %; depth 4 is set
    to 6 % as the free parameter, near the public sample of early sessions.
-5. **Order values.** The basket mix of each product era (launches of Love Bear, the cross-sell,
-   Sugar Panda, Mini Bear) is the real one (``ERA_MIX``). Within an era, repeat visitors are 30 %
-   more and mobile visitors 25 % less likely to buy a two-item basket [assumed]. That, plus the
-   features' drift with time, is the only link from features to order value: R^2 on converters
-   stays near the real data's ~0 (well under 0.2).
+5. **Order values.** The basket mix of each product era (launches of Love Bear 2013-01-06, the
+   cross-sell 2013-09-25, Sugar Panda 2013-12-12, Mini Bear 2014-02-05) is the real one
+   (``ERA_MIX``), chosen per row by the era of the row's own date (the date of its ``created_at``):
+   no Love Bear before its launch, no two-item basket before the cross-sell, and so on, exactly as
+   in the real orders (AOV $49.99 in 2012, ~$64 from 2014-02). Within an era, repeat visitors are
+   30 % more and mobile visitors 25 % less likely to buy a two-item basket [assumed], relative to
+   the era's orders' mean tilt. That, plus the features' drift with time, is the only link from
+   features to order value: R^2 on converters without a time feature stays near the real data's
+   ~0 (well under 0.2); the date (the era) is the strongest signal, as in the real data.
+6. **The truth** (``with_truth=True``): a frame with the table's index and, per row,
+   ``p_order`` = P(order | x), ``order_value`` = E[order value | x, order] and ``revenue`` =
+   E[revenue | x] = their product, where x is what the table shows the generator conditioned on:
+   the date (month and product era; a month's conversion normaliser is the table's own), hour,
+   weekend, repeat, device, source and lander columns; not ``engagement_depth`` (the leak), and
+   not the hidden one: direct/organic and bsearch-on-/home sessions look alike in the table, so
+   their conversion factor is the posterior mix of the two given the lander period. A model's
+   RMSE against realised revenue is at best about the oracle's (``truth.revenue``, or
+   ``truth.order_value`` on converters), and ``RMSE(prediction, truth)`` is its error against
+   the truth. The sample means match: mean ``p_order`` is the conversion and mean
+   ``revenue`` the mean revenue, within sampling error.
+7. **Timestamps.** Drawn after everything else (so the 14 columns' draws are untouched): a day
+   in the row's month, uniform among the days of the row's calendar cell (the stretch of its month
+   with the same product era, lander period and socialbook state) that agree with ``is_weekend``
+   (Saturday/Sunday), at hour ``hour_of_day`` and a uniform minute and second. The rows are then
+   stably sorted by ``created_at``: the table is the ``time_column=False`` table's rows,
+   permuted within their cells, with each month's session count unchanged.
 
 Deterministic for a given ``rows`` and ``seed`` (numpy's PCG64). Vectorised: the full table takes
-well under a second.
+about a second, its truth included.
 """
 
 from __future__ import annotations
@@ -60,6 +87,11 @@ COLUMNS: tuple[str, ...] = (
     "landing_page_/lander-1", "landing_page_/lander-2", "landing_page_/lander-3",
     "landing_page_/lander-4", "landing_page_/lander-5",
 )
+# The session timestamp (naive UTC), first column unless ``generate(time_column=False)``.
+TIME_COLUMN = "created_at"
+# The truth beside the table (``generate(with_truth=True)``): P(order | x), E[order value | x,
+# order] and E[revenue | x], their product.
+TRUTH_COLUMNS: tuple[str, ...] = ("p_order", "order_value", "revenue")
 
 # (month, sessions, orders), measured on the real orders table; totals 472,871 and 32,313.
 MONTHS: tuple[tuple[str, int, int], ...] = (
@@ -135,8 +167,40 @@ def _choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (u > cum).sum(axis=1)
 
 
-def generate(rows: int = FULL_ROWS, seed: int = 0) -> pd.DataFrame:
-    """Return ``rows`` synthetic sessions in time order with the real 14-column schema."""
+def _calendar_cells(month_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      np.ndarray]:
+    """The period cut at every date where something the generator draws from changes.
+
+    Returns the cells' start dates (a row's cell is ``searchsorted(bounds, day, "right") - 1``),
+    every day of the period sorted by (cell, weekend), and per (cell, weekend) key
+    (``2 * cell + weekend``) the offset of its first day in that list and its number of days.
+    """
+    bounds = np.unique(np.concatenate([month_start, ERA_STARTS, LANDER_PERIODS,
+                                       [SOCIALBOOK_START]]))
+    days = np.arange(START, END, dtype="datetime64[D]")
+    cell = np.searchsorted(bounds, days, side="right") - 1
+    key = 2 * cell + _is_weekend(days)
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=2 * len(bounds))
+    offsets = np.cumsum(counts) - counts
+    return bounds, days[order], offsets, counts
+
+
+def _is_weekend(days: np.ndarray) -> np.ndarray:
+    """Saturday or Sunday (1970-01-01, day 0, was a Thursday)."""
+    return (days.astype("datetime64[D]").astype(np.int64) + 3) % 7 >= 5
+
+
+def generate(rows: int = FULL_ROWS, seed: int = 0, *, time_column: bool = True,
+             with_truth: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Return ``rows`` synthetic sessions in time order.
+
+    ``time_column=True`` (the default) puts the session timestamp ``created_at`` first, before
+    the real 14 columns, and sorts the rows by it; ``time_column=False`` gives the real 14-column
+    schema, exactly the table this function returned before ``created_at`` existed (same rows,
+    same seed, same bytes). ``with_truth=True`` returns ``(table, truth)``: the truth has the
+    table's index and the columns of :data:`TRUTH_COLUMNS` (see the module docstring, point 6).
+    """
     import pandas as pd
 
     if rows < 1:
@@ -171,9 +235,10 @@ def generate(rows: int = FULL_ROWS, seed: int = 0) -> pd.DataFrame:
     lander[source == 0] = 0
 
     # 3. orders: segment factors, rescaled to each month's real conversion
-    weight = (HOUR_CONVERSION[hour] * np.where(repeat, REPEAT_CONVERSION, 1.0)
-              * np.where(mobile, MOBILE_CONVERSION, 1.0) * SOURCE_CONVERSION[source]
-              * LANDER_CONVERSION[lander] * np.where(weekend, 0.99, 1.0))
+    others = (HOUR_CONVERSION[hour] * np.where(repeat, REPEAT_CONVERSION, 1.0)
+              * np.where(mobile, MOBILE_CONVERSION, 1.0) * LANDER_CONVERSION[lander]
+              * np.where(weekend, 0.99, 1.0))
+    weight = others * SOURCE_CONVERSION[source]
     month_mean = np.bincount(month, weights=weight, minlength=len(MONTHS)) / np.maximum(
         np.bincount(month, minlength=len(MONTHS)), 1)
     p_order = np.clip(weight / month_mean[month] * month_conv[month], 0.0, 1.0)
@@ -187,13 +252,16 @@ def generate(rows: int = FULL_ROWS, seed: int = 0) -> pd.DataFrame:
     # 5. order values: the era's basket mix, tilted towards two items for repeat / desktop
     revenue = np.zeros(rows)
     idx = np.flatnonzero(ordered)
-    era = np.searchsorted(ERA_STARTS, day[idx], side="right") - 1
-    odds = (np.where(repeat[idx], TWO_ITEM_ODDS_REPEAT, 1.0)
-            * np.where(mobile[idx], TWO_ITEM_ODDS_MOBILE, 1.0))
+    era_all = np.searchsorted(ERA_STARTS, day, side="right") - 1
+    era = era_all[idx]
+    odds_all = (np.where(repeat, TWO_ITEM_ODDS_REPEAT, 1.0)
+                * np.where(mobile, TWO_ITEM_ODDS_MOBILE, 1.0))
+    odds = odds_all[idx]
     mix = ERA_MIX / ERA_MIX.sum(axis=1, keepdims=True)
     share_two = mix[:, TWO_ITEM].sum(axis=1)
+    era_orders = np.bincount(era, minlength=len(ERA_MIX))
     mean_odds = np.bincount(era, weights=odds, minlength=len(ERA_MIX)) / np.maximum(
-        np.bincount(era, minlength=len(ERA_MIX)), 1)
+        era_orders, 1)
     p_two = np.clip(share_two[era] * odds / mean_odds[era], 0.0, 0.95)
     two = rng.random(len(idx)) < p_two
     probs = mix[era].copy()
@@ -215,5 +283,58 @@ def generate(rows: int = FULL_ROWS, seed: int = 0) -> pd.DataFrame:
         "utm_source_socialbook": source == 3,
         "device_type_mobile": mobile,
         **{f"landing_page_/lander-{k}": lander == k for k in range(1, 6)},
-    })
-    return frame[list(COLUMNS)]
+    })[list(COLUMNS)]
+
+    truth = None
+    if with_truth:
+        # 6. the truth: what the generator knows about each row, given what the table shows.
+        # Direct/organic traffic and bsearch traffic landing on /home look alike in the table
+        # (both all-zero source columns, no lander column set); their conversion factors are
+        # averaged with the posterior odds of the two sources given that view.
+        hidden = (source == 0) | ((source == 2) & (lander == 0))
+        direct_odds = SOURCE_SHARES[0]
+        bsearch_odds = SOURCE_SHARES[2] * LANDER_MIX[period, 0]
+        mixed = ((direct_odds * SOURCE_CONVERSION[0] + bsearch_odds * SOURCE_CONVERSION[2])
+                 / (direct_odds + bsearch_odds))
+        seen = np.where(hidden, mixed, SOURCE_CONVERSION[source])
+        true_p = np.clip(others * seen / month_mean[month] * month_conv[month], 0.0, 1.0)
+        # E[order value | x, order]: two items with the row's p_two, each basket at its era's
+        # mean value of one or of two items (an era without two-item baskets sells one item).
+        values_two = mix * TWO_ITEM
+        values_one = mix * ~TWO_ITEM
+        mean_two = np.divide(values_two @ ORDER_VALUES, values_two.sum(axis=1),
+                             out=np.zeros(len(ERA_MIX)), where=values_two.sum(axis=1) > 0)
+        mean_one = values_one @ ORDER_VALUES / values_one.sum(axis=1)
+        # The tilt's normaliser is the era's orders' mean odds; an era without orders in a small
+        # table has none, and takes the era's sessions' mean odds instead.
+        era_sessions_odds = np.bincount(era_all, weights=odds_all, minlength=len(ERA_MIX)) / (
+            np.maximum(np.bincount(era_all, minlength=len(ERA_MIX)), 1))
+        norm = np.where(era_orders > 0, mean_odds, era_sessions_odds)
+        true_two = np.clip(share_two[era_all] * odds_all / np.where(norm > 0, norm, 1.0)[era_all],
+                           0.0, 0.95)
+        true_two[share_two[era_all] == 0] = 0.0
+        true_value = true_two * mean_two[era_all] + (1 - true_two) * mean_one[era_all]
+        truth = pd.DataFrame({"p_order": true_p, "order_value": true_value,
+                              "revenue": true_p * true_value})
+
+    if time_column:
+        # 7. the timestamp: a day of the row's cell (its month, product era, lander period and
+        # socialbook state, so everything drawn from the row's date holds for its timestamp)
+        # with the row's weekend flag, then its hour and a uniform minute and second. Drawn
+        # after everything else, so the other columns are the time_column=False ones, re-sorted.
+        bounds, cell_days, offsets, counts = _calendar_cells(month_start)
+        key = 2 * (np.searchsorted(bounds, day, side="right") - 1) + weekend
+        if (counts[key] == 0).any():  # every cell has both kinds of days; kept honest here
+            raise AssertionError("a calendar cell lacks a weekday or a weekend day")
+        pick = offsets[key] + (rng.random(rows) * counts[key]).astype(np.int64)
+        seconds = hour.astype(np.int64) * 3600 + rng.integers(0, 3600, size=rows)
+        created = (cell_days[pick].astype("datetime64[us]")
+                   + (seconds * 1_000_000).astype("timedelta64[us]"))
+        order = np.argsort(created, kind="stable")
+        frame = frame.iloc[order].reset_index(drop=True)
+        frame.insert(0, TIME_COLUMN, pd.Series(created[order], dtype="datetime64[us]"))
+        if truth is not None:
+            truth = truth.iloc[order].reset_index(drop=True)
+    if with_truth:
+        return frame, truth
+    return frame
