@@ -578,10 +578,16 @@ def _order_probability(prepared: pipeline.Prepared, fitted: dict[str, pipeline.F
     for f in fitted.values():
         if f.proba_test is not None:
             return np.asarray(f.proba_test)
+    from sklearn.pipeline import make_pipeline
+
+    from revcli import features
+
     reporter.step(f"fitting the classifier of {name} to pair with the order-value model")
     _, clf_params = estimators.split_params(hyper)
     n_threads = threads.resolve(settings.n_jobs, len(prepared.y_train))
-    clf = estimators.make_classifier(name, clf_params, seed=settings.seed, n_jobs=n_threads)
+    clf = make_pipeline(features.for_estimator(estimators.spec(name).capabilities),
+                        estimators.make_classifier(name, clf_params, seed=settings.seed,
+                                                   n_jobs=n_threads))
     with threads.limit(n_threads):
         clf.fit(prepared.X_train, (prepared.y_train > 0).astype(np.int64))
         proba = clf.predict_proba(prepared.X_test)

@@ -1,11 +1,13 @@
 """The data contract of a training table, and loading it.
 
-A table is one row per website session with a ``revenue`` target (USD, 0.0 without an order).
-``is_ordered`` is derived from ``revenue > 0`` when absent and must agree with it when present.
-Every other column is a feature, as long as it is numeric (bool, int or float); identifier columns
-(``id`` or a name ending in ``_id``) are carried along for output but never learned from, because a
-session id is a clock and would smuggle time into the model. Nothing here hard-codes the 12
-feature names of the real table, so an extra one-hot column just works.
+A table is one row per website session with a ``revenue`` target (USD, 0.0 without an order):
+numeric, finite, non-negative, never missing. ``is_ordered`` is derived from ``revenue > 0`` when
+absent and must agree with it when present. Every other column is a feature: a number or flag, a
+category (text or a pandas categorical) or a timestamp, with gaps allowed; the model encodes them
+(revcli.features). Identifier columns (``id`` or a name ending in ``_id``) are carried along for
+output but never learned from, because a session id is a clock and would smuggle time into the
+model. Nothing here hard-codes the 12 feature names of the real table, so an extra column just
+works.
 """
 
 from __future__ import annotations
@@ -95,15 +97,24 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.D
     return table.to_pandas()
 
 
-def _check_numeric(frame: pd.DataFrame) -> None:
+def _check_kinds(frame: pd.DataFrame, target: bool = True) -> None:
+    """Every column must be a number/flag, a category (text) or a timestamp; the target (and
+    is_ordered) a number."""
     from pandas.api import types as pdt
+
+    from revcli.features import kind
 
     for name in frame.columns:
         dtype = frame[name].dtype
-        if not (pdt.is_bool_dtype(dtype) or pdt.is_numeric_dtype(dtype)) or pdt.is_complex_dtype(
-                dtype):
-            raise DataError(f"column {name!r} has dtype {dtype}, not bool/int/float; "
-                            f"encode it as numbers or drop it before training")
+        if target and name in (TARGET, ORDER_FLAG):
+            if not (pdt.is_numeric_dtype(dtype) or pdt.is_bool_dtype(dtype)) or (
+                    pdt.is_complex_dtype(dtype)):
+                raise DataError(f"column {name!r} has dtype {dtype}; it must be numeric")
+            continue
+        if kind(dtype) is None:
+            raise DataError(f"column {name!r} has dtype {dtype}, which is not a number, flag, "
+                            "category (text) or timestamp; convert it or drop it before "
+                            "training")
 
 
 def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
@@ -119,7 +130,7 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
                         f"{', ...' if frame.shape[1] > 8 else ''})")
     id_columns = [c for c in frame.columns if is_id_column(str(c))]
     learnable = frame.drop(columns=id_columns)
-    _check_numeric(learnable)
+    _check_kinds(learnable)
 
     y = learnable[TARGET].to_numpy(dtype=np.float64)
     n_nan = int(np.isnan(y).sum())
@@ -156,19 +167,15 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
     features = [c for c in candidates if c not in drop]
     if not features:
         raise DataError("no features left to learn from after --drop-feature")
-    X = _as_float32(learnable[features])
-    missing = X.isna().sum()
-    if missing.any():
-        name = str(missing.idxmax())
-        raise DataError(f"feature {name!r} has {int(missing.max()):,} missing values; "
-                        f"fill them or use --drop-feature {name!r}")
+    X = _finite(learnable[features])
     return Table(X=X, y=y, ordered=ordered, features=features, ids=frame[id_columns],
                  dropped=drop)
 
 
-def _as_float32(frame: pd.DataFrame) -> pd.DataFrame:
-    """The features as float32, refusing infinities and values float32 cannot hold (they would
-    become inf in the cast and break every estimator's fit)."""
+def _finite(frame: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns as they are (the model encodes them: revcli.features), refusing
+    infinities and numbers float32 cannot hold (they would break every estimator's fit).
+    Missing values are allowed: the model handles or imputes them."""
     import numpy as np
 
     for name in frame.columns:
@@ -183,20 +190,16 @@ def _as_float32(frame: pd.DataFrame) -> pd.DataFrame:
             raise DataError(f"feature {str(name)!r} has {bad:,} infinite or out-of-range values "
                             f"(beyond ±{FLOAT32_MAX:.3g}, float32's limit); fix them or use "
                             f"--drop-feature {str(name)!r}")
-    return frame.astype(np.float32)
+    return frame
 
 
 def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
-    """The model's feature columns of ``frame`` as float32, naming any that are missing."""
-
+    """The model's feature columns of ``frame`` (as they are: the model encodes them), naming
+    any that are missing and refusing unsupported types and infinities."""
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise DataError(f"the table lacks {len(missing)} feature(s) the model needs: "
                         f"{', '.join(missing)}")
     X = frame[list(features)]
-    _check_numeric(X)
-    X = _as_float32(X)
-    if X.isna().to_numpy().any():
-        name = str(X.isna().sum().idxmax())
-        raise DataError(f"feature {name!r} has missing values")
-    return X
+    _check_kinds(X, target=False)
+    return _finite(X)

@@ -153,14 +153,11 @@ def _workspace_dataset(ws: Workspace, sha: str) -> Any:
                             "--data FILE") from None
 
 
-def _recorded_split(meta: dict[str, Any], ordered: np.ndarray) -> Any:
+def _recorded_split(meta: dict[str, Any], frame: Any, ordered: np.ndarray) -> Any:
     """The model's split recomputed from its dataset, checked against the recorded hash."""
-    from revcli.split import make_split
+    from revcli.split import recompute
 
-    if meta.get("seed") is None or meta.get("test_size") is None:
-        raise ConfigError("the model records no seed / test size, so its holdout cannot be "
-                          "recomputed; give --data FILE with held-out rows")
-    split = make_split(ordered, test_size=float(meta["test_size"]), seed=int(meta["seed"]))
+    split = recompute(meta, frame, ordered)
     if meta.get("split_hash") and split.hash != meta["split_hash"]:
         raise DataError(f"the model's holdout does not reproduce: split hash {split.hash} != "
                         f"recorded {meta['split_hash']} (another scikit-learn version?); "
@@ -204,7 +201,7 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
     X_all = features_for(frame, loaded.features)
     recorded = _recorded_baselines(meta, cls)
     if holdout:
-        split = _recorded_split(meta, table.ordered)
+        split = _recorded_split(meta, frame, table.ordered)
         rows = split.test
         population = cls.population("test")
         derived = metrics.Baselines.of(table.y[split.train])
@@ -223,9 +220,10 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
             baselines = recorded
             note = f"the train mean (${cls.baseline_of(baselines):.2f}) recorded with the model"
         elif model_sha and ws.dataset_path(str(model_sha)).is_file():
-            y_model = read_parquet(ws.dataset_path(str(model_sha)),
-                                   columns=["revenue"])["revenue"].to_numpy(dtype=np.float64)
-            baselines = metrics.Baselines.of(y_model[_recorded_split(meta, y_model > 0).train])
+            model_frame = read_parquet(ws.dataset_path(str(model_sha)))
+            y_model = model_frame["revenue"].to_numpy(dtype=np.float64)
+            baselines = metrics.Baselines.of(
+                y_model[_recorded_split(meta, model_frame, y_model > 0).train])
             note = (f"the train mean (${cls.baseline_of(baselines):.2f}) of the model's "
                     "training rows (recomputed)")
         else:

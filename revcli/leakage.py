@@ -2,9 +2,15 @@
 
 On the real table ``engagement_depth == 7`` exactly when the session ordered (the thank-you page is
 the 7th pageview), so any all-sessions model "explains" R^2 ~ 0.91 through that one fact. The audit
-runs on the training rows before fitting and names such features; a converter RMSE under $10 --
-which the seed task itself calls too good to be true -- is flagged after scoring. Findings are
-warnings and run tags, never silent.
+runs on the training rows before fitting and ranks every column by how well it alone separates
+the sessions that ordered (its ROC AUC; categories by their levels' order rates, timestamps by
+date): a column that marks the orders, or with AUC >= 0.99, is a leak; AUC >= 0.95 is a near-leak
+(a feature that is 7 for every order and 3 % of other sessions scores 0.985 and lifts R^2 to 0.56).
+Both are named with their figure, both make the scores not honest, and an enforced gate refuses
+them unless --allow-leak. After scoring, scores no session model of this data reaches -- a
+converter RMSE under $10, which the seed task calls too good to be true, or an R^2 above 0.5,
+where the honest ceiling is about 0.1 -- are flagged as too good. Findings are warnings and run
+tags, never silent.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ if TYPE_CHECKING:
     from revcli.strategies import Strategy
 
 AUC_THRESHOLD = 0.99
+NEAR_THRESHOLD = 0.95
 TOO_GOOD_RMSE = 10.0
+TOO_GOOD_R2 = 0.5
+LEAK, NEAR = "leak", "near-leak"
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class LeakFinding:
     feature: str
     auc: float
     detail: str
+    kind: str = LEAK  # LEAK or NEAR
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,14 +57,19 @@ def _single_feature_auc(values: np.ndarray, ordered: np.ndarray) -> float:
     return float(max(auc, 1.0 - auc))
 
 
-def audit(X: pd.DataFrame, ordered: np.ndarray,
-          threshold: float = AUC_THRESHOLD) -> list[LeakFinding]:
-    """Features that alone separate ``ordered`` (ROC AUC >= threshold, or a value seen only with
-    orders that every order has)."""
+def audit(X: pd.DataFrame, ordered: np.ndarray, threshold: float = AUC_THRESHOLD,
+          near: float = NEAR_THRESHOLD) -> list[LeakFinding]:
+    """Features that alone separate ``ordered``: leaks (ROC AUC >= ``threshold``, or a value
+    seen only with orders that every order has) and near-leaks (AUC >= ``near``)."""
+    from revcli.features import audit_view
+
     ordered = np.asarray(ordered, dtype=bool)
+    view = audit_view(X, ordered)
     findings = []
-    for name in X.columns:
-        values = X[name].to_numpy()
+    for name in view.columns:
+        values = view[name].to_numpy()
+        values = np.where(np.isnan(values), np.nanmin(values) - 1 if (~np.isnan(values)).any()
+                          else 0.0, values)  # a gap ranks as its own lowest value
         auc = _single_feature_auc(values, ordered)
         order_values = np.unique(values[ordered])
         marks_orders = (len(order_values) == 1
@@ -67,15 +82,25 @@ def audit(X: pd.DataFrame, ordered: np.ndarray,
         elif auc >= threshold:
             findings.append(LeakFinding(str(name), auc,
                                         f"alone separates is_ordered (ROC AUC {auc:.3f})"))
+        elif auc >= near:
+            findings.append(LeakFinding(str(name), auc, f"nearly separates is_ordered on its own "
+                                        f"(ROC AUC {auc:.3f} >= {near}): a near-leak", NEAR))
     return findings
 
 
 def too_good(card: Scorecard) -> str | None:
-    """A message when the converter RMSE is below what the seed calls too good to be true."""
+    """A message when the scores are beyond what session features make plausible: a converter
+    RMSE under what the seed calls too good to be true, or an R^2 far above the honest ceiling
+    (~0.1 with a time feature) on sessions or on converters."""
     value = card.converter_score("rmse")
     if np.isfinite(value) and value < TOO_GOOD_RMSE:
         return (f"RMSE on converters is ${value:.2f} < ${TOO_GOOD_RMSE:.0f}: too good to be true "
                 "for this data (the mean predictor scores ~$17.7); check for leakage")
+    for key, rows in (("r2", card.population), ("conv_r2", "the converters")):
+        r2 = card.metrics.get(key, float("nan"))
+        if np.isfinite(r2) and r2 > TOO_GOOD_R2:
+            return (f"R² {r2:.2f} on {rows} is beyond what session features make plausible "
+                    f"(> {TOO_GOOD_R2}; about 0.1 at best on this data); check for leakage")
     return None
 
 

@@ -21,10 +21,11 @@ from revcli import fetch, leakage, metrics, strategies, threads
 from revcli.data import Table, read_parquet
 from revcli.data import validate as validate_table
 from revcli.progress import SILENT, Reporter
-from revcli.split import Split, make_split
+from revcli.split import Split
 from revcli.workspace import DatasetRecord, Workspace
 
 if TYPE_CHECKING:
+    from revcli.model import RevenueModel
     from revcli.settings import Settings
     from revcli.strategies import Strategy
 
@@ -99,12 +100,27 @@ def load_dataset(settings: Settings, data: str | Path | None = None,
     return workspace, record, [note] if note else []
 
 
+def make(settings: Settings, frame: Any, ordered: np.ndarray) -> Split:
+    """The split ``settings`` ask for: random (stratified) or by time (``--split time``)."""
+    from revcli import split
+    from revcli.errors import ConfigError
+
+    if settings.split == split.RANDOM:
+        return split.make_split(ordered, test_size=settings.test_size, seed=settings.seed)
+    if settings.split != split.TIME:
+        raise ConfigError(f"unknown --split {settings.split!r}; choose random or time")
+    column = split.time_column_of(frame, settings.time_column)
+    return split.make_time_split(frame[column], ordered, settings.test_size, column,
+                                 settings.gap)
+
+
 def prepare(settings: Settings, data: str | Path | None = None,
             drop_features: Sequence[str] = (), reporter: Reporter = SILENT) -> Prepared:
     workspace, record, notes = load_dataset(settings, data, reporter)
     reporter.step(f"loading {record.short} ({record.rows:,} rows)")
-    table = validate_table(read_parquet(record.path), drop_features=drop_features)
-    split = make_split(table.ordered, test_size=settings.test_size, seed=settings.seed)
+    frame = read_parquet(record.path)
+    table = validate_table(frame, drop_features=drop_features)
+    split = make(settings, frame, table.ordered)
     return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
 
 
@@ -117,17 +133,23 @@ def hyperparameters(settings: Settings, overrides: Mapping[str, Any] | None = No
 
 
 def build(settings: Settings, params: Mapping[str, Any], *, n_jobs: int | None = None,
-          strategy: str | None = None, estimator: str | None = None) -> Strategy:
-    """The unfitted strategy of ``settings`` (or ``strategy`` / ``estimator``); every bad name,
-    parameter or option fails here, before any data is read."""
-    return strategies.build(strategy or settings.strategy, estimator or settings.estimator,
-                            params, seed=settings.seed,
-                            n_jobs=settings.n_jobs if n_jobs is None else n_jobs,
-                            options=settings.strategy_options())
+          strategy: str | None = None, estimator: str | None = None) -> RevenueModel:
+    """The unfitted model of ``settings`` (or ``strategy`` / ``estimator``): the featurizer
+    the estimator needs, then the strategy. Every bad name, parameter or option fails here,
+    before any data is read."""
+    from revcli import estimators, features
+    from revcli.model import RevenueModel
+
+    name = estimator or settings.estimator
+    inner = strategies.build(strategy or settings.strategy, name, params, seed=settings.seed,
+                             n_jobs=settings.n_jobs if n_jobs is None else n_jobs,
+                             options=settings.strategy_options())
+    return RevenueModel(featurizer=features.for_estimator(estimators.spec(name).capabilities),
+                        strategy=inner)
 
 
 def validate(settings: Settings, params: Mapping[str, Any], *, strategy: str | None = None,
-             estimator: str | None = None) -> Strategy:
+             estimator: str | None = None) -> RevenueModel:
     """:func:`build`, then a probe fit on synthetic rows (revcli.estimators.probe): a bad name,
     a bad value of a hyperparameter, an option out of range all fail here, in a fraction of a
     second, before any data is read."""
@@ -140,7 +162,7 @@ def validate(settings: Settings, params: Mapping[str, Any], *, strategy: str | N
     return model
 
 
-def fit(model: Strategy, X: Any, y: np.ndarray, n_threads: int) -> float:
+def fit(model: RevenueModel, X: Any, y: np.ndarray, n_threads: int) -> float:
     """Fit ``model`` under the thread cap; returns the seconds it took."""
     start = time.perf_counter()
     try:
@@ -150,7 +172,7 @@ def fit(model: Strategy, X: Any, y: np.ndarray, n_threads: int) -> float:
         # scikit-learn and XGBoost say "this data cannot be fitted" with ValueError.
         from revcli.errors import DataError, first_line
 
-        raise DataError(f"{type(model).name} cannot be fitted on these rows: "
+        raise DataError(f"{strategies.of(model).name} cannot be fitted on these rows: "
                         f"{first_line(exc, 200)}") from None
     return time.perf_counter() - start
 
@@ -159,7 +181,7 @@ def fit(model: Strategy, X: Any, y: np.ndarray, n_threads: int) -> float:
 class Fitted:
     """A fitted strategy and its holdout scores."""
 
-    model: Strategy
+    model: RevenueModel
     scorecard: metrics.Scorecard
     pred_test: np.ndarray
     proba_test: np.ndarray | None
@@ -168,7 +190,7 @@ class Fitted:
 
     @property
     def strategy(self) -> type[Strategy]:
-        return type(self.model)
+        return self.model.strategy_class
 
 
 def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, Any],
@@ -224,12 +246,12 @@ def judge(fitted: Fitted, findings: Sequence[leakage.LeakFinding], targets: Any,
 def evaluation_data(model_or_cls: Any, X: Any, y: np.ndarray,
                     pred: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
     """The rows a strategy is scored on: (X, y, predictions) restricted to them."""
-    cls = model_or_cls if isinstance(model_or_cls, type) else type(model_or_cls)
+    cls = model_or_cls if isinstance(model_or_cls, type) else strategies.of(model_or_cls)
     rows = cls.evaluation_rows(y)
     return X.iloc[rows], y[rows], pred[rows]
 
 
-def importance(model: Strategy, X: Any, y: np.ndarray, seed: int,
+def importance(model: RevenueModel, X: Any, y: np.ndarray, seed: int,
                n_threads: int = 1) -> dict[str, float]:
     """RMSE increase when each feature is shuffled, on at most IMPORTANCE_ROWS rows; works for
     every estimator, unlike tree-only importances."""

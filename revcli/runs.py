@@ -121,7 +121,7 @@ def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.
 
 
 def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
-               extra: Mapping[str, Any]) -> dict[str, Any]:
+               hyper: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     split = prepared.split_summary()
     return {
         "strategy": settings.strategy,
@@ -132,10 +132,15 @@ def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline
         "test_rows": split["test_rows"],
         "train_converters": split["train_converters"],
         "test_converters": split["test_converters"],
+        **{f"split.{k}": v for k, v in prepared.split.describe().items() if v is not None},
         "features": tracking.param_list(prepared.table.features),
         "dropped_features": tracking.param_list(prepared.table.dropped),
         **fitted.model.options(),
-        **{f"model.{k}": v for k, v in tracking.flat_params(fitted.model.get_params()).items()},
+        **{f"hyper.{k}": v for k, v in hyper.items()},
+        **{f"model.{k}": v for k, v in
+           tracking.flat_params(fitted.model.strategy.get_params()).items()},
+        "encoding": "native categories" if fitted.model.featurizer_.native_categories
+        else "one-hot categories",
         **extra,
     }
 
@@ -193,7 +198,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
     log_start = time.perf_counter()
     record = record_of(prepared, settings, fitted, honesty, spec.command,
                        {**spec.tags, **worker_tags()})
-    params = run_params(prepared, settings, fitted, spec.params)
+    params = run_params(prepared, settings, fitted, hyper, spec.params)
     unreachable: RevcliError | None = None
     try:
         run_id = spec.run_id or tracking.start(
@@ -210,8 +215,10 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         "options": fitted.model.options(),
         "features": prepared.table.features,
         "dropped_features": prepared.table.dropped,
+        "encoding": fitted.model.featurizer_.describe(),
         "dataset_sha256": prepared.dataset.sha256,
         "split_hash": prepared.split.hash,
+        "split": prepared.split.describe(),
         "seed": settings.seed,
         "test_size": settings.test_size,
         "metrics": card.to_dict()["metrics"],

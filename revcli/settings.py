@@ -47,7 +47,11 @@ class Settings:
     combine: str = _setting("expected", "two_stage: expected (P x value) or threshold")
     threshold: float = _setting(0.5, "two_stage --combine threshold: P(order) cut-off")
     seed: int = _setting(42, "seed of the split and of every estimator")
-    test_size: float = _setting(0.2, "holdout share of all sessions (stratified on is_ordered)")
+    test_size: float = _setting(0.2, "holdout share of all sessions")
+    split: str = _setting("random", "random (stratified on is_ordered) | time (latest sessions)")
+    time_column: str | None = _setting(None, "--split time: the timestamp column (default: the "
+                                       "table's only one)")
+    gap: str | None = _setting(None, "--split time: time left out between train and test (7d)")
     n_jobs: int = _setting(-1, "threads for estimators; -1 means all cores")
     targets: Path = _setting(Path("configs/targets.toml"), "seed targets (minimum / good)")
     gate_level: str = _setting("minimum", "targets level a gate enforces")

@@ -21,16 +21,85 @@ if TYPE_CHECKING:
 __all__ = ["TrainResult", "train"]
 
 
+def start_from(settings: Settings, *, from_run: str | None = None,
+               from_study: str | None = None) -> tuple[Settings, dict[str, Any], str]:
+    """The strategy, estimator and hyperparameters of a run or of a study's best trial (flags
+    given on the command line win over them): (settings, hyperparameters, where from)."""
+    from revcli import split as split_mod
+    from revcli.errors import ConfigError, NotFoundError
+    from revcli.estimators import parse_param
+    from revcli.workspace import Workspace
+
+    if from_run and from_study:
+        raise ConfigError("give --from-run or --from-study, not both")
+    flagged = {name for name in ("strategy", "estimator", "combine", "threshold")
+               if settings.source_of(name) == "flag"}
+    workspace = Workspace(settings.workspace)
+    if from_run:
+        tracker, _ = tracking.connect(settings, workspace, experiment=False, create=False)
+        if tracker.is_workspace_store and not workspace.mlflow_db.is_file():
+            raise NotFoundError(f"no MLflow store in {workspace.root}, so no run {from_run!r}")
+        run = tracker.get_run(tracking.resolve(tracker, from_run, settings.registry_model).run_id)
+        meta = run.model_meta()
+        hyper = {k.removeprefix("hyper."): parse_param(f"x={v}")[1]
+                 for k, v in run.params.items() if k.startswith("hyper.")}
+        found = {"strategy": meta.get("strategy"), "estimator": meta.get("estimator"),
+                 **(meta.get("options") or {})}
+        where = f"run {run.run_id}"
+    else:
+        from revcli.tuning import _study
+
+        url = settings.storage or _study.default_url(workspace)
+        storage = _study.open_storage(url, None)
+        if not _study.study_exists(storage, str(from_study)):
+            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; `revcli tune` "
+                                "prints the name of the study it worked on")
+        import optuna
+
+        study = optuna.load_study(study_name=str(from_study), storage=storage)
+        done = [t for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+        if not done:
+            raise NotFoundError(f"study {from_study!r} has no completed trial yet")
+        best = min(done, key=lambda t: (t.value, t.number))
+        key = study.user_attrs.get(_study.KEY_ATTR, {})
+        estimator = str(best.params.get("estimator") or key.get("estimator"))
+        prefix = f"{estimator}."
+        hyper = {**key.get("setup", {}).get("fixed_params", {}).get(estimator, {}),
+                 **{k.removeprefix(prefix): v for k, v in best.params.items()
+                    if k != "estimator" and (k.startswith(prefix) or "." not in k)}}
+        setup = key.get("setup", {})
+        found = {"strategy": key.get("strategy"), "estimator": estimator,
+                 **{k: setup[k] for k in ("combine", "threshold") if k in setup}}
+        if isinstance(setup.get("split"), dict) and setup["split"].get("kind") == split_mod.TIME:
+            found.update(split=split_mod.TIME, time_column=setup["split"].get("time_column"),
+                         gap=setup["split"].get("gap"))
+        where = f"study {from_study} (trial {best.number})"
+    changes = {k: v for k, v in found.items() if v is not None and k not in flagged}
+    return settings.replace(**changes), hyper, where
+
+
 def train(settings: Settings, *, data: str | Path | None = None,
           params: Mapping[str, Any] | None = None, drop_features: Sequence[str] = (),
           run_name: str | None = None, plots: bool = True, note: str | None = None,
-          tags: Mapping[str, str] | None = None, reporter: Reporter = SILENT) -> TrainResult:
+          tags: Mapping[str, str] | None = None, from_run: str | None = None,
+          from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
 
-    ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``).
+    ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
+    ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
+    estimator and hyperparameters (``params`` and explicit settings override them).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    origin: dict[str, str] = {}
+    if from_run or from_study:
+        settings, found, where = start_from(settings, from_run=from_run,
+                                            from_study=from_study)
+        params = {**found, **(params or {})}
+        origin = {"from": where}
+        reporter.note(f"starting from {where}: {settings.strategy} / {settings.estimator}"
+                      + (f", {found}" if found else ""))
     hyper = pipeline.hyperparameters(settings, params)
     # A bad name or parameter value fails here, before any data is loaded.
     pipeline.validate(settings, hyper)
@@ -51,7 +120,7 @@ def train(settings: Settings, *, data: str | Path | None = None,
     fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
     timings["fit"] = fitted.fit_seconds
     result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, note=note,
+                         RunSpec(run_name=run_name, plots=plots, note=note, tags=origin,
                                  user_tags=dict(tags or {})),
                          reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock

@@ -19,15 +19,29 @@ def _frame(n: int = 50) -> pd.DataFrame:
                          "revenue": revenue})
 
 
-def test_features_are_every_numeric_column_but_the_target() -> None:
+def test_features_are_every_column_but_the_target_and_ids() -> None:
     frame = _frame()
     frame["landing_page_/lander-9"] = True  # an extra one-hot column just works
     frame["website_session_id"] = np.arange(len(frame))
+    frame["utm_source"] = "gsearch"  # text: a category
+    frame["created_at"] = pd.Timestamp("2014-01-01") + pd.to_timedelta(np.arange(len(frame)),
+                                                                        "h")
     table = data.validate(frame)
-    assert table.features == ["hour_of_day", "is_weekend", "landing_page_/lander-9"]
+    assert table.features == ["hour_of_day", "is_weekend", "landing_page_/lander-9",
+                              "utm_source", "created_at"]
     assert list(table.ids.columns) == ["website_session_id"]
-    assert table.X.dtypes.unique().tolist() == [np.float32]
+    # the columns as they are: the model encodes them (revcli.features)
+    assert table.X["created_at"].dtype.kind == "M" and table.X["hour_of_day"].dtype == "int32"
     assert table.converters == int((frame.revenue > 0).sum())
+
+
+def test_gaps_in_features_are_allowed_the_target_stays_strict() -> None:
+    frame = _frame().assign(hour_of_day=lambda f: f.hour_of_day.astype(float).where(
+        f.index != 2), utm_source=lambda f: np.where(f.index % 2, "a", None))
+    table = data.validate(frame)
+    assert table.X["hour_of_day"].isna().sum() == 1
+    with pytest.raises(DataError, match="'revenue' has 1 missing"):
+        data.validate(frame.assign(revenue=frame.revenue.where(frame.index != 3)))
 
 
 def test_is_ordered_is_derived_when_absent() -> None:
@@ -43,15 +57,15 @@ def test_drop_feature() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
-    (lambda f: f.assign(channel="web"), "column 'channel' has dtype"),
+    (lambda f: f.assign(z=np.ones(len(f)) * 1j), "column 'z' has dtype complex128, which is not"),
+    (lambda f: f.assign(d=pd.to_timedelta(np.arange(len(f)), "s")), "column 'd' has dtype"),
+    (lambda f: f.assign(revenue=f.revenue.astype(str)), "column 'revenue' has dtype"),
     (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, np.nan)), "missing values"),
     (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, -5.0)), "negative"),
     (lambda f: f.iloc[0:0], "empty"),
     (lambda f: f.assign(revenue=0.0, is_ordered=0), "no converting sessions"),
     (lambda f: f.drop(columns="revenue"), "no 'revenue' column"),
     (lambda f: f.assign(is_ordered=1), "disagrees"),
-    (lambda f: f.assign(hour_of_day=f.hour_of_day.astype(float).where(f.index != 2)),
-     "feature 'hour_of_day' has 1 missing"),
     (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, np.inf)),
      "'revenue' has 1 infinite or out-of-range"),
     (lambda f: f.assign(revenue=f.revenue.where(f.index != 3, 1e300)),

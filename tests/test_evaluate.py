@@ -102,7 +102,7 @@ def test_other_data_is_scored_on_all_its_rows(trained, trained_settings, tmp_pat
     import joblib
 
     pred = joblib.load(trained.model_path).predict(
-        other[trained.features].astype(np.float32))
+        other[trained.features])
     conv = other["revenue"].to_numpy() > 0
     assert card.metrics["rmse"] == pytest.approx(
         float(np.sqrt(np.mean((other["revenue"].to_numpy()[conv] - pred[conv]) ** 2))))
@@ -125,7 +125,7 @@ def test_a_split_that_does_not_reproduce_is_refused(trained, tmp_path) -> None:
     shutil.copytree(trained.model_path.parent, model_dir)
     meta_path = model_dir / "model.json"
     meta = json.loads(meta_path.read_text())
-    meta["seed"] = 7  # another split than the one the model was trained on
+    meta["split"]["seed"] = 7  # another split than the one the model was trained on
     meta_path.write_text(json.dumps(meta))
     s = settings.resolve(flags={"workspace": str(root)}, env={})
     # This workspace has no MLflow store to vouch for the copied file: --trust says we know it.

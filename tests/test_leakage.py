@@ -7,7 +7,7 @@ from revcli import leakage, metrics, strategies
 
 
 def test_audit_names_engagement_depth_on_the_demo(small_demo: pd.DataFrame) -> None:
-    X = small_demo.drop(columns=["revenue", "is_ordered"]).astype(np.float32)
+    X = small_demo.drop(columns=["revenue", "is_ordered"])
     findings = leakage.audit(X, small_demo.is_ordered.to_numpy() == 1)
     assert [f.feature for f in findings] == ["engagement_depth"]
     assert "value 7" in findings[0].detail

@@ -32,7 +32,7 @@ def trained_settings(trained):
 
 
 def _expected(model_path: Path, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return joblib.load(model_path).predict(frame[features].astype(np.float32))
+    return joblib.load(model_path).predict(frame[features])
 
 
 def test_rows_order_ids_and_values_match_the_model(trained, trained_settings, sessions,
@@ -86,10 +86,10 @@ def test_bad_input_leaves_no_output(trained, trained_settings, sessions, tmp_pat
     # neither it nor a partial output survives
     holes = frame.copy()
     holes["hour_of_day"] = holes["hour_of_day"].astype(float)
-    holes.loc[6_500, "hour_of_day"] = np.nan
+    holes.loc[6_500, "hour_of_day"] = np.inf
     bad = tmp_path / "holes.parquet"
     holes.to_parquet(bad, index=False)
-    with pytest.raises(DataError, match="rows 6,000-6,999: feature 'hour_of_day' has missing"):
+    with pytest.raises(DataError, match="rows 6,000-6,999: feature 'hour_of_day' has 1 infinite"):
         predict.predict(trained_settings, run=trained.run_id, data=bad, out=out,
                         batch_rows=2_000)
     assert not out.exists()
@@ -135,12 +135,12 @@ def test_two_stage_through_a_registry_alias(small_settings, sessions, tmp_path) 
     scored = pd.read_parquet(out)
     assert list(scored.columns) == ["session_id", "prediction", "p_order", "order_value"]
     model = joblib.load(source.model_path)
-    X = frame[source.features].astype(np.float32)
+    X = frame[source.features]
     np.testing.assert_allclose(scored["prediction"], model.predict(X))
-    np.testing.assert_allclose(scored["p_order"], model.predict_proba_order(X))
+    np.testing.assert_allclose(scored["p_order"], model.order_probability(X))
     np.testing.assert_allclose(scored["prediction"], scored["p_order"] * scored["order_value"])
     # each stage runs once per batch; the threshold combination matches the model's own too
-    model.set_params(combine="threshold", threshold=0.2)
+    model.strategy_.set_params(combine="threshold", threshold=0.2)
     np.testing.assert_allclose(model.predict_parts(X)["prediction"], model.predict(X))
     # the same through models:/NAME/VERSION
     again = predict.predict(s, run=f"models:/{s.registry_model}/1", data=path,

@@ -23,7 +23,7 @@ def test_run_has_metrics_params_tags_and_artifacts(trained) -> None:
     assert run.data.metrics["rmse"] == pytest.approx(trained.scorecard.metrics["rmse"])
     assert run.data.params["strategy"] == "converting_only"
     assert run.data.params["estimator"] == "xgb"
-    assert run.data.params["model.estimator__max_depth"] == "6"
+    assert run.data.params["model.estimator__max_depth"] == "3"
     assert int(run.data.params["test_converters"]) == trained.split["test_converters"]
     tags = run.data.tags
     assert tags["revcli.dataset_sha256"] == trained.dataset.sha256
@@ -50,10 +50,15 @@ def test_logged_model_loads_with_mlflow_and_predicts_like_the_joblib(trained) ->
     assert atomic.sha256_file(trained.model_path) == trained.model_sha256
     # models:/ URIs resolve against the global tracking URI, which other tests move
     mlflow.set_tracking_uri(trained.tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(trained.model_uri)
-    X = pd.read_parquet(trained.dataset.path).drop(columns=["revenue", "is_ordered"]).head(50)
-    X = X.astype(np.float32)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained.run_id}/model")
+    # the table as revcli reads it -- timestamps, int32, int64 and bool columns as they are
+    raw = pd.read_parquet(trained.dataset.path).head(200)
+    X = raw.drop(columns=["revenue", "is_ordered"])
+    assert {str(t) for t in X.dtypes} >= {"datetime64[us]", "int32", "int64", "bool"}
     assert np.allclose(pyfunc.predict(X), model.predict(X))
+    # ... and the same columns in other integer widths, or with extra columns
+    wider = X.astype({"hour_of_day": "int64", "is_repeat_session": "int32"})
+    assert np.allclose(pyfunc.predict(wider.assign(extra=1)), model.predict(X))
     assert pyfunc.metadata.signature is not None
     meta = json.loads((trained.model_path.parent / "model.json").read_text())
     assert meta["features"] == trained.features and meta["model_sha256"] == trained.model_sha256

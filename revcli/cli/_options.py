@@ -57,6 +57,42 @@ Threshold = Annotated[float | None, typer.Option(
     show_default=False)]
 
 
+SplitKind = Annotated[str | None, typer.Option(
+    "--split", help="random (stratified on is_ordered) or time (train on the earliest "
+    "sessions, test on the latest) \\[env: REVCLI_SPLIT; default: random]", show_default=False)]
+TimeColumn = Annotated[str | None, typer.Option(
+    "--time-column", help="--split time: the timestamp column \\[default: the table's only one]",
+    show_default=False)]
+Gap = Annotated[str | None, typer.Option(
+    "--gap", help="--split time: leave out sessions this long before the test part (12h, 7d, "
+    "2w)", show_default=False)]
+TestSize = Annotated[float | None, typer.Option(
+    "--test-size", help="Holdout share \\[default: 0.2]", show_default=False)]
+
+
+Note = Annotated[str | None, typer.Option(
+    "--note", help="A description for the MLflow run (markdown; shown in the MLflow UI)",
+    show_default=False)]
+Tag = Annotated[list[str] | None, typer.Option(
+    "--tag", help="key=value tag for the MLflow run, repeatable", show_default=False)]
+
+
+def parse_tags(items: list[str] | None) -> dict[str, str]:
+    """``--tag key=value`` (repeatable) as a dict; a key without ``=`` is refused."""
+    from revcli.errors import ConfigError
+
+    tags = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--tag {item!r} is not key=value (e.g. --tag team=growth)")
+        if key.startswith(("revcli.", "mlflow.")):
+            raise ConfigError(f"--tag {key!r}: revcli.* and mlflow.* tags are revcli's own")
+        tags[key] = value.strip()
+    return tags
+
+
 def resolve(config: Path | None, **flags: Any) -> settings_mod.Settings:
     """Settings for one command: flags given on the command line over env, file and defaults."""
     return settings_mod.resolve(flags=flags, config_file=config)

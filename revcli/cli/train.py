@@ -19,32 +19,40 @@ from revcli.cli._console import (
 
 def train(
     strategy: Annotated[str | None, typer.Option(
-        "--strategy", "-s", help="all | converting_only | two_stage [default: converting_only]",
+        "--strategy", "-s", help="all | converting_only | two_stage \\[default: converting_only]",
         show_default=False)] = None,
     estimator: Annotated[str | None, typer.Option(
         "--estimator", "-e", help="mean | ridge | rf | xgb | xgb_log | hgb | gbr_quantile | "
-        "ensemble [default: xgb]", show_default=False)] = None,
+        "ensemble \\[default: xgb]", show_default=False)] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Hyperparameter key=value, repeatable; classifier__key=value for "
         "the two_stage classifier", show_default=False)] = None,
-    drop_feature: Annotated[list[str] | None, typer.Option(
-        "--drop-feature", "-d", help="Leave this column out of the features, repeatable",
-        show_default=False)] = None,
-    combine: Annotated[str | None, typer.Option(
-        "--combine", help="two_stage: expected (P x value) or threshold [default: expected]",
-        show_default=False)] = None,
-    threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="two_stage --combine threshold: P(order) cut-off [default: 0.5]",
-        show_default=False)] = None,
+    from_run: Annotated[str | None, typer.Option(
+        "--from-run", help="Start from the strategy, estimator and hyperparameters of this run "
+        "(flags and --param override them)", show_default=False)] = None,
+    from_study: Annotated[str | None, typer.Option(
+        "--from-study", help="Start from the best trial of this tune study (its storage: "
+        "--storage / REVCLI_STORAGE, else the workspace's)", show_default=False)] = None,
+    drop_feature: _options.DropFeature = None,
+    combine: _options.Combine = None,
+    threshold: _options.Threshold = None,
     data: _options.Data = None,
-    test_size: Annotated[float | None, typer.Option(
-        "--test-size", help="Holdout share [default: 0.2]", show_default=False)] = None,
+    split: _options.SplitKind = None,
+    time_column: _options.TimeColumn = None,
+    gap: _options.Gap = None,
+    test_size: _options.TestSize = None,
     seed: _options.Seed = None,
     n_jobs: Annotated[int | None, typer.Option(
-        "--n-jobs", help="Threads, -1 for all cores [default: -1]", show_default=False)] = None,
+        "--n-jobs", help="Threads, -1 for as many as the rows can use \\[default: -1]",
+        show_default=False)] = None,
     run_name: Annotated[str | None, typer.Option(
         "--run-name", help="MLflow run name", show_default=False)] = None,
+    note: _options.Note = None,
+    tag: _options.Tag = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Optuna storage of --from-study \\[env: REVCLI_STORAGE]",
+        show_default=False)] = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
@@ -55,18 +63,19 @@ def train(
     """Train a model of session revenue, score it beside the baseline, log an MLflow run.
 
     Uses the workspace's current dataset; a workspace that never had one gets the full-size
-    demo set (said on stderr), and a current dataset that is broken or missing is an error. The
-    split
-    is shared by every strategy (stratified on is_ordered, seed 42), the scorecard shows each
+    demo set (said on stderr), and a current dataset that is broken or missing is an error.
+    Every strategy shares the split (random and stratified on is_ordered by default; --split
+    time trains on the earliest sessions and tests on the latest), the scorecard shows each
     metric beside the train-mean baseline, and a leakage audit names any feature that gives the
-    order away.
+    order away. Timestamps become calendar features, text columns categories.
 
     Examples:
 
         revcli train --strategy converting_only
-        revcli train --strategy two_stage --estimator xgb
+        revcli train --strategy two_stage --estimator xgb --split time
         revcli train --strategy all --drop-feature engagement_depth --json
-        revcli train -e rf -p max_depth=8 -p n_estimators=100
+        revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
+        revcli train --from-study nightly --note "best of the nightly search"
     """
     from revcli import estimators
     from revcli import train as core
@@ -76,12 +85,14 @@ def train(
         settings = _options.resolve(
             config, workspace=workspace, strategy=strategy, estimator=estimator,
             combine=combine, threshold=threshold, test_size=test_size, seed=seed, n_jobs=n_jobs,
+            split=split, time_column=time_column, gap=gap, storage=storage,
             experiment=experiment, tracking_uri=tracking_uri)
         params = dict(estimators.parse_param(p) for p in (param or []))
         with stdout_to_stderr(json):
             result = core.train(settings, data=data, params=params,
                                 drop_features=drop_feature or [], run_name=run_name,
-                                plots=not no_plots, reporter=reporter)
+                                plots=not no_plots, note=note, tags=_options.parse_tags(tag),
+                                from_run=from_run, from_study=from_study, reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())

@@ -84,9 +84,13 @@ def get(name: str) -> type[Strategy]:
 
 
 def of(model: Any) -> type[Strategy]:
-    """The strategy class of a (fitted) model, or a ConfigError when it is none of revcli's."""
+    """The strategy class of a (fitted) model -- a strategy, or a revcli.model.RevenueModel
+    around one -- or a ConfigError when it is none of revcli's."""
     from revcli.strategies._base import Strategy
 
+    inner = getattr(model, "strategy_class", None)
+    if isinstance(inner, type) and issubclass(inner, Strategy):
+        return inner
     if not isinstance(model, Strategy):
         raise ConfigError(f"a {type(model).__module__}.{type(model).__name__} is not a revcli "
                           f"strategy ({', '.join(names())})")

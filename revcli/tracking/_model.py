@@ -39,6 +39,32 @@ def _skip_package_scan() -> None:
         requirements_utils._MODULES_TO_PACKAGES = {}
 
 
+def table_signature(sample: Any, predictions: Any) -> Any:
+    """The signature of a model that takes a table as revcli reads it: inferred from the raw
+    rows, with integer columns widened to long and floats to double, so MLflow's schema
+    enforcement accepts an int32 or int64, float32 or float64 column alike (an int32 column
+    against a float schema is refused: "Can not safely convert int32 to float32"); categorical
+    columns are described as strings (MLflow cannot convert a pandas categorical)."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    frame = sample.copy()
+    for name in frame.columns:
+        if str(frame[name].dtype) == "category":
+            frame[name] = frame[name].astype(str)
+    import warnings
+
+    wider = {"integer": "long", "float": "double"}
+    with warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold missing values: the table's own
+        # integer columns are what the model was trained on.
+        warnings.simplefilter("ignore", UserWarning)
+        inputs = [ColSpec(wider.get(c.type.name, c.type.name), c.name)
+                  for c in infer_signature(frame).inputs.inputs]
+        outputs = infer_signature(frame, predictions).outputs
+    return ModelSignature(Schema(inputs), outputs)
+
+
 def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
               code_paths: Sequence[str] = ()) -> str:
     """Log ``model`` (sklearn flavour, cloudpickle, pinned requirements, a signature from the
@@ -46,7 +72,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
     returns ``models:/<model id>``."""
     import mlflow.sklearn
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
 
     import revcli
 
@@ -59,7 +85,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
-        signature = infer_signature(sample, model.predict(sample))
+        signature = table_signature(sample, model.predict(sample))
         # In the workspace, not TMPDIR: a full or tiny TMPDIR must not fail a logged run.
         scratch = tracker.workspace.root if tracker.workspace is not None else None
         with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:

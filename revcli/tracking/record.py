@@ -174,6 +174,8 @@ class LoggedRun:
             "split_hash": r.split_hash,
             "seed": self.number("seed", int),
             "test_size": self.number("test_size", float),
+            "split": {k.removeprefix("split."): self._split_value(k) for k in self.params
+                      if k.startswith("split.")} or None,
             "options": {name: self._option(name) for name in STRATEGY_OPTIONS
                         if name in self.params},
             "model_sha256": r.model_sha256,
@@ -183,6 +185,14 @@ class LoggedRun:
             "leaks": r.leaks or ([] if r.honest is not False else r.leakage),
             "honest": r.honest,
         }
+
+    def _split_value(self, key: str) -> Any:
+        raw = self.params[key]
+        if key in ("split.test_size",):
+            return float(raw)
+        if key in ("split.seed",):
+            return int(raw)
+        return raw
 
     def _option(self, name: str) -> Any:
         raw = self.params[name]

@@ -55,13 +55,22 @@ def make_folds(prepared: Prepared, strategy: str, n_folds: int, seed: int) -> li
         raise DataError(f"cannot make {n_folds} folds of a training split of {len(train)} rows; "
                         "lower --folds")
     ordered = prepared.table.ordered[train].astype(bool)
-    smallest = int(min(ordered.sum(), (~ordered).sum()))
-    if 0 < smallest < n_folds:
-        raise DataError(f"cannot make {n_folds} stratified folds: the training split has only "
-                        f"{smallest} sessions of its rarer class; lower --folds")
-    # A table of one class (converters only): nothing to stratify on.
-    splitter: Any = (StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-                     if smallest else KFold(n_splits=n_folds, shuffle=True, random_state=seed))
+    if prepared.split.train_in_time is not None:
+        # A time split: forward-chaining folds, each fitting on the past and scored on what
+        # follows it, as the holdout is.
+        from sklearn.model_selection import TimeSeriesSplit
+
+        train = prepared.split.train_in_time
+        ordered = prepared.table.ordered[train].astype(bool)
+        splitter: Any = TimeSeriesSplit(n_splits=n_folds)
+    else:
+        smallest = int(min(ordered.sum(), (~ordered).sum()))
+        if 0 < smallest < n_folds:
+            raise DataError(f"cannot make {n_folds} stratified folds: the training split has "
+                            f"only {smallest} sessions of its rarer class; lower --folds")
+        # A table of one class (converters only): nothing to stratify on.
+        splitter = (StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                    if smallest else KFold(n_splits=n_folds, shuffle=True, random_state=seed))
     y = prepared.table.y
     folds = []
     for fit_idx, val_idx in splitter.split(np.zeros(len(train)), ordered):

@@ -419,6 +419,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         "seed": settings.seed, "test_size": settings.test_size,
         "split_hash": prepared.split.hash, "features": prepared.table.features,
         "fixed_params": p.fixed, **options,
+        **({"split": prepared.split.describe()} if prepared.split.kind != "random" else {}),
         **({"tweedie_power": metrics.TWEEDIE_POWER} if p.metric == "tweedie_deviance" else {}),
     }
     key = _study.StudyKey(strategy=settings.strategy, estimator=p.space.label, metric=p.metric,

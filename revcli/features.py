@@ -1,0 +1,240 @@
+"""From a table's columns to what an estimator learns from: one home for column types.
+
+A training table arrives as the warehouse exports it: numbers and flags, strings or categories
+(``utm_source``), timestamps (``created_at``), and gaps. :class:`Featurizer` is a scikit-learn
+transformer, fitted with the model and saved inside it (:class:`revcli.model.RevenueModel`), so
+``predict`` applies exactly the encoding training learned:
+
+- **numbers and flags** (bool, int, float) pass through as float32; a missing value stays NaN for
+  estimators that handle it (XGBoost, histogram gradient boosting, random forests) and is
+  otherwise replaced by the training median, with a ``<column>__missing`` indicator beside it;
+- **categories** (strings, pandas categoricals): the levels seen on at least ``min_frequency``
+  of the training rows are kept, the rest -- and any level first seen at predict time -- go to
+  one ``__other__`` bucket (missing values to ``__missing__``). Estimators with native categories
+  get a pandas categorical column with those fixed levels; the others get one 0/1 column per
+  level (``<column>=<level>``);
+- **timestamps** are never fed raw: they become calendar features ``<column>__month`` (months
+  since 1970-01, so a trend can be learned), ``<column>__dayofweek`` (Monday 0) and
+  ``<column>__hour``.
+
+:func:`kind` names the type of a column; :func:`audit_view` is the numeric view the leakage audit
+ranks columns on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NUMBER, CATEGORY, DATETIME = "number", "category", "datetime"
+OTHER, MISSING = "__other__", "__missing__"
+# Levels kept as their own category: seen on at least this share of the training rows (and at
+# most MAX_LEVELS of them), so a one-hot encoding stays small and rare levels do not overfit.
+MIN_FREQUENCY = 0.005
+MAX_LEVELS = 64
+
+
+def kind(dtype: Any) -> str | None:
+    """The feature type of a pandas dtype: NUMBER, CATEGORY, DATETIME, or None (unsupported:
+    complex numbers, bytes, nested values, timedeltas)."""
+    from pandas.api import types as pdt
+
+    if pdt.is_bool_dtype(dtype) or (pdt.is_numeric_dtype(dtype)
+                                    and not pdt.is_complex_dtype(dtype)
+                                    and not pdt.is_timedelta64_dtype(dtype)):
+        return NUMBER
+    if pdt.is_datetime64_any_dtype(dtype):
+        return DATETIME
+    import pandas as pd
+
+    if (isinstance(dtype, pd.CategoricalDtype) or pdt.is_string_dtype(dtype)
+            or pdt.is_object_dtype(dtype)):
+        return CATEGORY
+    return None
+
+
+def _as_float(values: pd.Series) -> np.ndarray:
+    import pandas as pd
+    from pandas.api import types as pdt
+
+    if not (pdt.is_numeric_dtype(values.dtype) or pdt.is_bool_dtype(values.dtype)):
+        values = pd.to_numeric(values, errors="coerce")  # e.g. numbers that came as text (CSV)
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def naive_utc(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (a timezone-aware column is converted, a naive one kept; text,
+    as a CSV or JSON request carries them, is parsed)."""
+    import pandas as pd
+    from pandas.api import types as pdt
+
+    if not pdt.is_datetime64_any_dtype(values.dtype):
+        values = pd.to_datetime(values, errors="coerce", utc=True)
+    if getattr(values.dt, "tz", None) is not None:
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values
+
+
+def calendar(values: pd.Series) -> dict[str, np.ndarray]:
+    """Calendar features of a timestamp column: month index, day of week, hour."""
+    stamp = naive_utc(values)
+    month = (stamp.dt.year - 1970) * 12 + (stamp.dt.month - 1)
+    return {"month": _as_float(month), "dayofweek": _as_float(stamp.dt.day_of_week),
+            "hour": _as_float(stamp.dt.hour)}
+
+
+def audit_view(X: pd.DataFrame, ordered: np.ndarray) -> pd.DataFrame:
+    """One numeric column per table column, for the leakage audit to rank: numbers as they are,
+    a category as its level's share of orders on these rows, a timestamp as days since 1970."""
+    import pandas as pd
+
+    view = {}
+    ordered = np.asarray(ordered, dtype=np.float64)
+    for name in X.columns:
+        values = X[name]
+        k = kind(values.dtype)
+        if k == NUMBER:
+            view[name] = _as_float(values)
+        elif k == DATETIME:
+            view[name] = _as_float((naive_utc(values) - pd.Timestamp("1970-01-01"))
+                                   / pd.Timedelta(days=1))
+        else:
+            levels = values.astype("object").where(values.notna(), MISSING)
+            rate = pd.Series(ordered, index=X.index).groupby(levels.to_numpy()).transform("mean")
+            view[name] = rate.to_numpy(dtype=np.float64)
+    return pd.DataFrame(view, index=X.index)
+
+
+class Featurizer(TransformerMixin, BaseEstimator):
+    """Encode a table's feature columns for one estimator (see the module docstring).
+
+    ``native_categories``: the estimator takes pandas categoricals itself (XGBoost with
+    ``enable_categorical``, histogram gradient boosting); else categories are one-hot encoded.
+    ``handles_missing``: the estimator takes NaN itself; else numbers are imputed with an
+    indicator. ``scale``: numbers (and calendar features) are standardised with the training
+    mean and standard deviation, as linear models need (a month index near 500 beside 0/1 flags
+    would otherwise dominate a penalised fit).
+    """
+
+    def __init__(self, native_categories: bool = False, handles_missing: bool = False,
+                 scale: bool = False, min_frequency: float = MIN_FREQUENCY,
+                 max_levels: int = MAX_LEVELS) -> None:
+        self.native_categories = native_categories
+        self.handles_missing = handles_missing
+        self.scale = scale
+        self.min_frequency = min_frequency
+        self.max_levels = max_levels
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> Featurizer:
+        self.columns_ = [str(c) for c in X.columns]
+        self.kinds_: dict[str, str] = {}
+        self.levels_: dict[str, list[str]] = {}
+        self.medians_: dict[str, float] = {}
+        self.missing_: list[str] = []
+        for name in X.columns:
+            values = X[name]
+            k = kind(values.dtype)
+            if k is None:
+                raise ValueError(f"column {name!r} has dtype {values.dtype}, which is not a "
+                                 "number, flag, category or timestamp")
+            self.kinds_[str(name)] = k
+            if k == CATEGORY:
+                self.levels_[str(name)] = self._levels(values)
+            elif k == NUMBER:
+                numbers = _as_float(values)
+                gaps = np.isnan(numbers)
+                if gaps.any() and not self.handles_missing:
+                    self.missing_.append(str(name))
+                    self.medians_[str(name)] = (float(np.median(numbers[~gaps]))
+                                                if (~gaps).any() else 0.0)
+        self.scales_: dict[str, tuple[float, float]] = {}
+        if self.scale:
+            encoded = self._encode(X)
+            for column in self._scaled(encoded):
+                values = encoded[column].to_numpy(dtype=np.float64)
+                std = float(np.nanstd(values))
+                self.scales_[column] = (float(np.nanmean(values)), std if std > 0 else 1.0)
+        self.feature_names_out_ = list(self._encode(X.head(0)).columns)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _scaled(self, encoded: pd.DataFrame) -> list[str]:
+        """Encoded columns that are quantities (not indicators or one-hot levels)."""
+        return [c for c in encoded.columns
+                if not c.endswith("__missing") and "=" not in c
+                and str(encoded[c].dtype) != "category"]
+
+    def _levels(self, values: pd.Series) -> list[str]:
+        text = values.astype("object").where(values.notna(), MISSING).astype(str)
+        counts = text.value_counts()
+        keep = counts[counts >= max(1.0, self.min_frequency * len(text))]
+        return sorted(str(v) for v in keep.index[: self.max_levels])
+
+    def _text(self, name: str, values: pd.Series) -> pd.Series:
+        text = values.astype("object").where(values.notna(), MISSING).astype(str)
+        return text.where(text.isin(self.levels_[name]), OTHER)
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
+        out: dict[str, Any] = {}
+        for name in self.columns_:
+            values = X[name]
+            k = self.kinds_[name]
+            if k == NUMBER:
+                numbers = _as_float(values)
+                if name in self.missing_:
+                    gaps = np.isnan(numbers)
+                    out[f"{name}__missing"] = gaps.astype(np.float32)
+                    numbers = np.where(gaps, self.medians_[name], numbers)
+                out[name] = numbers.astype(np.float32)
+            elif k == DATETIME:
+                for part, numbers in calendar(values).items():
+                    out[f"{name}__{part}"] = numbers.astype(np.float32)
+            else:
+                levels = [*self.levels_[name], OTHER]
+                text = self._text(name, values)
+                if self.native_categories:
+                    out[name] = pd.Categorical(text, categories=levels)
+                else:
+                    for level in levels:
+                        out[f"{name}={level}"] = (text == level).to_numpy(dtype=np.float32)
+        frame = pd.DataFrame(out, index=X.index)
+        for column, (mean, std) in getattr(self, "scales_", {}).items():
+            frame[column] = ((frame[column] - mean) / std).astype(np.float32)
+        return frame
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "kinds_")
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"the table lacks {len(missing)} feature column(s) the model "
+                             f"needs: {', '.join(missing)}")
+        return self._encode(X)
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_out_")
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    def describe(self) -> dict[str, Any]:
+        """What the encoding learned, for model.json and --json."""
+        check_is_fitted(self, "kinds_")
+        return {"kinds": dict(self.kinds_), "levels": {k: list(v) for k, v in
+                                                       self.levels_.items()},
+                "imputed": {k: self.medians_[k] for k in self.missing_},
+                "native_categories": self.native_categories, "scaled": sorted(self.scales_),
+                "encoded_columns": len(self.feature_names_out_)}
+
+
+def for_estimator(capabilities: Mapping[str, bool]) -> Featurizer:
+    """The featurizer for an estimator with these capabilities (revcli.estimators)."""
+    return Featurizer(native_categories=bool(capabilities.get("native_categories")),
+                      handles_missing=bool(capabilities.get("handles_missing")),
+                      scale=bool(capabilities.get("needs_scaling")))
