@@ -106,11 +106,20 @@ class Connection:
     endpoint_url: str | None = None
     profile: str | None = None
     region: str | None = None
+    # A quick check (``revcli doctor``) asks once, with short timeouts, instead of retrying.
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    max_attempts: int | None = None  # None: AWS_MAX_ATTEMPTS or boto3's default of 3
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Connection:
+    def from_settings(cls, settings: Settings, timeout: float | None = None) -> Connection:
+        """The connection the settings name; ``timeout``: one attempt per request, with
+        this connect and read timeout."""
+        limits: dict[str, Any] = ({} if timeout is None else
+                                  {"connect_timeout": timeout, "read_timeout": timeout,
+                                   "max_attempts": 1})
         return cls(endpoint_url=settings.endpoint_url, profile=settings.aws_profile,
-                   region=settings.region)
+                   region=settings.region, **limits)
 
 
 def _make_client(connection: Connection) -> Any:
@@ -118,10 +127,13 @@ def _make_client(connection: Connection) -> Any:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ProfileNotFound
 
+    retries: dict[str, Any] = {"mode": "standard"}  # AWS_MAX_ATTEMPTS or boto3's default of 3
+    if connection.max_attempts is not None:
+        retries["total_max_attempts"] = connection.max_attempts
     config = Config(
-        retries={"mode": "standard"},  # max attempts: AWS_MAX_ATTEMPTS or boto3's default of 3
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        retries=retries,
+        connect_timeout=connection.connect_timeout,
+        read_timeout=connection.read_timeout,
         # MinIO-style servers are addressed by path; AWS itself takes either.
         s3={"addressing_style": "path"} if connection.endpoint_url else None,
         user_agent_extra="revcli",
@@ -170,8 +182,10 @@ class S3Storage:
         self.multipart_chunksize = multipart_chunksize
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> S3Storage:
-        return cls(connection=Connection.from_settings(settings))
+    def from_settings(cls, settings: Settings, timeout: float | None = None) -> S3Storage:
+        """Storage for the settings' endpoint, profile and region (``timeout``: a quick check
+        that asks once, see :meth:`Connection.from_settings`)."""
+        return cls(connection=Connection.from_settings(settings, timeout=timeout))
 
     @property
     def client(self) -> Any:

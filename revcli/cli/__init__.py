@@ -56,6 +56,7 @@ def _register() -> None:
         compare,
         config,
         datasets,
+        doctor,
         evaluate,
         fetch,
         predict,
@@ -63,6 +64,7 @@ def _register() -> None:
         runs,
         train,
         tune,
+        ui,
     )
 
     # In the order of the workflow: data, models, judging them, shipping one.
@@ -76,7 +78,9 @@ def _register() -> None:
     app.command("push")(push.push)
     app.add_typer(runs.app, name="runs")
     app.command("gc")(runs.gc)
+    app.command("ui")(ui.ui)
     app.command("config")(config.config)
+    app.command("doctor")(doctor.doctor)
 
 
 _register()
