@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from rich.table import Table
@@ -130,11 +131,11 @@ class Col:
     justify: str = "left"
     width: int = 0  # set by fit_columns
 
-    @property
+    @cached_property
     def natural(self) -> int:
         return max([cell_width(self.header), *(cell_width(c) for c in self.cells)])
 
-    @property
+    @cached_property
     def minimum(self) -> int:
         """The narrowest this column may be without harm: a header is never cut, a number never
         narrowed, a word never broken."""

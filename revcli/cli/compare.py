@@ -118,10 +118,12 @@ def runs(
 ) -> None:
     """List runs of the experiment best first, or compare given runs side by side.
 
-    Reads MLflow (the workspace's store or --tracking-uri): run, start time, strategy,
-    estimator, metrics, dataset and split. When the runs were trained on different data, splits
-    or rows it says so above the table: their scores are not comparable. Evaluation runs and
-    nested runs are left out.
+    Reads MLflow (the workspace's store or --tracking-uri). The table fits the terminal: run
+    id, name, strategy, estimator, the sort metric with its delta against the train-mean
+    baseline, and age; --columns and --metric choose others, and what does not fit is named
+    under the table (--format csv or json has every column). When the runs were trained on
+    different data, splits or rows it says so above the table: their scores are not
+    comparable. Evaluation runs and nested runs are left out.
 
     Examples:
 
