@@ -225,7 +225,8 @@ def left_out(dropped: Sequence[Col], width: int, how: str, what: str = "column")
     """The dim line under a table that says what did not fit and how to see it."""
     if not dropped:
         return None
-    names = ", ".join(c.key for c in dropped)
+    keys = [c.key for c in dropped]
+    names = ", ".join(keys if len(keys) <= 8 else [*keys[:6], f"and {len(keys) - 6} more"])
     plural = what if len(dropped) == 1 else what + "s"
     return (f"[dim]{len(dropped)} more {plural} did not fit in {width} columns: {safe(names)}; "
             f"{how}[/]")
