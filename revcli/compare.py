@@ -77,6 +77,17 @@ class RunRow:
     def short(self) -> str:
         return self.run_id[:8]
 
+    def age(self, now: dt.datetime | None = None) -> str:
+        """How long ago the run started, in a few characters: 45s, 3m, 2h, 5d, 3w, 2y."""
+        if self.started is None:
+            return "-"
+        seconds = max(0.0, ((now or dt.datetime.now(dt.UTC)) - self.started).total_seconds())
+        for unit, size, below in (("s", 1, 60), ("m", 60, 3600), ("h", 3600, 48 * 3600),
+                                  ("d", 86400, 14 * 86400), ("w", 7 * 86400, 365 * 86400)):
+            if seconds < below:
+                return f"{int(seconds // size)}{unit}"
+        return f"{int(seconds // (365 * 86400))}y"
+
     @property
     def not_honest(self) -> bool:
         """The verdict recorded at training (revcli.honest); runs from before that tag are

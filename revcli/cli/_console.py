@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,25 @@ from revcli.progress import Reporter, Task
 # see the output.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+# Piped stdout (CI logs, files) is not squeezed into rich's assumed 80 columns unless COLUMNS says
+# so; a terminal's width is respected.
+PIPE_WIDTH = 220
+
+
+def output_width() -> int:
+    """The width stdout's tables are laid out for: the terminal's (rich reads COLUMNS), or, when
+    stdout is a pipe or file, COLUMNS if set and PIPE_WIDTH otherwise."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return out.width if out.is_terminal else PIPE_WIDTH
+
+
+def sized_console(width: int | None = None) -> Console:
+    """A stdout console of ``width`` (default :func:`output_width`) that wraps text at it, so
+    titles, captions, warnings and notes stay inside the width the tables were fitted to."""
+    return Console(width=width or output_width())
 
 
 # C0 and C1 control characters: ESC starts terminal sequences (clear screen, set the window
@@ -125,8 +145,71 @@ class _RichTask(Task):
         self._progress.update(self._id, **known, **fields)
 
 
+# Plain progress lines (stderr not a terminal: CI logs) at most this often, and at the end.
+PLAIN_EVERY = 10.0
+_clock = time.monotonic
+
+
+class _PlainTask(Task):
+    """Progress for logs: a plain line ("trials 12/50 (best rmse 17.70)") when the task starts,
+    at most every PLAIN_EVERY seconds while it advances, and when it ends; no bars, no control
+    characters. Safe to call from several threads (tune's trials)."""
+
+    def __init__(self, description: str, total: float | None, unit: str, info: str) -> None:
+        self.description, self.total, self.unit, self.info = description, total, unit, info
+        self.completed = 0.0
+        self._lock = threading.Lock()
+        self._shown = ""
+        self._at = 0.0
+        self.emit(force=True)
+
+    def advance(self, amount: float = 1.0) -> None:
+        with self._lock:
+            self.completed += amount
+        self.emit()
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            self.total = fields.get("total", self.total)
+            self.completed = fields.get("completed", self.completed)
+            self.description = fields.get("description", self.description)
+            self.info = fields.get("info", self.info)
+        self.emit()
+
+    def _amount(self, value: float) -> str:
+        if self.unit == "bytes":
+            from rich.filesize import decimal
+
+            return decimal(int(value))
+        return f"{value:,.0f}"
+
+    def line(self) -> str:
+        from rich.text import Text
+
+        done = self._amount(self.completed)
+        if self.total is not None:
+            done += "/" + self._amount(self.total)
+        if self.unit and self.unit != "bytes":
+            done += f" {self.unit}"
+        info = Text.from_markup(str(self.info or "")).plain.strip()
+        return printable(f"{self.description} {done}" + (f" ({info})" if info else ""))
+
+    def emit(self, force: bool = False) -> None:
+        with self._lock:
+            now = _clock()
+            if not force and now - self._at < PLAIN_EVERY:
+                return
+            text = self.line()
+            if text == self._shown:
+                return
+            self._shown, self._at = text, now
+        err.print(text, markup=False, highlight=False, emoji=False)
+
+
 class ConsoleReporter(Reporter):
-    """Spinner for steps, progress bars for tasks, one-line notes and warnings; all on stderr."""
+    """Spinner for steps, progress bars for tasks, one-line notes and warnings; all on stderr.
+    When stderr is not a terminal (a CI log), steps are "… step" lines and tasks plain periodic
+    lines: nothing a log would garble."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -185,6 +268,13 @@ class ConsoleReporter(Reporter):
         self._pause()
         if self.quiet:
             yield Task()
+            return
+        if not err.is_terminal:
+            plain = _PlainTask(description, total, unit, str(fields.get("info", "")))
+            try:
+                yield plain
+            finally:
+                plain.emit(force=True)
             return
         columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
         if unit == "bytes":

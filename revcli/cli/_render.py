@@ -1,12 +1,16 @@
-"""Rich renderings shared by commands: the scorecard, target verdicts, leakage findings."""
+"""Rich renderings shared by commands: the scorecard, target verdicts, leakage findings, and
+tables laid out for the width they get (:func:`fit_columns`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from revcli.cli._console import out, safe
 
@@ -96,3 +100,133 @@ def render_leakage(honesty: Any, strategy: str) -> None:
         out.print(line)
     if honesty.too_good:
         out.print(f"[bold yellow]too good:[/] {safe(honesty.too_good)}")
+
+
+# -- tables that fit ----------------------------------------------------------------------------
+
+FIXED, CUT, CUT_START, WRAP = "fixed", "cut", "cut_start", "wrap"
+
+
+def cell_width(markup: str) -> int:
+    """Terminal cells taken by a rich-markup string (escaped values count as shown)."""
+    return Text.from_markup(markup).cell_len
+
+
+@dataclass
+class Col:
+    """One column of a table that must fit: its cells (rich markup, values already escaped with
+    ``safe``), how important it is and how it may give up width.
+
+    ``priority``: 0 is never dropped; otherwise the highest number goes first when even the
+    narrowest layout does not fit. ``fit``: FIXED is never narrowed (numbers, ids); CUT may be
+    cut with … at the end down to ``shrink_to`` cells, CUT_START after a short leading word
+    (labels whose end tells them apart); WRAP may wrap between words (never inside one)."""
+
+    key: str  # how the user names it (--columns), shown when it is left out
+    header: str
+    cells: list[str] = field(default_factory=list)
+    priority: float = 0.0
+    fit: str = FIXED
+    shrink_to: int = 10
+    justify: str = "left"
+    width: int = 0  # set by fit_columns
+
+    @cached_property
+    def natural(self) -> int:
+        return max([cell_width(self.header), *(cell_width(c) for c in self.cells)])
+
+    @cached_property
+    def minimum(self) -> int:
+        """The narrowest this column may be without harm: a header is never cut, a number never
+        narrowed, a word never broken."""
+        header = cell_width(self.header)
+        if self.fit in (CUT, CUT_START):
+            return min(self.natural, max(header, self.shrink_to))
+        if self.fit == WRAP:
+            words = [len(w) for c in self.cells for w in Text.from_markup(c).plain.split()]
+            return min(self.natural, max([header, *words]))
+        return self.natural
+
+
+def table_overhead(columns: int) -> int:
+    """Cells a rich Table of the default box and padding adds around ``columns`` columns: one
+    space either side of each, a rule between them and at both edges."""
+    return 3 * columns + 1 if columns else 0
+
+
+def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col]]:
+    """Lay ``columns`` out in ``width`` terminal cells: (kept, in their order, each with its
+    ``width`` set; dropped, most important first).
+
+    While even the narrowest layout is too wide, the least important column goes (the rightmost
+    of equal priority; never one of priority 0). Then every kept column gets its natural width,
+    and if that is too wide the CUT and WRAP ones give up width, least important first (the
+    widest of equal priority first), down to their minimum. A column is never zero-width,
+    never narrower than its header, and FIXED ones (numbers, run ids) are never narrowed."""
+    kept = list(columns)
+    dropped: list[Col] = []
+    order = {id(c): i for i, c in enumerate(columns)}
+
+    def least_important_first(cols: Sequence[Col]) -> list[Col]:
+        return sorted(cols, key=lambda c: (-c.priority, -order[id(c)]))
+
+    while sum(c.minimum for c in kept) + table_overhead(len(kept)) > width:
+        droppable = [c for c in kept if c.priority > 0]
+        if not droppable:
+            break
+        gone = least_important_first(droppable)[0]
+        kept.remove(gone)
+        dropped.append(gone)
+    for c in kept:
+        c.width = c.natural
+    excess = sum(c.width for c in kept) + table_overhead(len(kept)) - width
+    for level in sorted({c.priority for c in kept}, reverse=True):
+        # columns of equal priority share the cut: the widest gives a cell first
+        same = [c for c in kept if c.priority == level and c.width > c.minimum]
+        while excess > 0 and same:
+            widest = max(same, key=lambda c: (c.width, order[id(c)]))
+            widest.width -= 1
+            excess -= 1
+            same = [c for c in same if c.width > c.minimum]
+    dropped.sort(key=lambda c: (c.priority, order[id(c)]))
+    return kept, dropped
+
+
+def fitted_table(columns: Sequence[Col], width: int, *, title: str | None = None,
+                 caption: str | None = None, row_styles: Sequence[str | None] = ()
+                 ) -> tuple[Table, list[Col]]:
+    """A rich Table of ``columns`` fitted to ``width`` (see :func:`fit_columns`), and the
+    columns left out."""
+    kept, dropped = fit_columns(columns, width)
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for c in kept:
+        table.add_column(c.header, justify=c.justify, width=c.width,  # type: ignore[arg-type]
+                         no_wrap=c.fit != WRAP,
+                         overflow="fold" if c.fit == WRAP else "ellipsis")
+    rows = max((len(c.cells) for c in kept), default=0)
+    for i in range(rows):
+        style = row_styles[i] if i < len(row_styles) else None
+        table.add_row(*(_cell(c, i) for c in kept), style=style)
+    return table, dropped
+
+
+def _cell(column: Col, i: int) -> str | Text:
+    text = column.cells[i] if i < len(column.cells) else ""
+    if column.fit != CUT_START or cell_width(text) <= column.width:
+        return text
+    plain = Text.from_markup(text)
+    # a short leading word (such as "param ") stays: "param …colsample_bytree"
+    head = plain.plain.split(" ", 1)[0] + " " if " " in plain.plain[:7] else ""
+    keep = column.width - 1 - len(head)
+    return Text(head) + Text("…") + plain[len(plain) - keep:]
+
+
+def left_out(dropped: Sequence[Col], width: int, how: str, what: str = "column") -> str | None:
+    """The dim line under a table that says what did not fit and how to see it."""
+    if not dropped:
+        return None
+    keys = [c.key for c in dropped]
+    names = ", ".join(keys if len(keys) <= 8 else [*keys[:6], f"and {len(keys) - 6} more"])
+    plural = what if len(dropped) == 1 else what + "s"
+    return (f"[dim]{len(dropped)} more {plural} did not fit in {width} columns: {safe(names)}; "
+            f"{how}[/]")

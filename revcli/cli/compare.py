@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Annotated, Any
 
@@ -12,28 +13,12 @@ from revcli.cli._console import (
     ConsoleReporter,
     cli_errors,
     err,
-    out,
+    output_width,
     print_json,
     safe,
+    sized_console,
     stdout_to_stderr,
 )
-
-# Piped output (CI logs, files) is not squeezed into 80 columns; a terminal's width is respected.
-PIPE_WIDTH = 220
-
-
-def print_wide(renderable: Any) -> None:
-    """Print a wide table to stdout: at the terminal's width, or up to PIPE_WIDTH columns when
-    stdout is a pipe or file (where rich would assume 80) unless COLUMNS says otherwise."""
-    import os
-
-    from rich.console import Console
-
-    if out.is_terminal or os.environ.get("COLUMNS"):
-        out.print(renderable)
-    else:
-        Console(soft_wrap=True, width=PIPE_WIDTH).print(renderable)
-
 
 app = typer.Typer(
     help="Compare MLflow runs side by side, or train the three strategies on one split.\n\n"
@@ -59,6 +44,29 @@ def _check_format(fmt: str, json: bool) -> str:
 
 def _split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+# What `--columns` may name in `compare runs` (besides any metric key) and in the leaderboard.
+RUN_COLUMNS = ("run", "name", "age", "started", "command", "strategy", "estimator", "dataset",
+               "split", "leak", "honest")
+BOARD_COLUMNS = ("model", "run", "strategy", "estimator", "leak")
+CHOOSE = "choose with --columns, or see them all with --format csv or json"
+
+
+def _check_columns(values: list[str] | None, known: tuple[str, ...],
+                   metric_keys: tuple[str, ...]) -> list[str] | None:
+    """``--columns`` as a list of names, each a known column or metric key (ConfigError
+    otherwise); None when not given."""
+    from revcli.errors import ConfigError
+
+    names = list(dict.fromkeys(_split_list(values)))
+    if not values:
+        return None
+    unknown = [n for n in names if n not in known and n not in metric_keys]
+    if unknown or not names:
+        raise ConfigError(f"unknown --columns {', '.join(map(repr, unknown)) or 'value'}; choose "
+                          f"among {', '.join(known)} or a metric ({', '.join(metric_keys)})")
+    return names
 
 
 @app.command("runs")
@@ -88,9 +96,16 @@ def runs(
         "--baseline", help="Pin this run (id or registry alias, e.g. champion) first; the "
         "others show deltas against it", show_default=False)] = None,
     metric_names: Annotated[list[str] | None, typer.Option(
-        "--metric", "-m", help="Metric columns to show (repeatable or comma-separated) "
-        "\\[default: rmse, mae, r2, mape; total_ratio, gini, conv_rmse, conv_r2, auc when present]",
-        show_default=False)] = None,
+        "--metric", "-m", help="Metrics to show (repeatable or comma-separated): columns of the "
+        "table, and the metrics of md/csv/json \\[default: the table shows the sort metric; "
+        "md/csv/json rmse, mae, r2, mape; total_ratio, gini, conv_rmse, conv_r2, auc when "
+        "present]", show_default=False)] = None,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", help="Table columns, in order (comma-separated): run, name, age, started, "
+        "command, strategy, estimator, dataset, split, leak, honest or any metric key; the run "
+        "id always comes first; those that do not fit the width are left out and named "
+        "\\[default: run, name, strategy, estimator, the sort metric with its delta against the "
+        "train-mean baseline, honest when a run is not, age]", show_default=False)] = None,
     nested: Annotated[bool, typer.Option(
         "--nested", help="Include nested runs (e.g. tuning trials)")] = False,
     fmt: Format = "table",
@@ -103,10 +118,12 @@ def runs(
 ) -> None:
     """List runs of the experiment best first, or compare given runs side by side.
 
-    Reads MLflow (the workspace's store or --tracking-uri): run, start time, strategy,
-    estimator, metrics, dataset and split. When the runs were trained on different data, splits
-    or rows it says so above the table: their scores are not comparable. Evaluation runs and
-    nested runs are left out.
+    Reads MLflow (the workspace's store or --tracking-uri). The table fits the terminal: run
+    id, name, strategy, estimator, the sort metric with its delta against the train-mean
+    baseline, and age; --columns and --metric choose others, and what does not fit is named
+    under the table (--format csv or json has every column). When the runs were trained on
+    different data, splits or rows it says so above the table: their scores are not
+    comparable. Evaluation runs and nested runs are left out.
 
     Examples:
 
@@ -115,10 +132,12 @@ def runs(
         revcli compare runs 3f2a9c1e 77d0b2aa --format json
     """
     from revcli import compare as core
+    from revcli.metrics import METRICS
 
     reporter = ConsoleReporter(quiet=quiet or json or fmt == "json")
     with cli_errors(reporter):
         fmt = _check_format(fmt, json)
+        chosen = _check_columns(columns, RUN_COLUMNS, tuple(METRICS))
         settings = _options.resolve(config, workspace=workspace, experiment=experiment,
                                     tracking_uri=tracking_uri)
         with stdout_to_stderr(fmt == "json"):
@@ -128,10 +147,12 @@ def runs(
                 baseline=baseline, metric_names=_split_list(metric_names) or None,
                 include_nested=nested, reporter=reporter)
         reporter.close()
-        _emit(result, fmt, quiet)
+        _emit(result, fmt, quiet, lambda width: _runs_table(
+            result, width, chosen, _split_list(metric_names)))
 
 
-def _emit(result: Any, fmt: str, quiet: bool) -> None:
+def _emit(result: Any, fmt: str, quiet: bool, table: Any = None) -> None:
+    """``table(width) -> (rich table, left-out line or None)`` renders ``--format table``."""
     from revcli import reports
 
     if fmt == "json":
@@ -143,11 +164,16 @@ def _emit(result: Any, fmt: str, quiet: bool) -> None:
         return
     warnings, notes = result.warnings, [] if quiet else result.notes
     if fmt == "table":
+        width = output_width()
+        console = sized_console(width)
         for w in warnings:
-            out.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
-        print_wide(_rich_table(result))
+            console.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
+        rendered, missing = table(width)
+        console.print(rendered)
+        if missing:
+            console.print(missing, highlight=False)
         for n in notes:
-            out.print(f"[dim]{safe(n)}[/]", highlight=False)
+            console.print(f"[dim]{safe(n)}[/]", highlight=False)
         return
     headers, rows = result.tabular()
     if fmt == "csv":
@@ -174,86 +200,156 @@ def _md_cells(result: Any, rows: list[list[Any]]) -> list[list[Any]]:
             for row in rows]
 
 
+MINUS = "\u2212"  # a real minus sign (U+2212) for deltas
+
+
 def _value(key: str, value: float | None, delta: float | None) -> str:
+    """A metric as the table shows it, with ``delta`` (value minus what it is compared with)
+    beside it in green when better, red when worse by the metric's own direction."""
     from revcli.cli._render import _delta, _fmt
     from revcli.metrics import METRICS
 
     text = _fmt(key, value)
-    if delta is None or value is None or key not in METRICS:
+    if delta is None or value is None or key not in METRICS or not math.isfinite(delta):
         return text
     verdict = _delta(METRICS[key], value, value - delta)
     colour = "green" if "better" in verdict else "red" if "worse" in verdict else "dim"
-    sign = "+" if delta >= 0 else "-"
+    sign = "+" if delta >= 0 else MINUS
     shown = _fmt(key, abs(delta)) if key not in ("top10_share",) else f"{abs(delta) * 100:.1f}"
     return f"{text} [{colour}]({sign}{shown})[/]"
 
 
-def _rich_table(result: Any) -> Any:
-    from rich.table import Table
+def _mean_delta(row: Any, metric: str) -> float | None:
+    """``metric`` of the run minus its train-mean baseline on the same rows (logged with it as
+    ``baseline_<metric>``)."""
+    value, base = row.metrics.get(metric), row.baseline.get(metric)
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+        return None
+    return value - base
+
+
+def _run_cell(key: str, row: Any, result: Any, now: Any) -> str:
+    if key == "run":
+        return f"{'★ ' if row is result.baseline else ''}{row.short}"
+    if key == "name":
+        return safe(row.name or "-")
+    if key == "age":
+        return row.age(now)
+    if key == "started":
+        return row.started.astimezone().strftime("%Y-%m-%d %H:%M") if row.started else "-"
+    if key in ("dataset", "split"):
+        return getattr(row, key)[:8] or "-"
+    if key == "leak":
+        return f"[yellow]{safe(', '.join(row.leakage))}[/]" if row.leakage else "-"
+    if key == "honest":
+        return "[yellow]no[/]" if row.not_honest else "yes" if row.honest else "-"
+    if key in ("command", "strategy", "estimator"):
+        return safe(getattr(row, key) or "-")
+    # a metric: deltas against the pinned run, or, for the sort metric, the train mean
+    if result.baseline is not None:
+        delta = result.delta(row, key)
+    else:
+        delta = _mean_delta(row, key) if key == result.sort else None
+    return _value(key, row.metrics.get(key), delta)
+
+
+def _runs_table(result: Any, width: int, chosen: list[str] | None,
+                metric_flags: list[str]) -> tuple[Any, str | None]:
+    """``compare runs`` laid out for ``width``: the chosen (or default) columns, then the
+    --metric and param columns; what does not fit is left out and named under the table."""
+    import datetime as dt
+
+    from revcli.cli._render import CUT, Col, fitted_table, left_out
+    from revcli.metrics import METRICS
 
     if result.side_by_side:
-        return _side_by_side(result)
-    sort = f"best first by {result.sort}" if result.sort else ""
-    table = Table(title=f"runs of {safe(result.experiment)} ({len(result.all_rows)}; {sort})",
-                  title_justify="left", caption=_reference_caption(result),
-                  caption_justify="left")
-    table.add_column("run", no_wrap=True)
-    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=24)
-    for col in ("started", "strategy", "estimator"):
-        table.add_column(col, no_wrap=True)
-    for m in result.metrics:
-        table.add_column(m + (" ▲" if m == result.sort else ""), justify="right", no_wrap=True)
-    for col in ("data", "split", "leak"):
-        table.add_column(col, no_wrap=True)
-    for p in result.params:
-        table.add_column(safe(p.removeprefix("model.")), overflow="fold")
-    for row in result.all_rows:
-        pinned = row is result.baseline
-        cells = [f"{'★ ' if pinned else ''}{row.short}", safe(row.name or "-"),
-                 row.started.astimezone().strftime("%Y-%m-%d %H:%M") if row.started else "-",
-                 safe(row.strategy), safe(row.estimator)]
-        cells += [_value(m, row.metrics.get(m), result.delta(row, m))
-                  for m in result.metrics]
-        cells += [row.dataset[:8] or "-", row.split[:8] or "-",
-                  f"[yellow]{safe(','.join(row.leakage))}[/]" if row.leakage else "-"]
-        cells += [safe(_short(row.params.get(p, "-"))) for p in result.params]
-        table.add_row(*cells, style="bold" if pinned else None)
-    return table
+        return _side_by_side(result, width)
+    rows = result.all_rows
+    sort = result.sort
+    if chosen is None:
+        keys = ["run", "name", "strategy", "estimator", *([sort] if sort else [])]
+        keys += [m for m in metric_flags if m not in keys]
+        if any(r.not_honest for r in rows):
+            keys.append("honest")
+        keys.append("age")
+        rank = {"run": 0, sort: 1, "strategy": 2, "estimator": 3, "honest": 4, "age": 6,
+                "name": 8}
+        priority = {k: rank.get(k, 5 + i / 100) for i, k in enumerate(keys)}
+    else:
+        # the user's order is their priority, but the metric the rows are sorted by goes last
+        keys = list(dict.fromkeys(["run", *chosen, *metric_flags]))
+        priority = {k: 0.5 if k == sort else float(i) for i, k in enumerate(keys)}
+    now = dt.datetime.now(dt.UTC)
+    cols = []
+    for key in keys:
+        metric = key in METRICS and key not in RUN_COLUMNS
+        header = key + (" ▲" if key == sort else "")
+        cols.append(Col(key, header, [_run_cell(key, r, result, now) for r in rows],
+                        priority=priority[key], justify="right" if metric else "left",
+                        fit=CUT if key in ("name", "strategy", "estimator", "leak", "command")
+                        else "fixed", shrink_to=10 if key == "name" else 9))
+    # params last (strategy and estimator are logged as params too: they have their columns)
+    for i, p in enumerate(p for p in result.params if p not in RUN_COLUMNS):
+        cols.append(Col(f"param {p}", safe(p.removeprefix("model.")),
+                        [safe(r.params.get(p, "-")) for r in rows], priority=7 + i / 100,
+                        fit=CUT, shrink_to=8))
+    sorted_by = f"best first by {sort}" if sort else ""
+    table, dropped = fitted_table(
+        cols, width, title=f"runs of {safe(result.experiment)} ({len(result.all_rows)}; "
+        f"{sorted_by})", caption=_reference_caption(result, [c.key for c in cols]),
+        row_styles=["bold" if r is result.baseline else None for r in rows])
+    return table, left_out(dropped, width, CHOOSE)
 
 
-def _reference_caption(result: Any) -> str | None:
+def _reference_caption(result: Any, keys: list[str]) -> str | None:
     from revcli.cli._render import _fmt
 
     parts = []
     if result.baseline is not None:
         parts.append(f"★ pinned baseline run {result.baseline.short}; (±) deltas against it")
+    elif result.sort in keys and not result.side_by_side:
+        parts.append(f"({result.sort} ±) against each run's train-mean baseline on the same rows")
     if result.reference:
-        shown = ", ".join(f"{m} {_fmt(m, result.reference[m])}" for m in result.metrics
+        shown = ", ".join(f"{m} {_fmt(m, result.reference[m])}" for m in keys
                           if m in result.reference)
-        parts.append(f"train-mean baseline on the same rows: {shown}")
+        if shown:
+            parts.append(f"train-mean baseline on the same rows: {shown}")
     return "\n".join(parts) or None
 
 
-def _short(value: str, width: int = 40) -> str:
-    return value if len(value) <= width else value[:width - 1] + "…"
+def _side_by_side(result: Any, width: int) -> tuple[Any, str | None]:
+    """One column per run (header: its 8-character id), one row per field, metric and param;
+    text is cut with … to fit, metric values never."""
+    import datetime as dt
 
+    from revcli.cli._render import CUT, CUT_START, Col, _fmt, cell_width, fitted_table, left_out
 
-def _side_by_side(result: Any) -> Any:
-    from rich.table import Table
-
-    from revcli.cli._render import _fmt
-
-    headers, rows = result.tabular()
-    table = Table(title=f"{len(result.all_rows)} runs side by side", title_justify="left",
-                  caption=_reference_caption(result), caption_justify="left")
-    for h in headers:
-        table.add_column(safe(h), overflow="fold")
-    for row in rows:
-        key = str(row[0])
-        cells = [_fmt(key, v) if isinstance(v, float) else safe(_short(str(v or "-")))
-                 for v in row[1:]]
-        table.add_row(safe(key), *cells)
-    return table
+    _, body = result.tabular()
+    body = [row for row in body if row[0] != "started"]  # the table shows the age
+    runs = result.all_rows
+    labels = ["name", "age", *(str(row[0]) for row in body)]
+    numeric = [False, False, *(any(isinstance(v, float) for v in row[1:]) for row in body)]
+    cols = [Col("", "", [safe(k) for k in labels], priority=0, fit=CUT_START, shrink_to=14)]
+    now = dt.datetime.now(dt.UTC)
+    for i, run in enumerate(runs):
+        cells = [safe(run.name or "-"), run.age(now)]
+        for row in body:
+            v = row[1 + i]
+            if row[0] in ("dataset", "split"):
+                v = str(v or "")[:8]  # as the list shows them
+            cells.append(_fmt(str(row[0]), v) if isinstance(v, float)
+                         else safe(str(v) if v not in (None, "") else "-"))
+        header = f"{'★ ' if run is result.baseline else ''}{run.short}"
+        floor = max([8, cell_width(header), *(cell_width(c) for c, n in zip(cells, numeric,
+                                                                             strict=True) if n)])
+        # equal priority: the widest run gives up width first, the last one is left out first
+        cols.append(Col(run.short, header, cells, priority=1, fit=CUT, shrink_to=floor))
+    table, dropped = fitted_table(
+        cols, width, title=f"{len(runs)} runs side by side", caption=_reference_caption(
+            result, list(result.metrics)),
+        row_styles=[None] * len(labels))
+    return table, left_out(dropped, width, "compare fewer runs at once, or see them all with "
+                           "--format csv or json", what="run")
 
 
 @app.command("strategies")
@@ -281,6 +377,13 @@ def strategies_(
         "--n-jobs", help="Threads, -1 for all cores \\[default: -1]", show_default=False)] = None,
     plots: Annotated[bool, typer.Option("--plots", help="Write and log each run's plots")
     ] = False,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", help="Leaderboard columns, in order (comma-separated): model, run, "
+        "strategy, estimator, leak or a leaderboard metric (rmse, mae, r2, total_ratio, gini, "
+        "top10_share, auc, conv_rmse, conv_mae, conv_r2, conv_mape); the model always comes "
+        "first; those that do not fit the width are left out and named \\[default: model, run, "
+        "the sort metric with its delta against the baseline row, rmse, conv_rmse]",
+        show_default=False)] = None,
     fmt: Format = "table",
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
@@ -302,10 +405,12 @@ def strategies_(
         revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
     """
     from revcli import compare as core
+    from revcli.compare import LEADERBOARD_METRICS
 
     reporter = ConsoleReporter(quiet=quiet or json or fmt == "json")
     with cli_errors(reporter):
         fmt = _check_format(fmt, json)
+        chosen = _check_columns(columns, BOARD_COLUMNS, LEADERBOARD_METRICS)
         settings = _options.resolve(config, workspace=workspace, experiment=experiment,
                                     tracking_uri=tracking_uri, combine=combine,
                                     test_size=test_size, seed=seed, n_jobs=n_jobs)
@@ -317,43 +422,60 @@ def strategies_(
                 data=data, drop_features=drop_feature or [],
                 sort=sort, plots=plots, reporter=reporter)
         reporter.close()
-        if fmt == "table":
-            _leaderboard(board, quiet)
-        else:
-            _emit(board, fmt, quiet)
+        _emit(board, fmt, quiet, lambda width: _board_table(board, width, chosen))
+        if fmt == "table" and not quiet:
+            sized_console().print(f"runs logged to {safe(board.experiment)} at "
+                                  f"{safe(board.tracking_uri)} (tag revcli.compare_batch="
+                                  f"{board.batch})", highlight=False)
 
 
-def _leaderboard(board: Any, quiet: bool) -> None:
-    from rich.table import Table
-
-    from revcli.cli._render import _fmt
+def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any, str | None]:
+    """The leaderboard laid out for ``width``: model, run, the sort metric with its delta
+    against the baseline row, rmse and conv_rmse (or the --columns); what does not fit is left
+    out and named under the table."""
+    from revcli.cli._render import CUT, FIXED, WRAP, Col, _fmt, fitted_table, left_out
     from revcli.compare import LEADERBOARD_METRICS
 
-    for w in board.warnings:
-        out.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
+    sort = board.sort
+    if chosen is None:
+        keys = list(dict.fromkeys(["model", "run", sort, "rmse", "conv_rmse"]))
+        rank = {"model": 0, "run": 0, sort: 1}
+        priority = {k: rank.get(k, 2 + i / 100) for i, k in enumerate(keys)}
+    else:
+        keys = list(dict.fromkeys(["model", *chosen]))
+        priority = {k: 0.0 if k == "model" else float(i) for i, k in enumerate(keys)}
+    bases = [r for r in board.rows if r.kind == "baseline"]
+
+    def cell(key: str, row: Any) -> str:
+        if key == "model":
+            return safe(row.label) + (" †" if row.paired else "") + (
+                " [yellow](leak)[/]" if row.leakage else "")
+        if key == "run":
+            return (row.run_id or "-")[:8]
+        if key == "leak":
+            return f"[yellow]{safe(', '.join(row.leakage))}[/]" if row.leakage else "-"
+        if key in ("strategy", "estimator"):
+            return safe(getattr(row, key) or "-")
+        value = row.metrics.get(key)
+        if value is None:
+            return "-"
+        base = next((b.metrics[key] for b in bases if key in b.metrics), None)
+        delta = (value - base if key == sort and row.kind != "baseline" and base is not None
+                 and math.isfinite(base) else None)
+        return _value(key, value, delta) if delta is not None else _fmt(key, value)
+
+    cols = [Col(k, k + (" ▲" if k == sort else ""), [cell(k, r) for r in board.rows],
+                priority=priority[k], justify="right" if k in LEADERBOARD_METRICS else "left",
+                fit=WRAP if k == "model" else CUT if k in ("strategy", "estimator", "leak")
+                else FIXED, shrink_to=9) for k in keys]
     split = board.split
-    table = Table(title=f"strategies on one split ({split['hash']}; dataset {board.dataset[:12]})"
-                  f", best first by {board.sort}", title_justify="left",
-                  caption="all test sessions: " + ", ".join(
-                      m for m in LEADERBOARD_METRICS if not m.startswith("conv_"))
-                  + "; test converters only: conv_*\n† converting_only: on all sessions its "
-                  "order value x P(order) of the two_stage classifier of its estimator; on the "
-                  "converters its own order values (as the seed scored it)",
-                  caption_justify="left")
-    table.add_column("model")
-    table.add_column("run")
-    for m in LEADERBOARD_METRICS:
-        table.add_column(m + (" ▲" if m == board.sort else ""), justify="right", no_wrap=True)
-    for row in board.rows:
-        label = safe(row.label) + (" †" if row.paired else "") + (
-            " [yellow](leak)[/]" if row.leakage else "")
-        table.add_row(label, (row.run_id or "")[:8],
-                      *(_fmt(m, row.metrics.get(m)) if m in row.metrics else "-"
-                        for m in LEADERBOARD_METRICS),
-                      style="dim" if row.kind == "baseline" else None)
-    print_wide(table)
-    if not quiet:
-        for n in board.notes:
-            out.print(f"[dim]{safe(n)}[/]", highlight=False)
-        out.print(f"runs logged to {safe(board.experiment)} at {board.tracking_uri} "
-                  f"(tag revcli.compare_batch={board.batch})")
+    caption = (f"({sort} ±) against the baseline row; all test sessions: "
+               + ", ".join(m for m in LEADERBOARD_METRICS if not m.startswith("conv_"))
+               + "; test converters only: conv_*\n† converting_only: on all sessions its "
+               "order value x P(order) of the two_stage classifier of its estimator; on the "
+               "converters its own order values (as the seed scored it)")
+    table, dropped = fitted_table(
+        cols, width, title=f"strategies on one split ({split['hash']}; dataset "
+        f"{board.dataset[:12]}), best first by {sort}", caption=caption,
+        row_styles=["dim" if r.kind == "baseline" else None for r in board.rows])
+    return table, left_out(dropped, width, CHOOSE)

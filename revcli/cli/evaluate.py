@@ -95,15 +95,20 @@ def evaluate(
 
 def _render(result: Any, limit: int, quiet: bool) -> None:
 
+    from revcli.cli._console import output_width, sized_console
     from revcli.cli._render import render_leakage, scorecard_table, verdicts_table
-    from revcli.cli.compare import print_wide
 
     card, gate, model = result.scorecard, result.gate, result.model
+    width = output_width()
+    wide = sized_console(width)
     title = (f"{model.strategy} / {model.estimator} on {card.population} ({card.rows:,} rows, "
              f"{card.converters:,} converters)")
-    print_wide(scorecard_table(card, title, baseline_note=result.baseline_note))
+    wide.print(scorecard_table(card, title, baseline_note=result.baseline_note))
     if not quiet:
-        print_wide(_segment_table(result.segments, limit))
+        table, missing = _segment_table(result.segments, limit, width)
+        wide.print(table)
+        if missing:
+            wide.print(missing, highlight=False)
         top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
         out.print("permutation importance (RMSE increase when shuffled): "
                   + ", ".join(f"{safe(k)} {v:+.2f}" for k, v in top))
@@ -129,28 +134,42 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
                   f"{safe(result.tracking_uri)}")
 
 
-def _segment_table(segments: list[Any], limit: int) -> Any:
-    from rich.table import Table
+# The segment table's columns, most important first where the width runs out: segment, level,
+# rows and RMSE ÷ baseline always; then RMSE, conversion, predicted mean, actual mean,
+# predicted ÷ actual, MAE.
+_SEGMENT_PRIORITY = {"segment": 0, "level": 0, "rows": 1, "RMSE ÷ baseline": 1, "RMSE": 2,
+                     "conv.": 3, "pred. mean": 4, "actual mean": 5, "pred ÷ actual": 6,
+                     "MAE": 7}
+
+
+def _segment_table(segments: list[Any], limit: int, width: int) -> tuple[Any, str | None]:
+    """Errors by segment laid out for ``width`` (labels wrap between words, numbers never);
+    with the columns that did not fit named under it."""
+    from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
 
     shown = segments if limit <= 0 else segments[:limit]
-    table = Table(title=f"errors by segment, worst first ({len(shown)} of {len(segments)})",
-                  title_justify="left", caption="RMSE ÷ baseline above 1: the model is worse "
-                  "than the train mean there; dim rows have too few rows to judge",
-                  caption_justify="left")
-    for col in ("segment", "level", "rows", "conv.", "actual mean", "pred. mean", "RMSE", "MAE",
-                "pred ÷ actual", "RMSE ÷ baseline"):
-        table.add_column(col, justify="left" if col in ("segment", "level") else "right",
-                         no_wrap=col not in ("segment", "level"))
 
     def num(value: float, fmt: str) -> str:
         return "n/a" if value is None or value != value else format(value, fmt)
 
-    for s in shown:
-        ratio = num(s.rmse_vs_baseline, ".3f")
-        if s.rmse_vs_baseline == s.rmse_vs_baseline and s.rmse_vs_baseline > 1:
-            ratio = f"[red]{ratio}[/]"
-        table.add_row(safe(s.group), safe(s.level), f"{s.rows:,}",
-                      f"{s.conversion * 100:.1f} %", num(s.actual_mean, ".2f"),
-                      num(s.predicted_mean, ".2f"), num(s.rmse, ".2f"), num(s.mae, ".2f"),
-                      num(s.total_ratio, ".3f"), ratio, style="dim" if s.few_rows else None)
-    return table
+    def ratio(s: Any) -> str:
+        text = num(s.rmse_vs_baseline, ".3f")
+        worse = s.rmse_vs_baseline == s.rmse_vs_baseline and s.rmse_vs_baseline > 1
+        return f"[red]{text}[/]" if worse else text
+
+    cells = {"segment": lambda s: safe(s.group), "level": lambda s: safe(s.level),
+             "rows": lambda s: f"{s.rows:,}", "conv.": lambda s: f"{s.conversion * 100:.1f} %",
+             "actual mean": lambda s: num(s.actual_mean, ".2f"),
+             "pred. mean": lambda s: num(s.predicted_mean, ".2f"),
+             "RMSE": lambda s: num(s.rmse, ".2f"), "MAE": lambda s: num(s.mae, ".2f"),
+             "pred ÷ actual": lambda s: num(s.total_ratio, ".3f"), "RMSE ÷ baseline": ratio}
+    cols = [Col(name, name, [cell(s) for s in shown], priority=_SEGMENT_PRIORITY[name],
+                fit=WRAP if name in ("segment", "level") else FIXED,
+                justify="left" if name in ("segment", "level") else "right")
+            for name, cell in cells.items()]
+    table, dropped = fitted_table(
+        cols, width, title=f"errors by segment, worst first ({len(shown)} of {len(segments)})",
+        caption="RMSE ÷ baseline above 1: the model is worse than the train mean there; dim "
+        "rows have too few rows to judge",
+        row_styles=["dim" if s.few_rows else None for s in shown])
+    return table, left_out(dropped, width, "a wider terminal (or COLUMNS) or --json shows them")
