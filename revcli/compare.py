@@ -516,7 +516,8 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
     for s in chosen:
-        prepared.check(s)
+        for name in names:
+            prepared.check(s, name, reporter)
     reporter.step("opening the MLflow store")
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None

@@ -59,10 +59,26 @@ class Prepared:
     def y_test(self) -> np.ndarray:
         return self.table.y[self.split.test]
 
-    def check(self, strategy: str) -> None:
+    def check(self, strategy: str, estimator: str | None = None,
+              reporter: Reporter = SILENT) -> None:
         """Whether strategy ``strategy`` can learn from this training split (DataError if
-        not), before any fit or MLflow run."""
-        strategies.get(strategy).check_data(self.y_train)
+        not), before any fit or MLflow run; and a warning when ``estimator`` aims at another
+        quantity than the mean on the rows it would fit."""
+        from revcli import estimators
+
+        cls = strategies.get(strategy)
+        cls.check_data(self.y_train)
+        if estimator is None or estimators.spec(estimator).estimates == "mean":
+            return
+        mask = cls.fit_mask(self.y_train)
+        fitted = self.y_train if mask is None else self.y_train[mask]
+        zeros = float(np.mean(fitted == 0)) if len(fitted) else 0.0
+        if zeros >= 0.5:
+            reporter.warn(f"{estimator} estimates the {estimators.spec(estimator).estimates}, "
+                          f"and {zeros:.0%} of the sessions {cls.name} fits on earned $0: it "
+                          "will predict about $0 for nearly all of them, while every score "
+                          "here rewards the mean; use it with a strategy fitted on converters, "
+                          "or a mean estimator (xgb, hgb, ridge)")
 
     def commit(self) -> DatasetRecord:
         """Cache the dataset if it is a ``--data`` file not cached yet (called once the work on

@@ -268,8 +268,8 @@ def _champion(tracker: tracking.Tracker, name: str) -> RunFacts | None:
 
 
 def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool = False,
-         force: bool = False, note: str | None = None, storage: S3Storage | None = None,
-         reporter: Reporter = SILENT) -> PushResult:
+         force: bool = False, note: str | None = None, tags: Mapping[str, str] | None = None,
+         storage: S3Storage | None = None, reporter: Reporter = SILENT) -> PushResult:
     """Upload the model of run ``ref`` (any run reference: id, prefix, name, alias) and its
     metadata to S3 and register it; with ``promote``, make it champion if the gate passes (or
     ``force``); ``note`` describes the model version. See the module docstring for the order."""
@@ -329,6 +329,7 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
         "revcli.model_sha256": model_sha,
         "revcli.s3_uri": location.uri,
         **{f"revcli.metric.{k}": f"{v:.6g}" for k, v in scores.items() if k in metrics.METRICS},
+        **(tags or {}),
     }
     reporter.step(f"registering run {run_id} as a version of {name!r}")
     version, reused = tracking.registry.register(tracker, name, run, version_tags,

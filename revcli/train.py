@@ -106,7 +106,7 @@ def train(settings: Settings, *, data: str | Path | None = None,
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
-    prepared.check(settings.strategy)
+    prepared.check(settings.strategy, settings.estimator, reporter)
     timings["load"] = time.perf_counter() - clock
     # Tracking before fitting: an unreachable server fails before minutes of work, not after.
     reporter.step("opening the MLflow store")

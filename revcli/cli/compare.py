@@ -108,6 +108,9 @@ def runs(
         "train-mean baseline, honest when a run is not, age]", show_default=False)] = None,
     nested: Annotated[bool, typer.Option(
         "--nested", help="Include nested runs (e.g. tuning trials)")] = False,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Only runs with this tag: key=value, or key for any value; repeatable",
+        show_default=False)] = None,
     fmt: Format = "table",
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
@@ -129,6 +132,7 @@ def runs(
 
         revcli compare runs
         revcli compare runs -s two_stage --sort mae --only-changed --baseline champion -f md
+        revcli compare runs --tag team=growth --columns run,name,rmse,r2,age
         revcli compare runs 3f2a9c1e 77d0b2aa --format json
     """
     from revcli import compare as core
@@ -145,7 +149,7 @@ def runs(
                 settings, run_ids=run_ids or [], strategy=strategy, estimator=estimator,
                 since=since, top=top, sort=sort, params=params, only_changed=only_changed,
                 baseline=baseline, metric_names=_split_list(metric_names) or None,
-                include_nested=nested, reporter=reporter)
+                tags=tag or [], include_nested=nested, reporter=reporter)
         reporter.close()
         _emit(result, fmt, quiet, lambda width: _runs_table(
             result, width, chosen, _split_list(metric_names)))
@@ -370,8 +374,10 @@ def strategies_(
     combine: Annotated[str | None, typer.Option(
         "--combine", help="two_stage (and the converting_only pairing): expected or threshold",
         show_default=False)] = None,
-    test_size: Annotated[float | None, typer.Option(
-        "--test-size", help="Holdout share \\[default: 0.2]", show_default=False)] = None,
+    split: _options.SplitKind = None,
+    time_column: _options.TimeColumn = None,
+    gap: _options.Gap = None,
+    test_size: _options.TestSize = None,
     seed: _options.Seed = None,
     n_jobs: Annotated[int | None, typer.Option(
         "--n-jobs", help="Threads, -1 for all cores \\[default: -1]", show_default=False)] = None,
@@ -413,7 +419,8 @@ def strategies_(
         chosen = _check_columns(columns, BOARD_COLUMNS, LEADERBOARD_METRICS)
         settings = _options.resolve(config, workspace=workspace, experiment=experiment,
                                     tracking_uri=tracking_uri, combine=combine,
-                                    test_size=test_size, seed=seed, n_jobs=n_jobs)
+                                    test_size=test_size, seed=seed, n_jobs=n_jobs, split=split,
+                                    time_column=time_column, gap=gap)
         strategy_names = _split_list(strategy)
         with stdout_to_stderr(fmt == "json"):
             board = core.compare_strategies(

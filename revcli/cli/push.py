@@ -19,8 +19,8 @@ from revcli.cli._console import (
 
 def push(
     run: Annotated[str, typer.Option(
-        "--run", "-r", help="MLflow run id of a `revcli train` run in this workspace",
-        show_default=False)],
+        "--run", "-r", help="The run: its id, a unique prefix (as `compare runs` prints), its "
+        "name or a registry alias; its model must be in this workspace", show_default=False)],
     promote: Annotated[bool, typer.Option(
         "--promote", help="Make it the registry's `champion` if it beats the current one on the "
         "same dataset and split (exit 1 if not)")] = False,
@@ -47,6 +47,10 @@ def push(
     config: _options.Config = None,
     json: _options.Json = False,
     quiet: _options.Quiet = False,
+    note: Annotated[str | None, typer.Option(
+        "--note", help="Description of the registered model version (shown in MLflow)",
+        show_default=False)] = None,
+    tag: _options.Tag = None,
 ) -> None:
     """Upload a trained model and its metadata to S3 and register it in MLflow.
 
@@ -77,7 +81,7 @@ def push(
             tracking_uri=tracking_uri)
         with stdout_to_stderr(json):
             result = core.push(settings, run, key=key, promote=promote, force=force,
-                               reporter=reporter)
+                               note=note, tags=_options.parse_tags(tag), reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())

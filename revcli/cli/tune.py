@@ -54,6 +54,12 @@ def tune(
     top: Annotated[int, typer.Option("--top", help="Trials shown in the table", min=1)] = 5,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
     data: _options.Data = None,
+    split: _options.SplitKind = None,
+    time_column: _options.TimeColumn = None,
+    gap: _options.Gap = None,
+    test_size: _options.TestSize = None,
+    note: _options.Note = None,
+    tag: _options.Tag = None,
     seed: _options.Seed = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
@@ -85,11 +91,12 @@ def tune(
             config, workspace=workspace, strategy=strategy, estimator=estimator,
             n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, tune_metric=metric,
             cv_folds=folds, spaces=space, storage=storage, combine=combine,
-            threshold=threshold, seed=seed, experiment=experiment, tracking_uri=tracking_uri)
+            threshold=threshold, seed=seed, experiment=experiment, tracking_uri=tracking_uri,
+            split=split, time_column=time_column, gap=gap, test_size=test_size)
         with stdout_to_stderr(json):
             result = tuning.tune(settings, data=data, drop_features=drop_feature or [],
                                  study_name=study, fresh=fresh, top=top, plots=not no_plots,
-                                 reporter=reporter)
+                                 note=note, tags=_options.parse_tags(tag), reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())

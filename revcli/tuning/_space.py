@@ -84,6 +84,20 @@ class Param:
                 return False
         return True
 
+    def clamp(self, value: Any) -> Any:
+        """``value`` as a point of this distribution (the nearest one), or None if it has no
+        such point (an unlisted choice, a non-number)."""
+        if self.kind == "categorical":
+            return value if value in self.choices else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        low, high = float(self.low), float(self.high)  # type: ignore[arg-type]
+        value = min(max(float(value), low), high)
+        if self.step is not None:
+            value = low + round((value - low) / self.step) * self.step
+            value = min(value, high)
+        return round(value) if self.kind == "int" else float(value)
+
     def suggest(self, trial: Any, name: str) -> Any:
         if self.kind == "categorical":
             return trial.suggest_categorical(name, list(self.choices))
@@ -118,6 +132,18 @@ class EstimatorSpace:
                 chosen[param.name] = param.suggest(trial, prefix + param.name)
         return chosen
 
+    def defaults(self, strategy: str, known: Mapping[str, Any]) -> dict[str, Any]:
+        """The point of this space nearest to the estimator's own defaults (``known``: its
+        parameter values by name), following the same conditions as :meth:`suggest`."""
+        chosen: dict[str, Any] = {}
+        for param in self.params:
+            if not param.active(strategy, chosen):
+                continue
+            value = param.clamp(known.get(param.name))
+            if value is not None:
+                chosen[param.name] = value
+        return chosen
+
     def to_dict(self) -> dict[str, Any]:
         return {"estimator": self.estimator, "params": [p.to_dict() for p in self.params]}
 
@@ -146,6 +172,21 @@ class SearchSpace:
         name = trial.suggest_categorical(ESTIMATOR_PARAM, self.estimators)
         space = next(s for s in self.spaces if s.estimator == name)
         return name, space.suggest(trial, self.strategy, prefix=f"{name}.")
+
+    def default_trials(self, known: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Optuna params of one trial per estimator at (the nearest point to) its defaults
+        (``known[estimator]``: its parameter values): what ``tune`` evaluates first, so a short
+        search never misses a family whose defaults already beat everything it sampled."""
+        trials = []
+        for space in self.spaces:
+            values = space.defaults(self.strategy, known.get(space.estimator, {}))
+            if not self.conditional:
+                trials.append(values)
+            else:
+                prefix = f"{space.estimator}."
+                trials.append({ESTIMATOR_PARAM: space.estimator,
+                               **{prefix + k: v for k, v in values.items()}})
+        return trials
 
     def decode(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """(estimator, hyperparameters) of a trial's Optuna parameters."""

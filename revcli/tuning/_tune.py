@@ -13,12 +13,12 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import metrics, pipeline, runs, targets, threads, tracking
+from revcli import estimators, metrics, pipeline, runs, targets, threads, tracking
 from revcli.errors import ConfigError, RevcliError
 from revcli.progress import SILENT, Reporter
 from revcli.tuning import _cv, _runs, _space, _study
@@ -384,12 +384,15 @@ class _Session:
 
 def tune(settings: Settings, *, data: str | Path | None = None,
          drop_features: Sequence[str] = (), study_name: str | None = None, fresh: bool = False,
-         top: int = 5, plots: bool = True, reporter: Reporter = SILENT) -> TuneResult:
+         top: int = 5, plots: bool = True, note: str | None = None,
+         tags: Mapping[str, str] | None = None, reporter: Reporter = SILENT) -> TuneResult:
     """Search hyperparameters of ``settings.strategy`` / ``settings.estimator`` (or ``all``)
     by cross-validation on the training split, refit the best on it, score the holdout once,
-    and log everything to MLflow. Resumes the study of the same setup if there is one."""
+    and log everything to MLflow. Resumes the study of the same setup if there is one.
+    ``note`` and ``tags`` describe the parent run (``--note``, ``--tag``)."""
     clock = time.perf_counter()
-    session = _open(settings, data, drop_features, study_name, fresh, reporter)
+    session = _open(settings, data, drop_features, study_name, fresh, reporter,
+                    {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})})
     try:
         result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
     except BaseException as exc:
@@ -401,7 +404,8 @@ def tune(settings: Settings, *, data: str | Path | None = None,
 
 
 def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[str],
-          study_name: str | None, fresh: bool, reporter: Reporter) -> _Session:
+          study_name: str | None, fresh: bool, reporter: Reporter,
+          user_tags: Mapping[str, str]) -> _Session:
     """Check everything, then open data, storage, MLflow and the study, in that order."""
     clock = time.perf_counter()
     p = plan(settings)
@@ -411,6 +415,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
     prepared.check(settings.strategy)
+    for name in p.space.estimators:
+        prepared.check(settings.strategy, name, reporter)
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
     p = dataclasses.replace(
         p, threads=threads.for_rows(max(len(f.fit) for f in folds), p.threads))
@@ -445,6 +451,9 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                                                _study.make_sampler(settings.seed),
                                                _study.make_pruner(), fresh)
             recovered = _study.reap_dead_trials(study, storage)
+            queued = _enqueue_defaults(study, p)
+    if queued:
+        reporter.note(f"the defaults of {', '.join(queued)} are tried first")
     if recovered:
         reporter.warn(f"trial(s) {', '.join(f'#{n}' for n in recovered)} were left running by a "
                       "worker that is gone: marked failed and queued again once")
@@ -473,7 +482,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         extra={"study": name, "tune_estimator": p.space.label, "storage": shown}).to_tags()
     parent_id = _runs.create_parent(
         tracker, experiment_id, f"tune {settings.strategy}/{p.space.label}",
-        tags={**parent_tags, **{f"revcli.{k}": v for k, v in runs.worker_tags().items()}},
+        tags={**parent_tags, **{f"revcli.{k}": v for k, v in runs.worker_tags().items()},
+              **user_tags},
         params={"tune.study": name, "tune.storage": shown, "tune.metric": p.metric,
                 "tune.cv_folds": p.folds, "tune.n_trials": p.n_trials or "until timeout",
                 "tune.timeout": p.timeout, "tune.n_jobs": p.parallel,
@@ -486,6 +496,37 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                     tracker=tracker, experiment_id=experiment_id, parent_id=parent_id,
                     findings=findings, best_before=best_before, versions=versions, notes=notes,
                     timings={"prepare": time.perf_counter() - clock})
+
+
+DEFAULTS_ATTR = "revcli.defaults_of"
+
+
+def _known_params(name: str, fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values estimator ``name`` starts from, by the names a space uses: its
+    regressor's (also without a ``regressor__`` wrapper prefix), its classifier's as
+    ``classifier__*``, then the config file's fixed ones."""
+    regressor = estimators.make_regressor(name, n_jobs=1).get_params(deep=True)
+    classifier = estimators.make_classifier(name, n_jobs=1).get_params(deep=True)
+    known = {k.removeprefix("regressor__"): v for k, v in regressor.items()}
+    known.update(regressor)
+    known.update({f"classifier__{k}": v for k, v in classifier.items()})
+    known.update(fixed)
+    return known
+
+
+def _enqueue_defaults(study: optuna.Study, p: Plan) -> list[str]:
+    """Queue one trial per estimator at its defaults, once per study: a short search still
+    knows how the defaults do (issue: a 5-trial search never tried ridge, whose defaults beat
+    every sampled trial)."""
+    done = {t.user_attrs.get(DEFAULTS_ATTR) for t in study.get_trials(deepcopy=False)}
+    known = {name: _known_params(name, p.fixed.get(name, {})) for name in p.space.estimators}
+    queued = []
+    for name, params in zip(p.space.estimators, p.space.default_trials(known), strict=True):
+        if name in done:
+            continue
+        study.enqueue_trial(params, user_attrs={DEFAULTS_ATTR: name}, skip_if_exists=True)
+        queued.append(name)
+    return queued
 
 
 def _search_and_refit(session: _Session, *, top: int, plots: bool,
