@@ -162,7 +162,7 @@ def _config_path(config_file: str | os.PathLike[str] | None,
     explicit = config_file if config_file is not None else env.get(settings_mod.CONFIG_ENV)
     if explicit:
         return Path(explicit), True
-    default = settings_mod.DEFAULT_CONFIG_FILE
+    default = settings_mod.default_config_file()
     return (default, False) if default.is_file() else (None, False)
 
 

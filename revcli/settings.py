@@ -20,6 +20,23 @@ from revcli.data import FULL_ROWS
 from revcli.errors import ConfigError, RevcliError
 
 DEFAULT_CONFIG_FILE = Path("configs/revcli.toml")
+WORKSPACE_DIR = ".revcli"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """Where a project's relative defaults live, found the way git finds ``.git``: the nearest
+    directory, from the current one up, holding a workspace (``.revcli/``) or a config file
+    (``configs/revcli.toml``); the current directory when none does. So a command run in a
+    subdirectory uses the project's workspace and ``configs/`` instead of making new ones."""
+    here = (start or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        if (directory / WORKSPACE_DIR).is_dir() or (directory / DEFAULT_CONFIG_FILE).is_file():
+            return directory
+    return here
+
+
+def default_config_file(root: Path | None = None) -> Path:
+    return (root or project_root()) / DEFAULT_CONFIG_FILE
 CONFIG_ENV = "REVCLI_CONFIG"
 ENV_PREFIX = "REVCLI_"
 
@@ -151,6 +168,15 @@ def read_toml(path: str | os.PathLike[str], what: str, missing_hint: str = "",
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def _relative(path: Path) -> Path:
+    """``path`` relative to the current directory when it is inside it (as the defaults always
+    were), else absolute: messages stay short in the project root."""
+    try:
+        return path.relative_to(Path.cwd().absolute())
+    except ValueError:
+        return path
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     return read_toml(path, "config file")
 
@@ -166,10 +192,16 @@ def resolve(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
+    root = project_root()
     explicit = config_file if config_file is not None else env.get(CONFIG_ENV) or None
     path: Path | None = Path(explicit) if explicit else None
-    if path is None and DEFAULT_CONFIG_FILE.is_file():
-        path = DEFAULT_CONFIG_FILE
+    if path is None and default_config_file(root).is_file():
+        path = _relative(default_config_file(root))
+    # The relative defaults (workspace, targets, spaces) are the project root's.
+    for name in ("workspace", "targets", "spaces"):
+        default = fields[name].default
+        if isinstance(default, Path) and not default.is_absolute():
+            values[name] = _relative(root / default)
     params: dict[str, dict[str, Any]] = {}
     if path is not None:
         data = read_config_file(path)

@@ -56,3 +56,31 @@ def test_bad_env_value_names_the_variable() -> None:
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         settings.resolve(config_file="nowhere.toml", env={})
+
+
+def test_the_workspace_and_configs_are_found_from_a_subdirectory(tmp_path, monkeypatch):
+    """Like git finds .git: the nearest directory up holding .revcli/ or configs/revcli.toml."""
+    from revcli import settings as settings_mod
+
+    monkeypatch.delenv("REVCLI_WORKSPACE", raising=False)
+    project = tmp_path / "project"
+    (project / "configs").mkdir(parents=True)
+    (project / "configs" / "revcli.toml").write_text('experiment = "from-the-project"\n')
+    deeper = project / "notebooks" / "2026"
+    deeper.mkdir(parents=True)
+    monkeypatch.chdir(deeper)
+    s = settings_mod.resolve(env={})
+    assert s.experiment == "from-the-project"
+    assert s.workspace.absolute() == project / ".revcli"
+    assert s.targets.absolute() == project / "configs" / "targets.toml"
+    # REVCLI_WORKSPACE still wins
+    assert settings_mod.resolve(env={"REVCLI_WORKSPACE": str(tmp_path / "w")}).workspace == (
+        tmp_path / "w")
+    # a read-only command in the subdirectory makes no workspace there
+    from typer.testing import CliRunner
+
+    from revcli.cli import app
+
+    result = CliRunner().invoke(app, ["compare", "runs"])
+    assert result.exit_code == 0 and "no runs yet" in result.stderr
+    assert not (deeper / ".revcli").exists() and not (project / ".revcli").exists()

@@ -117,9 +117,9 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
     out.print(verdicts_table(gate.verdicts, title=f"gate {gate.level} ({safe(gate.source)}): "
                              f"{state}", leaks=gate.leaks))
     if gate.passed:
-        out.print(f"[green]gate {gate.level}: pass[/]")
+        out.print(f"[green]gate {safe(gate.level)}: pass[/]")
     else:
-        out.print(f"[red]gate {gate.level}: FAIL[/] — " + safe("; ".join(gate.reasons())))
+        out.print(f"[red]gate {safe(gate.level)}: FAIL[/] — " + safe("; ".join(gate.reasons())))
     if not quiet:
         out.print(f"model {safe(model.source)} · {safe(model.checked)}")
         data = result.data
@@ -128,7 +128,7 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
         if data.get("note"):
             out.print(f"[yellow]note:[/] {safe(data['note'])}")
         if result.plots:
-            out.print(f"plots {next(iter(result.plots.values())).parent}")
+            out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")
     if result.eval_run_id:
         out.print(f"evaluation run [bold]{result.eval_run_id}[/] at "
                   f"{safe(result.tracking_uri)}")

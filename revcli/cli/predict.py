@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from revcli.cli import _options
-from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, stdout_to_stderr
+from revcli.cli._console import (
+    ConsoleReporter,
+    cli_errors,
+    out,
+    print_json,
+    safe,
+    stdout_to_stderr,
+)
 from revcli.cli.evaluate import ModelFile, Run, Trust
 
 
@@ -55,8 +62,8 @@ def predict(
         if json:
             print_json(result.to_dict())
             return
-        out.print(f"wrote {result.rows:,} predictions to {result.output} "
-                  f"({', '.join(result.columns)}) in {result.seconds:.1f} s")
+        out.print(f"wrote {result.rows:,} predictions to {safe(result.output)} "
+                  f"({safe(', '.join(result.columns))}) in {result.seconds:.1f} s")
         if not quiet:
-            out.print(f"prediction: {result.prediction}")
-            out.print(f"model {result.model.source} · {result.model.checked}")
+            out.print(f"prediction: {safe(result.prediction)}")
+            out.print(f"model {safe(result.model.source)} · {safe(result.model.checked)}")

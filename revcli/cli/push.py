@@ -94,12 +94,12 @@ def _size(n: int) -> str:
 
 
 def _render(result: Any, quiet: bool) -> None:
-    out.print(f"model [bold]{result.model_uri}[/] ({_size(result.model_bytes)}, sha256 "
+    out.print(f"model [bold]{safe(result.model_uri)}[/] ({_size(result.model_bytes)}, sha256 "
               f"{result.model_sha256[:12]}) at {result.endpoint}")
     if not quiet:
-        out.print(f"metadata {result.metadata_uri}")
+        out.print(f"metadata {safe(result.metadata_uri)}")
     again = " (already registered: reused)" if result.version_reused else ""
-    out.print(f"registered [bold]{result.registry_model}[/] version {result.version}{again} "
+    out.print(f"registered [bold]{safe(result.registry_model)}[/] version {result.version}{again} "
               f"at {safe(result.tracking_uri)}")
     gate = result.gate
     if gate is not None:

@@ -116,6 +116,6 @@ def _render(result: Any, quiet: bool) -> None:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "
                   f"{split['train_converters']:,} / {split['test_converters']:,})")
-        out.print(f"model {result.model_path} (sha256 {result.model_sha256[:12]})")
+        out.print(f"model {safe(result.model_path)} (sha256 {result.model_sha256[:12]})")
         if result.plots:
-            out.print(f"plots {next(iter(result.plots.values())).parent}")
+            out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")

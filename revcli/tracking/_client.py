@@ -201,8 +201,9 @@ class Tracker:
         def create() -> str:
             run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags),
                                          start_time=start_time)
-            if params:
-                self._log_batch(run.info.run_id, params=params)
+            given = {k: v for k, v in (params or {}).items() if v is not None}
+            if given:  # a param that is always None says nothing
+                self._log_batch(run.info.run_id, params=given)
             return str(run.info.run_id)
 
         return self.call("create a run", create)

@@ -70,7 +70,8 @@ def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
     model (``sample`` rows give its signature) and the artifacts. Returns the model's URI."""
     timings = timings if timings is not None else {}
     clock = time.perf_counter()
-    tracker.log(run_id, params=params, metrics=metrics, tags=record.to_tags())
+    tracker.log(run_id, params={k: v for k, v in params.items() if v is not None},
+                metrics=metrics, tags=record.to_tags())
     if dataset:
         tracker.log_dataset(run_id, **dataset)
     model_uri = None

@@ -117,13 +117,25 @@ def log_dataset(tracker: Tracker, run_id: str, *, name: str, digest: str, source
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     dataset = Dataset(
+        # MLflow keeps at most 36 characters of a digest: the whole sha256 is a tag beside it.
         name=name, digest=digest[:36], source_type="local" if "://" not in source else
         source.split("://", 1)[0], source=json.dumps({"uri": source}),
-        schema=json.dumps({"mlflow_colspec": [{"name": k, "type": v} for k, v in
-                                              schema.items()]}),
+        schema=json.dumps({"mlflow_colspec": [{"name": k, "type": _mlflow_type(v)}
+                                              for k, v in schema.items()]}),
         profile=json.dumps({"num_rows": rows}))
     tracker.client.log_inputs(run_id, datasets=[DatasetInput(
-        dataset, tags=[InputTag("mlflow.data.context", context)])])
+        dataset, tags=[InputTag("mlflow.data.context", context), InputTag("sha256", digest)])])
+
+
+def _mlflow_type(arrow: str) -> str:
+    """An Arrow type name (as a dataset manifest records it) as MLflow's column type."""
+    if arrow.startswith("timestamp") or arrow.startswith("date"):
+        return "datetime"
+    if arrow in ("string", "large_string") or arrow.startswith("dictionary"):
+        return "string"
+    return {"int64": "long", "int32": "integer", "int16": "integer", "int8": "integer",
+            "uint8": "integer", "bool": "boolean", "double": "double",
+            "float": "float"}.get(arrow, arrow)
 
 
 def load_model(tracker: Tracker, run: Any) -> Any:

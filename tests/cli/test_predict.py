@@ -28,6 +28,8 @@ def test_predict_table_and_errors(invoke, trained, tmp_path) -> None:
                 str(trained.dataset.path), "--out", str(out), *ws)
     assert ok.exit_code == 0, ok.output
     assert f"wrote {trained.dataset.rows:,} predictions" in ok.stdout
+    # text rich could read as markup is shown as written
+    assert "E[revenue | order]" in ok.stdout
     assert "ignoring 2 column(s) the model does not use: is_ordered, revenue" in ok.stderr
     cut = tmp_path / "cut.parquet"
     pd.read_parquet(trained.dataset.path).drop(columns=["is_weekend"]).to_parquet(cut)
