@@ -318,3 +318,26 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     classifier = {k.removeprefix(CLASSIFIER_PREFIX): v for k, v in params.items()
                   if k.startswith(CLASSIFIER_PREFIX)}
     return regressor, classifier
+
+
+def native_importance(fitted: Any) -> Any:
+    """A fitted estimator's own importance per encoded column, scaled to sum 1: XGBoost's gain,
+    a forest's impurity decrease, a linear model's |coefficient| (on standardised columns); None
+    when it has none (histogram boosting, a mean, an ensemble) or learned nothing."""
+    import numpy as np
+
+    inner = getattr(fitted, "regressor_", None)  # a target transform around the real model
+    if inner is not None:
+        return native_importance(inner)
+    values = getattr(fitted, "feature_importances_", None)
+    if values is None:
+        coef = getattr(fitted, "coef_", None)
+        if coef is None:
+            return None
+        values = np.abs(np.ravel(coef))
+    values = np.asarray(values, dtype=np.float64)
+    total = float(values.sum())
+    if not np.isfinite(total) or total <= 0:
+        return None
+    return values / total
+

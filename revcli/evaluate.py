@@ -246,7 +246,7 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
 
 
 def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
-                 importance: dict[str, float]) -> dict[str, Path]:
+                 importance: pipeline.Importance) -> dict[str, Path]:
     """train's three plots, then the cumulative-revenue curve and calibration by decile."""
     from revcli import plots
 
@@ -313,7 +313,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                                      cls.baseline_of(rows.baselines), sort=segment_sort)
     calibration = reports.calibration_bins(y_eval, pred_eval)
     reporter.step("permutation importance")
-    importance = pipeline.importance(fitted, X_eval, y_eval, settings.seed)
+    importance = pipeline.importance(fitted, X_eval, y_eval, settings.seed,
+                                     method=pipeline.PERMUTATION)
 
     verdicts = target_set.verdicts(card.metrics, level)
     card.verdicts = verdicts
@@ -323,7 +324,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     label = f"{cls.name}: {rows.population}"
     result = EvalResult(model=loaded, data=rows.data, scorecard=card,
                         baseline_note=rows.baseline_note, segments=segments,
-                        calibration=calibration, importance=importance, gate=verdict,
+                        calibration=calibration, importance=importance.values, gate=verdict,
                         honesty=honesty, plots={}, eval_run_id=None,
                         tracking_uri=tracker.shown if store is not None else None)
     if not track:
@@ -368,8 +369,9 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
     result.eval_run_id = run_id
     try:
         if plots:
+            measured = pipeline.Importance(result.importance, pipeline.PERMUTATION)
             result.plots = _write_plots(ws.plots_dir / run_id, label, y_eval, pred_eval,
-                                        result.importance)
+                                        measured)
         headers, table = segment_rows(result.segments)
         tracking.log_training(
             tracker, run_id, record=record, params={}, metrics=tracking.score_metrics(card),

@@ -223,6 +223,21 @@ class Featurizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         return np.asarray(self.feature_names_out_, dtype=object)
 
+    def by_source(self, values: Sequence[float]) -> dict[str, float]:
+        """Per-encoded-column ``values`` summed back to the table's columns (a one-hot level, a
+        gap indicator, a calendar part count for the column they came from)."""
+        check_is_fitted(self, "feature_names_out_")
+        totals = dict.fromkeys(self.columns_, 0.0)
+        for encoded, value in zip(self.feature_names_out_, values, strict=True):
+            totals[self.source_of(encoded)] += float(value)
+        return totals
+
+    def source_of(self, encoded: str) -> str:
+        """The table column an encoded column came from."""
+        matches = [c for c in self.columns_
+                   if encoded == c or encoded.startswith((f"{c}__", f"{c}="))]
+        return max(matches, key=len)
+
     def describe(self) -> dict[str, Any]:
         """What the encoding learned, for model.json and --json."""
         check_is_fitted(self, "kinds_")

@@ -56,6 +56,13 @@ class RevenueModel(RegressorMixin, BaseEstimator):
     def order_probability(self, X: Any) -> np.ndarray | None:
         return self.strategy_.order_probability(self.encode(X))
 
+    def native_importance(self) -> dict[str, float] | None:
+        """The estimators' own importance per table column (sums to 1), or None when the
+        estimator has none (revcli.estimators.native_importance)."""
+        check_is_fitted(self, "strategy_")
+        values = self.strategy_.native_importance()
+        return None if values is None else self.featurizer_.by_source(values)
+
     def output_columns(self) -> list[str]:
         return (self.strategy_ if hasattr(self, "strategy_") else self.strategy).output_columns()
 

@@ -267,10 +267,44 @@ def evaluation_data(model_or_cls: Any, X: Any, y: np.ndarray,
     return X.iloc[rows], y[rows], pred[rows]
 
 
-def importance(model: RevenueModel, X: Any, y: np.ndarray, seed: int,
-               n_threads: int = 1) -> dict[str, float]:
-    """RMSE increase when each feature is shuffled, on at most IMPORTANCE_ROWS rows; works for
-    every estimator, unlike tree-only importances."""
+NATIVE = "native"
+PERMUTATION = "permutation"
+IMPORTANCE_METHODS = (NATIVE, PERMUTATION)
+
+
+@dataclass
+class Importance:
+    """Importance per table column, and how it was measured (the unit differs)."""
+
+    values: dict[str, float]
+    method: str
+
+    @property
+    def unit(self) -> str:
+        if self.method == NATIVE:
+            return "share of the model's own importance (gain, impurity or |coefficient|)"
+        return "RMSE increase when the column is shuffled ($)"
+
+    @property
+    def title(self) -> str:
+        return "Model importance" if self.method == NATIVE else "Permutation importance"
+
+
+def importance(model: RevenueModel, X: Any, y: np.ndarray, seed: int, n_threads: int = 1,
+               method: str = PERMUTATION) -> Importance:
+    """Per-column importance. ``native``: the fitted estimators' own (free; XGBoost's gain),
+    falling back to permutation for estimators without one. ``permutation``: the RMSE increase
+    when each column is shuffled, on at most IMPORTANCE_ROWS rows; works for every estimator
+    and measures the whole model, at the cost of 3 x columns predictions."""
+    if method not in IMPORTANCE_METHODS:
+        from revcli.errors import ConfigError
+
+        raise ConfigError(f"importance must be one of {', '.join(IMPORTANCE_METHODS)}, "
+                          f"got {method!r}")
+    if method == NATIVE:
+        native = model.native_importance()
+        if native is not None:
+            return Importance(native, NATIVE)
     from sklearn.inspection import permutation_importance
 
     rows = np.arange(len(y))
@@ -280,4 +314,5 @@ def importance(model: RevenueModel, X: Any, y: np.ndarray, seed: int,
         result = permutation_importance(model, X.iloc[rows], y[rows],
                                         scoring="neg_root_mean_squared_error", n_repeats=3,
                                         random_state=seed, n_jobs=1)
-    return {str(c): float(v) for c, v in zip(X.columns, result.importances_mean, strict=True)}
+    return Importance({str(c): float(v) for c, v in
+                       zip(X.columns, result.importances_mean, strict=True)}, PERMUTATION)

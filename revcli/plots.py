@@ -9,22 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from revcli import atomic
 
+if TYPE_CHECKING:
+    from revcli.pipeline import Importance
+
 MAX_POINTS = 10_000
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes, outside pyplot: no global backend switch, no figure registry,
+    safe in a thread (how matplotlib recommends drawing in a server)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
-    return plt
+
+def preload() -> None:
+    """Import matplotlib in a daemon thread: its second of imports overlaps the caller's fit
+    (which releases the GIL) instead of adding to the run."""
+    import threading
+
+    def load() -> None:
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+
+    threading.Thread(target=load, name="revcli-matplotlib", daemon=True).start()
 
 
 def _sample(n: int, seed: int = 0) -> np.ndarray:
@@ -36,19 +51,20 @@ def _sample(n: int, seed: int = 0) -> np.ndarray:
 def save_figure(fig: Any, path: Path) -> Path:
     """Write a figure (ours, or one drawn by optuna.visualization.matplotlib) as a PNG,
     atomically, and close it."""
-    plt = _pyplot()
+    import sys
+
     path = Path(path)
     with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-    plt.close(fig)
+    if "matplotlib.pyplot" in sys.modules:  # a figure pyplot made (optuna's) is freed by pyplot
+        sys.modules["matplotlib.pyplot"].close(fig)
     return path
 
 
 def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
     """Residual (actual - predicted) against predicted."""
-    plt = _pyplot()
     idx = _sample(len(y))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(7, 4.5)
     ax.scatter(pred[idx], (y - pred)[idx], s=4, alpha=0.25, color="#1f77b4", linewidths=0)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("predicted revenue ($)")
@@ -59,10 +75,9 @@ def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> P
 
 def predicted_vs_actual(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path:
     """Predicted against actual; order values sit at a few price points, so y is jittered."""
-    plt = _pyplot()
     idx = _sample(len(y))
     jitter = np.random.default_rng(1).uniform(-0.6, 0.6, len(idx))
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = _figure(6, 5.5)
     ax.scatter(y[idx] + jitter, pred[idx], s=4, alpha=0.25, color="#d62728", linewidths=0)
     hi = float(max(np.max(y, initial=0.0), np.max(pred, initial=0.0))) * 1.05 or 1.0
     ax.plot([0, hi], [0, hi], color="black", linewidth=0.8, linestyle="--", label="perfect")
@@ -78,9 +93,8 @@ def predicted_vs_actual(y: np.ndarray, pred: np.ndarray, path: Path, title: str 
 def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
                        title: str = "", xlabel: str = "RMSE increase when shuffled ($)") -> Path:
     """Horizontal bars, most important at the top."""
-    plt = _pyplot()
     order = np.argsort(importance)
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    fig, ax = _figure(7, 0.35 * len(names) + 1.2)
     ax.barh(np.asarray(names)[order], np.asarray(importance)[order], color="#2ca02c")
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
@@ -93,10 +107,9 @@ def lorenz(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> Path
     the perfect ranking and a random one (the diagonal) for reference."""
     from revcli import metrics
 
-    plt = _pyplot()
     y = np.asarray(y, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = _figure(6, 5.5)
     grid = np.linspace(0.0, 1.0, 501)
     for scores, label, style in ((y, "perfect ranking", ":"), (pred, "model", "-")):
         x, c = metrics.lorenz_curve(y, scores)
@@ -121,10 +134,9 @@ def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
     errors of the actual mean)."""
     from revcli.reports import calibration_bins
 
-    plt = _pyplot()
     table = calibration_bins(y, pred, bins)
     x = np.array([b.bin for b in table])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(7, 4.5)
     ax.errorbar(x, [b.actual_mean for b in table],
                 yerr=[2 * b.actual_se if np.isfinite(b.actual_se) else 0.0 for b in table],
                 marker="o", capsize=3, label="actual mean")
@@ -139,10 +151,11 @@ def calibration(y: np.ndarray, pred: np.ndarray, path: Path, title: str = "",
 
 
 def training_set(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
-                 importance: dict[str, float]) -> dict[str, Path]:
+                 importance: Importance) -> dict[str, Path]:
     """The three plots of every trained model: residuals, predicted vs actual, importance;
     ``label`` names the rows in the titles (e.g. "two_stage: all test sessions")."""
     directory = Path(directory)
+    values = importance.values
     return {
         "residuals": residuals(y, pred, directory / "residuals.png",
                                title=f"Residuals vs predicted ({label})"),
@@ -150,6 +163,7 @@ def training_set(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
             y, pred, directory / "predicted_vs_actual.png",
             title=f"Predicted vs actual ({label})"),
         "feature_importance": feature_importance(
-            list(importance), np.array(list(importance.values())),
-            directory / "feature_importance.png", title=f"Permutation importance ({label})"),
+            list(values), np.array(list(values.values())),
+            directory / "feature_importance.png", title=f"{importance.title} ({label})",
+            xlabel=importance.unit),
     }

@@ -2,7 +2,7 @@
 
 The one path ``train``, ``tune`` (its refit best model) and ``compare strategies`` share after
 :mod:`revcli.pipeline` has fitted and scored a model: targets and honesty (:func:`pipeline.judge`),
-permutation importance, the model saved as joblib with its ``model.json`` *before* anything is
+importance, the model saved as joblib with its ``model.json`` *before* anything is
 sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run through
 :func:`revcli.tracking.log_training`.
 """
@@ -52,6 +52,7 @@ class TrainResult:
     importance: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    importance_method: str = pipeline.PERMUTATION
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -84,6 +85,7 @@ class TrainResult:
                       "uri": self.model_uri},
             "plots": {k: str(v) for k, v in self.plots.items()},
             "importance": self.importance,
+            "importance_method": self.importance_method,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
         }
@@ -102,6 +104,7 @@ class RunSpec:
     note: str | None = None                                  # the run's description
     user_tags: dict[str, str] = field(default_factory=dict)  # --tag k=v, as given
     plots: bool = True
+    importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -188,10 +191,10 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
     card = fitted.scorecard
     X_eval, y_eval, pred_eval = pipeline.evaluation_data(fitted.model, prepared.X_test,
                                                          prepared.y_test, fitted.pred_test)
-    reporter.step("permutation importance")
+    reporter.step(f"{spec.importance} feature importance")
     start = time.perf_counter()
     importance = pipeline.importance(fitted.model, X_eval, y_eval, settings.seed,
-                                     fitted.threads)
+                                     fitted.threads, method=spec.importance)
     timings["importance"] = time.perf_counter() - start
 
     reporter.step("logging the MLflow run")
@@ -239,15 +242,18 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         label = f"{settings.strategy}: {card.population}"
         from revcli import plots
 
+        start = time.perf_counter()
         plot_paths = plots.training_set(prepared.workspace.plots_dir / run_id, label, y_eval,
                                         pred_eval, importance)
+        timings["plots"] = time.perf_counter() - start
     result = TrainResult(
         run_id=run_id, experiment=settings.experiment, tracking_uri=tracker.shown,
         strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
         dataset=prepared.dataset, features=prepared.table.features,
         dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
         honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
-        plots=plot_paths, importance=importance, timings=timings, notes=list(prepared.notes))
+        plots=plot_paths, importance=importance.values, timings=timings,
+        notes=list(prepared.notes), importance_method=importance.method)
     atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
     sample = prepared.X_test.iloc[:5]
     pending = Pending(

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import pipeline, runs, targets, tracking
+from revcli.errors import ConfigError
 from revcli.progress import SILENT, Reporter
 from revcli.runs import RunSpec, TrainResult
+from revcli.workspace import Workspace
 
 if TYPE_CHECKING:
     from revcli.settings import Settings
@@ -81,7 +83,8 @@ def start_from(settings: Settings, *, from_run: str | None = None,
 
 def train(settings: Settings, *, data: str | Path | None = None,
           params: Mapping[str, Any] | None = None, drop_features: Sequence[str] = (),
-          run_name: str | None = None, plots: bool = True, note: str | None = None,
+          run_name: str | None = None, plots: bool = True,
+          importance: str = pipeline.NATIVE, note: str | None = None,
           tags: Mapping[str, str] | None = None, from_run: str | None = None,
           from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
@@ -89,6 +92,8 @@ def train(settings: Settings, *, data: str | Path | None = None,
     ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
     ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
     estimator and hyperparameters (``params`` and explicit settings override them).
+    ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
+    ``timings`` of the result: seconds per step (``--timings``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -103,24 +108,34 @@ def train(settings: Settings, *, data: str | Path | None = None,
     hyper = pipeline.hyperparameters(settings, params)
     # A bad name or parameter value fails here, before any data is loaded.
     pipeline.validate(settings, hyper)
+    if importance not in pipeline.IMPORTANCE_METHODS:
+        raise ConfigError(f"--importance must be one of {', '.join(pipeline.IMPORTANCE_METHODS)}"
+                          f", not {importance!r}")
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
 
+    # MLflow's import and the store's opening run beside the data's loading; the fit waits for
+    # them, so an unreachable server still fails before minutes of work, not after.
+    opening = tracking.Opening(settings, Workspace(settings.workspace).ensure(),
+                               then=runs.close_dead_runs)
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
     prepared.check(settings.strategy, settings.estimator, reporter)
     timings["load"] = time.perf_counter() - clock
-    # Tracking before fitting: an unreachable server fails before minutes of work, not after.
     reporter.step("opening the MLflow store")
     start = time.perf_counter()
-    tracker, experiment_id = tracking.connect(settings, prepared.workspace)
-    assert experiment_id is not None
-    runs.close_dead_runs(tracker, experiment_id)
-    timings["tracking"] = time.perf_counter() - start
+    tracker, experiment_id = opening.result()
+    timings["tracking"] = opening.seconds
+    timings["tracking_wait"] = time.perf_counter() - start
 
     findings = pipeline.audit(prepared, reporter)
+    if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
+        from revcli import plots as plots_mod
+
+        plots_mod.preload()
     fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
     timings["fit"] = fitted.fit_seconds
     result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, note=note, tags=origin,
+                         RunSpec(run_name=run_name, plots=plots, importance=importance,
+                                 note=note, tags=origin,
                                  user_tags=dict(tags or {})),
                          reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock

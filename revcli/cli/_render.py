@@ -87,6 +87,36 @@ def render_scorecard(card: Any, title: str) -> None:
                                  leaks=card.leaks))
 
 
+# train's steps in the order they run: (key in the timings, what it covers).
+TIMED_STEPS = (
+    ("load", "check, read, split the data"),
+    ("tracking", "MLflow import + store, beside load"),
+    ("tracking_wait", "of it, not hidden by load"),
+    ("fit", "fit the model"),
+    ("importance", "feature importance"),
+    ("plots", "render the PNGs"),
+    ("log", "log the MLflow run"),
+    ("log_model", "of it, the model"),
+)
+
+
+def render_timings(timings: dict[str, float]) -> None:
+    """Seconds per step of one run, and each step's share of the whole."""
+    total = timings.get("total") or sum(timings.get(k, 0.0) for k, _ in TIMED_STEPS)
+    table = Table(title="seconds per step", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("what")
+    for key, what in TIMED_STEPS:
+        if key in timings:
+            share = "" if key in ("tracking", "tracking_wait", "log_model") or not total else \
+                f"{timings[key] / total:.0%}"
+            table.add_row(key, f"{timings[key]:.2f}", share, what)
+    table.add_row("total", f"{total:.2f}", "100%", "train() start to end")
+    out.print(table)
+
+
 def render_leakage(honesty: Any, strategy: str) -> None:
     """The audit's findings as the run's one honesty verdict judged them."""
     if not honesty.findings and not honesty.too_good:

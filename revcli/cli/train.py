@@ -50,6 +50,11 @@ def train(
     note: _options.Note = None,
     tag: _options.Tag = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
+    importance: Annotated[str, typer.Option(
+        "--importance", help="native: the estimator's own (XGBoost gain; free) | permutation: "
+        "RMSE increase when a column is shuffled (any estimator, seconds)")] = "native",
+    timings: Annotated[bool, typer.Option(
+        "--timings", help="Print the seconds each step took (also in --json)")] = False,
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna storage of --from-study \\[env: REVCLI_STORAGE]",
         show_default=False)] = None,
@@ -76,6 +81,7 @@ def train(
         revcli train --strategy all --drop-feature engagement_depth --json
         revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
         revcli train --from-study nightly --note "best of the nightly search"
+        revcli train --timings --importance permutation
     """
     from revcli import estimators
     from revcli import train as core
@@ -91,13 +97,18 @@ def train(
         with stdout_to_stderr(json):
             result = core.train(settings, data=data, params=params,
                                 drop_features=drop_feature or [], run_name=run_name,
-                                plots=not no_plots, note=note, tags=_options.parse_tags(tag),
+                                plots=not no_plots, importance=importance, note=note,
+                                tags=_options.parse_tags(tag),
                                 from_run=from_run, from_study=from_study, reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
             return
         _render(result, quiet)
+        if timings:
+            from revcli.cli._render import render_timings
+
+            render_timings(result.timings)
 
 
 def _render(result: Any, quiet: bool) -> None:

@@ -171,6 +171,11 @@ class Strategy(RegressorMixin, BaseEstimator):
         """P(order) per session when it has a classifier stage, else None."""
         return None
 
+    def native_importance(self) -> np.ndarray | None:
+        """The fitted estimators' own importance per encoded column (sums to 1), or None when
+        an estimator has none (revcli.estimators.native_importance)."""
+        return None
+
 
 class OneRegressor(Strategy):
     """One regressor, fitted on the rows :meth:`fit_mask` keeps."""
@@ -195,6 +200,12 @@ class OneRegressor(Strategy):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
         return clipped(self.estimator_.predict(X))
+
+    def native_importance(self) -> np.ndarray | None:
+        from revcli import estimators
+
+        check_is_fitted(self, "estimator_")
+        return estimators.native_importance(self.estimator_)
 
 
 def default_regressor() -> Any:

@@ -106,6 +106,18 @@ class TwoStage(Strategy):
     def output_columns(self) -> list[str]:
         return ["prediction", "p_order", "order_value"]
 
+    def native_importance(self) -> np.ndarray | None:
+        """The mean of the two stages' importances: expected revenue is P(order) x order value,
+        and either factor moves it as much as the other."""
+        from revcli import estimators
+
+        check_is_fitted(self, "regressor_")
+        parts = [estimators.native_importance(self.classifier_),
+                 estimators.native_importance(self.regressor_)]
+        if any(p is None for p in parts):
+            return None
+        return (parts[0] + parts[1]) / 2
+
     def meaning(self) -> str:
         if self.combine == "threshold":
             return (f"order value where P(order) >= {self.threshold:g}, else 0 ($); "

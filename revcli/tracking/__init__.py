@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from revcli.tracking import record, refs, registry, search
 from revcli.tracking._client import (
+    Opening,
     Tracker,
     connect,
     ensure_store,
@@ -39,7 +40,7 @@ from revcli.tracking._log import (
 from revcli.tracking.record import LoggedRun, RunRecord
 from revcli.tracking.refs import Resolved, resolve
 
-__all__ = ["Artifacts", "LoggedRun", "Resolved", "RunRecord", "Tracker", "connect",
+__all__ = ["Artifacts", "LoggedRun", "Opening", "Resolved", "RunRecord", "Tracker", "connect",
            "ensure_store", "fail", "flat_params", "git_commit", "library_versions",
            "log_training", "model_requirements", "param_list", "record", "refs", "registry",
            "resolve",

@@ -82,6 +82,7 @@ def test_bad_data_is_one_line_and_exit_2(invoke, tmp_path, frame, fragment) -> N
     (["--data", "missing.parquet"], "missing.parquet does not exist"),
     (["--drop-feature", "nope"], "'nope' is not a feature"),
     (["--test-size", "2"], "test_size must be between 0 and 1"),
+    (["--importance", "shap"], "--importance must be one of native, permutation"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(invoke, small_settings, args, fragment) -> None:
     _one_line_error(invoke("train", *args), fragment)
@@ -90,3 +91,12 @@ def test_bad_usage_is_one_line_and_exit_2(invoke, small_settings, args, fragment
 def test_bad_env_value_is_one_line(invoke, monkeypatch) -> None:
     monkeypatch.setenv("REVCLI_SEED", "abc")
     _one_line_error(invoke("train"), "$REVCLI_SEED must be int")
+
+
+def test_train_timings_prints_each_step_and_its_share(invoke, small_settings) -> None:
+    result = invoke("train", "-q", "--no-plots", "--timings", "-p", "n_estimators=20")
+    assert result.exit_code == 0, result.output
+    block = result.stdout[result.stdout.index("seconds per step"):]
+    for step in ("load", "tracking", "fit", "importance", "log", "total"):
+        assert f"│ {step} " in block
+    assert "100%" in block
