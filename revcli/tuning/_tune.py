@@ -275,6 +275,8 @@ def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tall
     """Run trials until ``n_trials`` new ones completed, the time is up, failures pile up, or
     the user interrupts; returns which. Pruned and failed trials do not count, so the rounds
     repeat ``optimize`` for the missing ones (never more than are missing)."""
+    from optuna.trial import TrialState
+
     start = time.monotonic()
     if p.timeout is not None:
         tally.deadline = start + p.timeout
@@ -291,8 +293,13 @@ def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tall
         remaining = None if p.timeout is None else p.timeout - (time.monotonic() - start)
         if remaining is not None and remaining <= 0:
             return "timeout"
+        # Queued trials (the defaults) run one at a time: two threads can pop the same queued
+        # trial from an sqlite storage, which ignores SELECT FOR UPDATE, and the second to
+        # finish fails the whole search with "Cannot tell a COMPLETE trial" (optuna#4002).
+        queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        jobs, count = (1, min(queued, left or queued)) if queued else (p.parallel, left)
         try:
-            study.optimize(objective, n_trials=left, timeout=remaining, n_jobs=p.parallel,
+            study.optimize(objective, n_trials=count, timeout=remaining, n_jobs=jobs,
                            catch=(Exception,), callbacks=[tally])
         except KeyboardInterrupt:
             stop.requested = True

@@ -228,3 +228,18 @@ def test_the_study_key_is_stored_with_the_study(tune_settings) -> None:
     assert stored == json.loads(json.dumps(result.key))
     assert stored["setup"]["split_hash"] == result.refit.split["hash"]
     assert result.study.startswith("converting_only-xgb-rmse-cv3-data")
+
+
+def test_parallel_trials_run_the_queued_defaults_once(tune_settings) -> None:
+    # Two threads popping the one queued trial from sqlite at once used to run it twice and
+    # fail the search with "Cannot tell a COMPLETE trial" (optuna#4002); the queue now runs
+    # alone, then the search goes parallel.
+    for attempt in range(3):
+        result = tune(tune_settings(n_trials=4, n_jobs=2, estimator="all"), plots=False,
+                      fresh=True, study_name=f"parallel-{attempt}")
+        assert result.stop_reason == "n_trials"
+        study = _load(result)
+        queued = [t.user_attrs["revcli.defaults_of"] for t in study.trials
+                  if "revcli.defaults_of" in t.user_attrs]
+        assert sorted(queued) == sorted(set(queued)) and queued
+        assert result.parallel == 2
