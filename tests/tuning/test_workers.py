@@ -18,6 +18,8 @@ from revcli.tuning import _study, tune
 from revcli.workspace import Workspace
 from tests.tuning.conftest import spawn, stop_group
 
+pytestmark = pytest.mark.slow
+
 WAIT = 120  # seconds a worker may take on a loaded 2-core machine
 
 
