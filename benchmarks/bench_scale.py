@@ -87,15 +87,15 @@ def report(measured: dict[int, tuple[int, dict[str, m.Measured]]], base_rows: in
     scales = sorted(measured)
     rows = {s: measured[s][0] for s in scales}
     by_scale = {s: measured[s][1] for s in scales}
-    print(f"\n{'command':30}" + "".join(f"{f'{s}x wall s':>11}{'RSS MB':>8}" for s in scales))
+    print(f"\n{'command':36}" + "".join(f"{f'{s}x wall s':>11}{'RSS MB':>8}" for s in scales))
     for name in COMMANDS:
         cells = []
         for s in scales:
             r = by_scale[s][name]
             cells.append(f"{'failed':>19}" if r.failed or not r.runs
                          else f"{r.wall:11.1f}{r.rss_mb:8.0f}")
-        print(f"{name:30}" + "".join(cells))
-    print(f"{'rows':30}" + "".join(f"{rows[s]:>19,}" for s in scales))
+        print(f"{name:36}" + "".join(cells))
+    print(f"{'rows':36}" + "".join(f"{rows[s]:>19,}" for s in scales))
 
     print("\ngrowth (s/M = seconds per million rows)")
     for name in COMMANDS:
@@ -109,7 +109,9 @@ def report(measured: dict[int, tuple[int, dict[str, m.Measured]]], base_rows: in
         marginal = [(walls[i] - walls[i - 1]) / (xs[i] - xs[i - 1]) for i in range(1, len(xs))]
         fixed, slope = fit_line(xs, walls)
         last = marginal[-1]
-        if slope <= 0:
+        if len(xs) < 3:
+            verdict = "two scales only: a third tells whether it stays linear"
+        elif slope <= 0:
             verdict = "flat: no measurable cost per row (fixed costs dominate)"
         elif last > 1.5 * slope:
             verdict = (f"SUPER-LINEAR: the last step costs {last / slope:.1f}x the average "
