@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_train import measure  # the script's own folder is on sys.path
+from _measure import measure  # the script's own folder is on sys.path
 
 REFERENCE = r"""
 import sys
