@@ -32,11 +32,18 @@ def arguments(doc: str | None) -> argparse.Namespace:
 
 
 def load(path: str, features: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """X (float32), y, and the sorted train / test row positions."""
+    """X (float32; a timestamp as seconds, a text column as category codes), y, and the sorted
+    train / test row positions."""
     columns = features.split(",")
     frame = pd.read_parquet(path, columns=[*columns, TARGET])
     y = frame[TARGET].to_numpy(dtype=np.float64)
-    X = frame[columns].astype(np.float32)
+    X = frame[columns]
+    for name in columns:  # what a bare script does with a timestamp or a text column
+        if pd.api.types.is_datetime64_any_dtype(X[name]):
+            X[name] = X[name].astype("int64") // 10**9  # seconds since 1970
+        elif not (pd.api.types.is_numeric_dtype(X[name]) or pd.api.types.is_bool_dtype(X[name])):
+            X[name] = X[name].astype("category").cat.codes
+    X = X.astype(np.float32)
     train, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=42,
                                    stratify=y > 0)
     return X, y, np.sort(train), np.sort(test)
