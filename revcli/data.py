@@ -89,12 +89,18 @@ def _existing_file(path: str | Path) -> Path:
 
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a parquet file, turning every way it can fail into one DataError line."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = _existing_file(path)
     with parquet_errors(path):
         table = pq.read_table(path, columns=list(columns) if columns is not None else None)
-    return table.to_pandas()
+    # Arrow's buffers are freed column by column as pandas takes them, and handed back to the
+    # system at the end: else a table of millions of rows is held twice for the whole command.
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def _check_kinds(frame: pd.DataFrame, target: bool = True) -> None:

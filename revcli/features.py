@@ -17,13 +17,13 @@ transformer, fitted with the model and saved inside it (:class:`revcli.model.Rev
   since 1970-01, so a trend can be learned), ``<column>__dayofweek`` (Monday 0) and
   ``<column>__hour``.
 
-:func:`kind` names the type of a column; :func:`audit_view` is the numeric view the leakage audit
-ranks columns on.
+:func:`kind` names the type of a column; :func:`audit_columns` is the numeric view the leakage
+audit ranks columns on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,26 +90,27 @@ def calendar(values: pd.Series) -> dict[str, np.ndarray]:
             "hour": _as_float(stamp.dt.hour)}
 
 
-def audit_view(X: pd.DataFrame, ordered: np.ndarray) -> pd.DataFrame:
-    """One numeric column per table column, for the leakage audit to rank: numbers as they are,
-    a category as its level's share of orders on these rows, a timestamp as days since 1970."""
+def audit_columns(X: pd.DataFrame, ordered: np.ndarray,
+                  rows: np.ndarray | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """One numeric column at a time per table column (of ``rows`` only, when given), for the
+    leakage audit to rank: numbers as they are, a category as its level's share of orders on
+    these rows, a timestamp as days since 1970. One column at a time, so a table of millions
+    of rows never has all its columns as float64 at once."""
     import pandas as pd
 
-    view = {}
     ordered = np.asarray(ordered, dtype=np.float64)
     for name in X.columns:
-        values = X[name]
+        values = X[name] if rows is None else X[name].iloc[rows]
         k = kind(values.dtype)
         if k == NUMBER:
-            view[name] = _as_float(values)
+            yield str(name), _as_float(values)
         elif k == DATETIME:
-            view[name] = _as_float((naive_utc(values) - pd.Timestamp("1970-01-01"))
-                                   / pd.Timedelta(days=1))
+            yield str(name), _as_float((naive_utc(values) - pd.Timestamp("1970-01-01"))
+                                       / pd.Timedelta(days=1))
         else:
-            levels = values.astype("object").where(values.notna(), MISSING)
-            rate = pd.Series(ordered, index=X.index).groupby(levels.to_numpy()).transform("mean")
-            view[name] = rate.to_numpy(dtype=np.float64)
-    return pd.DataFrame(view, index=X.index)
+            levels = values.astype("object").where(values.notna(), MISSING).to_numpy()
+            rate = pd.Series(ordered).groupby(levels).transform("mean")
+            yield str(name), rate.to_numpy(dtype=np.float64)
 
 
 class Featurizer(TransformerMixin, BaseEstimator):

@@ -45,45 +45,54 @@ class LeakFinding:
         return asdict(self)
 
 
-def _single_feature_auc(values: np.ndarray, ordered: np.ndarray) -> float:
-    from scipy.stats import rankdata
+def _single_feature_auc(values: np.ndarray, ordered: np.ndarray) -> tuple[float, bool]:
+    """ROC AUC of ``values`` alone for ``ordered`` (ties count half, as with mid-ranks), and
+    whether one value marks the orders (every order has it, no other session does).
 
+    From the counts of orders and non-orders at each distinct value, which decide the marking
+    too; whole numbers in a small range (flags, counts, hours) are their own codes, so only a
+    column of many distinct values is sorted."""
     n_pos = int(ordered.sum())
     n_neg = len(ordered) - n_pos
     if n_pos == 0 or n_neg == 0:
-        return 0.5
-    ranks = rankdata(values)
-    auc = (ranks[ordered].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return float(max(auc, 1.0 - auc))
+        return 0.5, False
+    low, span = values.min(), values.max() - values.min()
+    if span < 1 << 16 and np.array_equal(values, np.floor(values)):
+        codes = (values - low).astype(np.intp)  # flags, counts, hours: their own codes
+    else:  # a sort beats hashing when nearly every value is distinct (a timestamp)
+        codes = np.unique(values, return_inverse=True)[1]
+    pos = np.bincount(codes, weights=ordered, minlength=codes.max() + 1)
+    neg = np.bincount(codes, minlength=len(pos)) - pos
+    below = np.cumsum(neg) - neg  # non-orders at lower values
+    auc = float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
+    with_orders = np.flatnonzero(pos)
+    marks = len(with_orders) == 1 and neg[with_orders[0]] == 0
+    return max(auc, 1.0 - auc), bool(marks)
 
 
 def audit(X: pd.DataFrame, ordered: np.ndarray, threshold: float = AUC_THRESHOLD,
-          near: float = NEAR_THRESHOLD) -> list[LeakFinding]:
+          near: float = NEAR_THRESHOLD, rows: np.ndarray | None = None) -> list[LeakFinding]:
     """Features that alone separate ``ordered``: leaks (ROC AUC >= ``threshold``, or a value
-    seen only with orders that every order has) and near-leaks (AUC >= ``near``)."""
-    from revcli.features import audit_view
+    seen only with orders that every order has) and near-leaks (AUC >= ``near``). ``rows``:
+    audit those rows of ``X`` only (``ordered`` is then theirs), without copying the table."""
+    from revcli.features import audit_columns
 
     ordered = np.asarray(ordered, dtype=bool)
-    view = audit_view(X, ordered)
     findings = []
-    for name in view.columns:
-        values = view[name].to_numpy()
+    for name, values in audit_columns(X, ordered, rows):
         values = np.where(np.isnan(values), np.nanmin(values) - 1 if (~np.isnan(values)).any()
                           else 0.0, values)  # a gap ranks as its own lowest value
-        auc = _single_feature_auc(values, ordered)
-        order_values = np.unique(values[ordered])
-        marks_orders = (len(order_values) == 1
-                        and not np.any(values[~ordered] == order_values[0]))
+        auc, marks_orders = _single_feature_auc(values, ordered)
         if marks_orders:
-            value = order_values[0]
+            value = values[np.argmax(ordered)]
             shown = int(value) if float(value).is_integer() else value
-            findings.append(LeakFinding(str(name), auc, f"value {shown} occurs only in sessions "
+            findings.append(LeakFinding(name, auc, f"value {shown} occurs only in sessions "
                                         f"that ordered, and in all {int(ordered.sum()):,} of them"))
         elif auc >= threshold:
-            findings.append(LeakFinding(str(name), auc,
+            findings.append(LeakFinding(name, auc,
                                         f"alone separates is_ordered (ROC AUC {auc:.3f})"))
         elif auc >= near:
-            findings.append(LeakFinding(str(name), auc, f"nearly separates is_ordered on its own "
+            findings.append(LeakFinding(name, auc, f"nearly separates is_ordered on its own "
                                         f"(ROC AUC {auc:.3f} >= {near}): a near-leak", NEAR))
     return findings
 

@@ -37,6 +37,12 @@ class RevenueModel(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> RevenueModel:
         self.featurizer_ = clone(self.featurizer if self.featurizer is not None
                                  else Featurizer()).fit(X)
+        # The encoding is learned from every row; only the rows the strategy fits on are
+        # encoded (the converters, for a strategy of order values): the same model, without
+        # a float32 copy of the sessions it would drop anyway.
+        mask = type(self.strategy).fit_mask(np.asarray(y))
+        if mask is not None and not mask.all():
+            X, y = X[mask], np.asarray(y)[mask]
         self.strategy_ = clone(self.strategy).fit(self.featurizer_.transform(X), y)
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = X.shape[1]

@@ -234,7 +234,8 @@ def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, A
 
 def audit(prepared: Prepared, reporter: Reporter = SILENT) -> list[leakage.LeakFinding]:
     """The leakage audit on the training rows, each finding warned about."""
-    findings = leakage.audit(prepared.X_train, prepared.table.ordered[prepared.split.train])
+    train = prepared.split.train
+    findings = leakage.audit(prepared.table.X, prepared.table.ordered[train], rows=train)
     for finding in findings:
         reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
     return findings

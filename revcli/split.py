@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,29 @@ def _check_converters(ordered: np.ndarray, train: np.ndarray, test: np.ndarray) 
                         "the table has too few orders")
 
 
+def _stratified(ordered: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``train_test_split(rows, test_size=test_size, random_state=seed,
+    stratify=ordered)``, sorted: the same draws from the same random state in the same order
+    (scikit-learn's StratifiedShuffleSplit), with arrays where it builds Python lists of every
+    row, which costs seconds on millions of rows. tests/test_split.py holds them equal."""
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import _approximate_mode
+
+    n = len(ordered)
+    n_test = ceil(test_size * n)
+    by_class = [np.flatnonzero(~ordered), np.flatnonzero(ordered)]  # np.unique's order
+    counts = np.array([len(rows) for rows in by_class])
+    rng = check_random_state(seed)
+    n_train_of = _approximate_mode(counts, n - n_test, rng)
+    n_test_of = _approximate_mode(counts - n_train_of, n_test, rng)
+    in_test = np.zeros(n, dtype=bool)
+    for rows, k, t in zip(by_class, n_train_of, n_test_of, strict=True):
+        drawn = rows.take(rng.permutation(len(rows)), mode="clip")
+        in_test[drawn[k:k + t]] = True
+    # scikit-learn then shuffles both parts, which changes their order, not their rows.
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
 def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> Split:
     """Stratified random split of row positions; ``ordered`` is the boolean is_ordered vector."""
     from sklearn.model_selection import train_test_split
@@ -98,8 +122,11 @@ def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> S
     n_pos = int(np.sum(ordered))
     stratify = ordered if 2 <= n_pos <= n - 2 else None
     try:
-        train, test = train_test_split(np.arange(n), test_size=test_size, random_state=seed,
-                                       stratify=stratify)
+        if stratify is not None and min(ceil(test_size * n), n - ceil(test_size * n)) >= 2:
+            train, test = _stratified(np.asarray(ordered, dtype=bool), test_size, seed)
+        else:
+            train, test = train_test_split(np.arange(n), test_size=test_size,
+                                           random_state=seed, stratify=stratify)
     except ValueError as exc:
         raise DataError(f"cannot split {n} rows with test_size {test_size}: {exc}") from None
     train, test = np.sort(train), np.sort(test)

@@ -29,7 +29,7 @@ def test_a_time_split_trains_on_the_past_and_tests_on_the_future(small_demo) -> 
     assert times.iloc[s.train].max() <= times.iloc[s.test].min()
     assert s.hash != split.make_split(ordered).hash
     gapped = split.make_time_split(times, ordered, 0.2, "created_at", gap="14d")
-    assert times.iloc[gapped.test].min() - times.iloc[gapped.train].max() >= pd.Timedelta("14d")
+    assert times.iloc[gapped.test].min() - times.iloc[gapped.train].max() >= pd.Timedelta("14D")
     assert len(gapped.train) < len(s.train) and gapped.hash == s.hash  # same test rows
     assert list(s.train_in_time) == sorted(s.train_in_time, key=lambda i: times.iloc[i])
 

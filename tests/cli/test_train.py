@@ -8,8 +8,9 @@ import pytest
 
 
 def test_train_json_prints_exactly_one_object(invoke, small_settings) -> None:
-    result = invoke("train", "--strategy", "two_stage", "--estimator", "xgb", "-p", "n_estimators=20",
-                    "--drop-feature", "engagement_depth", "--no-plots", "--json")
+    result = invoke("train", "--strategy", "two_stage", "--estimator", "xgb", "-p",
+                    "n_estimators=20", "--drop-feature", "engagement_depth", "--no-plots",
+                    "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the whole of stdout is one JSON document
     assert payload["strategy"] == "two_stage"

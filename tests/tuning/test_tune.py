@@ -243,3 +243,15 @@ def test_parallel_trials_run_the_queued_defaults_once(tune_settings) -> None:
                   if "revcli.defaults_of" in t.user_attrs]
         assert sorted(queued) == sorted(set(queued)) and queued
         assert result.parallel == 2
+
+
+def test_tune_works_on_a_table_of_converters_only(tune_settings, tiny_demo, tmp_path) -> None:
+    """Every row ordered (an orders table): nothing to stratify on, so plain folds, as train
+    does it; not 'lower --folds', which could never help."""
+    orders = tiny_demo[tiny_demo.revenue > 0].reset_index(drop=True)
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path)
+    result = tune(tune_settings(n_trials=2), data=path)
+    assert result.new["completed"] == 2
+    assert result.refit.scorecard.population == "test converters"
+    assert result.refit.split["test_rows"] == pytest.approx(0.2 * len(orders), abs=1)
