@@ -126,13 +126,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
     timings["tracking"] = opening.seconds
     timings["tracking_wait"] = time.perf_counter() - start
 
+    start = time.perf_counter()
     findings = pipeline.audit(prepared, reporter)
+    timings["audit"] = time.perf_counter() - start
     if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
         from revcli import plots as plots_mod
 
         plots_mod.preload()
+    start = time.perf_counter()
     fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
     timings["fit"] = fitted.fit_seconds
+    timings["score"] = time.perf_counter() - start - fitted.fit_seconds
     result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
                          RunSpec(run_name=run_name, plots=plots, importance=importance,
                                  note=note, tags=origin,

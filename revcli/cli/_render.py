@@ -91,8 +91,10 @@ def render_scorecard(card: Any, title: str) -> None:
 TIMED_STEPS = (
     ("load", "check, read, split the data"),
     ("tracking", "MLflow import + store, beside load"),
-    ("tracking_wait", "of it, not hidden by load"),
+    ("tracking_wait", "of it, waited for after load"),
+    ("audit", "leakage audit"),
     ("fit", "fit the model"),
+    ("score", "predict and score the holdout"),
     ("importance", "feature importance"),
     ("plots", "render the PNGs"),
     ("log", "log the MLflow run"),
@@ -110,7 +112,7 @@ def render_timings(timings: dict[str, float]) -> None:
     table.add_column("what")
     for key, what in TIMED_STEPS:
         if key in timings:
-            share = "" if key in ("tracking", "tracking_wait", "log_model") or not total else \
+            share = "" if key in ("tracking", "log_model") or not total else \
                 f"{timings[key] / total:.0%}"
             table.add_row(key, f"{timings[key]:.2f}", share, what)
     table.add_row("total", f"{total:.2f}", "100%", "train() start to end")

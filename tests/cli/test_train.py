@@ -98,6 +98,6 @@ def test_train_timings_prints_each_step_and_its_share(invoke, small_settings) ->
     result = invoke("train", "-q", "--no-plots", "--timings", "-p", "n_estimators=20")
     assert result.exit_code == 0, result.output
     block = result.stdout[result.stdout.index("seconds per step"):]
-    for step in ("load", "tracking", "fit", "importance", "log", "total"):
+    for step in ("load", "tracking", "audit", "fit", "score", "importance", "log", "total"):
         assert f"│ {step} " in block
     assert "100%" in block
