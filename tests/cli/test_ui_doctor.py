@@ -132,9 +132,14 @@ def test_ui_port_taken_suggests_another(invoke, isolated: Path) -> None:
     assert f"port {port} on 127.0.0.1 is taken" in line and "--port 0" in line
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is not None,
-                    reason="optuna-dashboard is installed")
-def test_ui_optuna_without_the_extra_says_how_to_install_it(invoke, isolated: Path) -> None:
+def test_ui_optuna_without_the_extra_says_how_to_install_it(invoke, isolated: Path,
+                                                            monkeypatch) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:  # as on a machine without the extra
+        return None if name == "optuna_dashboard" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     _empty_sqlite(isolated / "mlflow.db")
     result = invoke("ui", "--optuna", "--port", "0")
     assert result.exit_code == 2
