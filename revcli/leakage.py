@@ -56,8 +56,8 @@ def _single_feature_auc(values: np.ndarray, ordered: np.ndarray) -> tuple[float,
     n_neg = len(ordered) - n_pos
     if n_pos == 0 or n_neg == 0:
         return 0.5, False
-    low, span = values.min(), values.max() - values.min()
-    if span < 1 << 16 and np.array_equal(values, np.floor(values)):
+    low = values.min()
+    if values.max() - low < 1 << 16 and np.array_equal(values, np.floor(values)):
         codes = (values - low).astype(np.intp)  # flags, counts, hours: their own codes
     else:  # a sort beats hashing when nearly every value is distinct (a timestamp)
         codes = np.unique(values, return_inverse=True)[1]

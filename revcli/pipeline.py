@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,10 @@ class Prepared:
     def X_train(self) -> Any:
         return self.table.X.iloc[self.split.train]
 
-    @property
+    @cached_property
     def X_test(self) -> Any:
+        # Read by scoring, the evaluation rows, the plots and the logged sample: one copy.
+        # (X_train is used by one fit and is not kept, so its copy is freed after the fit.)
         return self.table.X.iloc[self.split.test]
 
     @property

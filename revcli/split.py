@@ -88,16 +88,16 @@ def _check_converters(ordered: np.ndarray, train: np.ndarray, test: np.ndarray) 
                         "the table has too few orders")
 
 
-def _stratified(ordered: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified(ordered: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows of ``train_test_split(rows, test_size=test_size, random_state=seed,
-    stratify=ordered)``, sorted: the same draws from the same random state in the same order
+    stratify=ordered)`` (``n_test`` = ceil(test_size * rows), as it counts them), sorted: the
+    same draws from the same random state in the same order
     (scikit-learn's StratifiedShuffleSplit), with arrays where it builds Python lists of every
     row, which costs seconds on millions of rows. tests/test_split.py holds them equal."""
     from sklearn.utils import check_random_state
     from sklearn.utils.extmath import _approximate_mode
 
     n = len(ordered)
-    n_test = ceil(test_size * n)
     by_class = [np.flatnonzero(~ordered), np.flatnonzero(ordered)]  # np.unique's order
     counts = np.array([len(rows) for rows in by_class])
     rng = check_random_state(seed)
@@ -122,8 +122,9 @@ def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> S
     n_pos = int(np.sum(ordered))
     stratify = ordered if 2 <= n_pos <= n - 2 else None
     try:
-        if stratify is not None and min(ceil(test_size * n), n - ceil(test_size * n)) >= 2:
-            train, test = _stratified(np.asarray(ordered, dtype=bool), test_size, seed)
+        n_test = ceil(test_size * n)
+        if stratify is not None and min(n_test, n - n_test) >= 2:
+            train, test = _stratified(np.asarray(ordered, dtype=bool), n_test, seed)
         else:
             train, test = train_test_split(np.arange(n), test_size=test_size,
                                            random_state=seed, stratify=stratify)
