@@ -15,7 +15,9 @@ transformer, fitted with the model and saved inside it (:class:`revcli.model.Rev
   level (``<column>=<level>``);
 - **timestamps** are never fed raw: they become calendar features ``<column>__month`` (months
   since 1970-01, so a trend can be learned), ``<column>__dayofweek`` (Monday 0) and
-  ``<column>__hour``.
+  ``<column>__hour``. The training window is kept: numbers where a timestamp was learned, text
+  that is no date, and dates before the window by more than its own span (epoch milliseconds
+  read as 1970) are refused (:class:`TimestampRefused`) instead of scored.
 
 :func:`kind` names the type of a column; :func:`audit_columns` is the numeric view the leakage
 audit ranks columns on.
@@ -23,12 +25,15 @@ audit ranks columns on.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+
+from revcli.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +44,40 @@ OTHER, MISSING = "__other__", "__missing__"
 # most MAX_LEVELS of them), so a one-hot encoding stays small and rare levels do not overfit.
 MIN_FREQUENCY = 0.005
 MAX_LEVELS = 64
+# How a timestamp is sent to a served model: ISO 8601 text (pandas: date_format="iso").
+TIMESTAMP_FORMAT = "ISO 8601 text such as 2026-03-01T12:30:00 (pandas: to_json(date_format='iso'))"
+
+
+class TimestampRefused(DataError, ValueError):
+    """Values of a timestamp column that cannot be the feature the model learned."""
+
+
+def _refuse(message: str) -> NoReturn:
+    """Raise :class:`TimestampRefused`; under MLflow (its scoring server, pyfunc) also as an
+    MlflowException with BAD_REQUEST, so ``mlflow models serve`` answers 400 with this one line
+    instead of "an unexpected error" and a traceback. The server prepends the whole input table
+    to the message of an MlflowException; the message keeps its one line."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is None:
+        raise TimestampRefused(message)
+    base = mlflow_exceptions.MlflowException
+
+    class Refused(TimestampRefused, base):  # type: ignore[misc, valid-type]
+        def __init__(self, text: str) -> None:
+            base.__init__(self, text, error_code=mlflow_exceptions.BAD_REQUEST)
+
+        @property
+        def message(self) -> str:
+            return str(self.__dict__.get("_line", ""))
+
+        @message.setter
+        def message(self, value: str) -> None:
+            self.__dict__.setdefault("_line", value)
+
+        def __str__(self) -> str:
+            return self.message
+
+    raise Refused(message)
 
 
 def kind(dtype: Any) -> str | None:
@@ -139,6 +178,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         self.levels_: dict[str, list[str]] = {}
         self.medians_: dict[str, float] = {}
         self.missing_: list[str] = []
+        self.windows_: dict[str, tuple[str, str]] = {}
         for name in X.columns:
             values = X[name]
             k = kind(values.dtype)
@@ -148,6 +188,11 @@ class Featurizer(TransformerMixin, BaseEstimator):
             self.kinds_[str(name)] = k
             if k == CATEGORY:
                 self.levels_[str(name)] = self._levels(values)
+            elif k == DATETIME:
+                stamps = naive_utc(values).dropna()
+                if len(stamps):
+                    self.windows_[str(name)] = (stamps.min().isoformat(),
+                                                stamps.max().isoformat())
             elif k == NUMBER:
                 numbers = _as_float(values)
                 gaps = np.isnan(numbers)
@@ -197,6 +242,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
                     numbers = np.where(gaps, self.medians_[name], numbers)
                 out[name] = numbers.astype(np.float32)
             elif k == DATETIME:
+                values = self._timestamps(name, values)
                 for part, numbers in calendar(values).items():
                     out[f"{name}__{part}"] = numbers.astype(np.float32)
             else:
@@ -211,6 +257,35 @@ class Featurizer(TransformerMixin, BaseEstimator):
         for column, (mean, std) in getattr(self, "scales_", {}).items():
             frame[column] = ((frame[column] - mean) / std).astype(np.float32)
         return frame
+
+    def _timestamps(self, name: str, values: pd.Series) -> pd.Series:
+        """``values`` as naive UTC timestamps, refused when they cannot be what training saw:
+        numbers (epoch seconds or milliseconds), text that is no date, or dates before the
+        training window by more than its span (at least a day)."""
+        import pandas as pd
+        from pandas.api import types as pdt
+
+        if pdt.is_numeric_dtype(values.dtype) or pdt.is_bool_dtype(values.dtype):
+            sample = values.dropna().head(1).tolist()
+            _refuse(f"column {name!r} holds numbers ({sample[0] if sample else 'all missing'}"
+                    f") where the model learned a timestamp; send {TIMESTAMP_FORMAT}")
+        stamps = naive_utc(values)
+        unparsed = stamps.isna() & values.notna()
+        if unparsed.any():
+            _refuse(f"column {name!r} has {int(unparsed.sum()):,} value(s) that are no "
+                    f"timestamp ({str(values[unparsed].iloc[0])[:40]!r}); send "
+                    f"{TIMESTAMP_FORMAT}")
+        window = getattr(self, "windows_", {}).get(name)
+        if window is not None and stamps.notna().any():
+            start, end = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+            span = max(end - start, pd.Timedelta(days=1))
+            early = stamps < start - span
+            if early.any():
+                _refuse(f"column {name!r} has {int(early.sum()):,} timestamp(s) from "
+                        f"{stamps[early].min():%Y-%m-%d %H:%M}, before the training window "
+                        f"({start:%Y-%m-%d} to {end:%Y-%m-%d}) by more than its span: "
+                        f"epoch numbers read as dates? send {TIMESTAMP_FORMAT}")
+        return stamps
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "kinds_")
@@ -245,6 +320,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         return {"kinds": dict(self.kinds_), "levels": {k: list(v) for k, v in
                                                        self.levels_.items()},
                 "imputed": {k: self.medians_[k] for k in self.missing_},
+                "windows": {k: list(v) for k, v in getattr(self, "windows_", {}).items()},
                 "native_categories": self.native_categories, "scaled": sorted(self.scales_),
                 "encoded_columns": len(self.feature_names_out_)}
 

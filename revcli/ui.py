@@ -215,10 +215,10 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _log_dir(workspace: Any) -> Path:
-    """``<workspace>/ui`` for the servers' logs; a temp directory when the workspace is
-    read-only (showing must not fail for want of a log file)."""
-    directory = workspace.root / UI_DIR
+def _log_dir(workspace: Any, name: str = UI_DIR) -> Path:
+    """``<workspace>/<name>`` (``ui``) for the servers' logs; a temp directory when the
+    workspace is read-only (showing must not fail for want of a log file)."""
+    directory = workspace.root / name
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if os.access(directory, os.W_OK):

@@ -89,3 +89,51 @@ def test_every_estimator_learns_from_a_real_table_and_predicts_on_new_rows(table
     np.testing.assert_allclose(model.predict(later.assign(extra=1)), parts["prediction"])
     with pytest.raises(ValueError, match="lacks 1 feature column"):
         model.predict(later.drop(columns="hour"))
+
+
+def _millis(stamps: pd.Series) -> pd.Series:
+    return (stamps - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
+
+
+def test_timestamps_that_cannot_be_the_learned_feature_are_refused(table) -> None:
+    from revcli.errors import DataError
+
+    f = Featurizer().fit(table)
+    assert f.describe()["windows"]["created_at"][0] == str(table.created_at.min().isoformat())
+    ok = f.transform(table.assign(created_at=table.created_at.dt.strftime("%Y-%m-%dT%H:%M:%S")))
+    np.testing.assert_array_equal(ok["created_at__month"], f.transform(table)["created_at__month"])
+    # A year later is a forecast, not an error.
+    later = f.transform(table.assign(created_at=table.created_at + pd.Timedelta(days=365)))
+    assert np.isfinite(later["created_at__month"]).all()
+    cases = {
+        "holds numbers (": table.assign(created_at=_millis(table.created_at)),
+        "before the training window": table.assign(
+            created_at=pd.to_datetime(_millis(table.created_at))),  # epoch ms read as ns
+        "that are no timestamp ('soon')": table.assign(created_at="soon"),
+    }
+    for expected, bad in cases.items():
+        with pytest.raises(features.TimestampRefused) as caught:
+            f.transform(bad)
+        message = str(caught.value)
+        assert expected in message and "created_at" in message and "ISO 8601" in message
+        assert "\n" not in message
+        assert isinstance(caught.value, DataError) and isinstance(caught.value, ValueError)
+
+
+def test_a_refusal_under_mlflow_is_a_bad_request_with_one_line(table) -> None:
+    from mlflow.exceptions import MlflowException
+
+    f = Featurizer().fit(table)
+    with pytest.raises(MlflowException) as caught:
+        f.transform(table.assign(created_at=pd.to_datetime(_millis(table.created_at))))
+    exc = caught.value
+    exc.message = f"Failed to predict data '{table}'. \nError: {exc.message}"  # as the server
+    body = exc.serialize_as_json()
+    assert exc.get_http_status_code() == 400
+    assert "before the training window" in body and "Failed to predict" not in body
+
+
+def test_a_model_saved_before_windows_were_kept_still_predicts(table) -> None:
+    f = Featurizer().fit(table)
+    del f.windows_
+    assert np.isfinite(f.transform(table)["created_at__month"]).all()

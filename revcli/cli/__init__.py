@@ -62,6 +62,7 @@ def _register() -> None:
         predict,
         push,
         runs,
+        serve,
         train,
         tune,
         ui,
@@ -76,6 +77,7 @@ def _register() -> None:
     app.add_typer(compare.app, name="compare")
     app.command("predict")(predict.predict)
     app.command("push")(push.push)
+    app.command("serve")(serve.serve)
     app.add_typer(runs.app, name="runs")
     app.command("gc")(runs.gc)
     app.command("ui")(ui.ui)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from revcli.cli import _options
 from revcli.cli._console import cli_errors, out, print_json, safe
@@ -13,12 +16,20 @@ def config(
     config: _options.Config = None,
     workspace: _options.Workspace = None,
     json: _options.Json = False,
+    env: Annotated[bool, typer.Option(
+        "--env", help="Print `export` lines that point MLflow's CLI, boto3 and CI jobs at the "
+        "workspace's stores (never a credential)")] = False,
 ) -> None:
     """Show the effective settings: defaults < config file < REVCLI_* env < flags.
+
+    With `--env`, print the `export MLFLOW_TRACKING_URI=...` lines (and the S3 endpoint and
+    region when set) a shell or CI job can source, so `mlflow models serve -m runs:/<id>/model`
+    and `mlflow runs list` find revcli's runs.
 
     Example:
 
         REVCLI_SEED=7 revcli config
+        eval "$(revcli config --env)"
     """
     from rich.table import Table
 
@@ -26,6 +37,17 @@ def config(
 
     with cli_errors():
         settings = _options.resolve(config, workspace=workspace)
+    if env:
+        from revcli.environment import exports
+
+        found = exports(settings)
+        if json:
+            print_json({"env": {e.name: e.value for e in found},
+                        "notes": {e.name: e.note for e in found if e.note}})
+        else:
+            for export in found:
+                print(export.line())
+        return
     rows = []
     for f in settings_mod.setting_fields():
         value = getattr(settings, f.name)
