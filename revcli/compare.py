@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -143,17 +142,19 @@ def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``2d``, ``12h``, ``30m``, ``1w`` (ago) or a date / ISO datetime (UTC unless it says)."""
+    """A duration ago (:mod:`revcli.durations`: ``2d``, ``12h``, ``90m``, ``1h30m``) or a date /
+    ISO datetime (UTC unless it says)."""
+    from revcli import durations
+
     now = now or dt.datetime.now(dt.UTC)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-        return now - dt.timedelta(**{unit[match.group(2)]: float(match.group(1))})
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"--since {text!r}: give a duration (30m, 12h, 2d, 1w) or a date "
-                          "(2026-11-01, 2026-11-01T09:00)") from None
+        try:
+            return now - durations.parse(text, "--since")
+        except ConfigError:
+            raise ConfigError(f"--since {text!r}: give a duration ({durations.EXAMPLES}) or a "
+                              "date (2026-11-01, 2026-11-01T09:00)") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Any
@@ -136,20 +135,14 @@ def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> S
                  hash=split_hash(n, test))
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw])\s*$")
-
-
 def parse_gap(text: str | None) -> dt.timedelta:
-    """``--gap``: ``12h``, ``7d``, ``2w`` (none: no gap)."""
-    from revcli.errors import ConfigError
+    """``--gap``: any duration :mod:`revcli.durations` reads (``90m``, ``12h``, ``7d``, ``2w``;
+    none: no gap)."""
+    from revcli import durations
 
     if not text:
         return dt.timedelta(0)
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"--gap {text!r}: give a duration such as 12h, 7d or 2w")
-    unit = {"h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-    return dt.timedelta(**{unit: float(match.group(1))})
+    return durations.parse(text, "--gap")
 
 
 def make_time_split(times: Any, ordered: np.ndarray, test_size: float = 0.2,

@@ -53,9 +53,7 @@ def start_from(settings: Settings, *, from_run: str | None = None,
 
         url = settings.storage or _study.default_url(workspace)
         storage = _study.open_storage(url, None)
-        if not _study.study_exists(storage, str(from_study)):
-            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; `revcli tune` "
-                                "prints the name of the study it worked on")
+        from_study = _study.resolve_name(storage, str(from_study), _study.mask(url))
         import optuna
 
         study = optuna.load_study(study_name=str(from_study), storage=storage)

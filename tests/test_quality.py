@@ -114,6 +114,17 @@ def test_train_from_a_run_and_from_a_study(small_settings, tmp_path) -> None:
     best = train.train(small_settings, from_study=tuned.study, plots=False)
     assert best.estimator == "ridge" and best.params["alpha"] == pytest.approx(
         tuned.best.params["alpha"])
+    # a unique prefix and `latest` name the same study; `latest` names the newest run
+    for ref in (tuned.study[:20], "latest"):
+        again = train.train(small_settings, from_study=ref, plots=False)
+        assert again.params["alpha"] == pytest.approx(tuned.best.params["alpha"])
+    newest = train.train(small_settings, from_run="latest", plots=False)
+    assert newest.params["alpha"] == pytest.approx(tuned.best.params["alpha"])
+
+    from revcli.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match=r"no study 'nightly'.*latest"):
+        train.train(small_settings, from_study="nightly", plots=False)
 
 
 def test_tune_tries_each_estimators_defaults_first(small_settings, tmp_path) -> None:

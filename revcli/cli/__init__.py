@@ -30,7 +30,9 @@ Example: revcli train --strategy converting_only
 app = typer.Typer(
     name="revcli",
     help=HELP,
-    no_args_is_help=True,
+    # Bare `revcli` prints the help and exits 0 (the callback below); Click's no_args_is_help
+    # exits 2, as for a usage error.
+    no_args_is_help=False,
     rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -43,12 +45,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
-    pass
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
 def _register() -> None:
@@ -78,6 +83,7 @@ def _register() -> None:
     app.command("predict")(predict.predict)
     app.command("push")(push.push)
     app.command("serve")(serve.serve)
+    runs.app.command("list")(compare.runs)  # the same view as `compare runs`
     app.add_typer(runs.app, name="runs")
     app.command("gc")(runs.gc)
     app.command("ui")(ui.ui)

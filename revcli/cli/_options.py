@@ -64,8 +64,8 @@ TimeColumn = Annotated[str | None, typer.Option(
     "--time-column", help="--split time: the timestamp column \\[default: the table's only one]",
     show_default=False)]
 Gap = Annotated[str | None, typer.Option(
-    "--gap", help="--split time: leave out sessions this long before the test part (12h, 7d, "
-    "2w)", show_default=False)]
+    "--gap", help="--split time: leave out sessions this long before the test part (90m, 12h, "
+    "7d, 2w)", show_default=False)]
 TestSize = Annotated[float | None, typer.Option(
     "--test-size", help="Holdout share \\[default: 0.2]", show_default=False)]
 

@@ -10,8 +10,8 @@ from revcli.cli import _options
 from revcli.cli._console import ConsoleReporter, cli_errors, out, print_json, safe
 
 app = typer.Typer(
-    help="Look after MLflow runs and their files in the workspace: log runs a dead tracking "
-    "store left unlogged, delete runs.\n\nExample: `revcli runs sync`",
+    help="MLflow runs and their files in the workspace: list them (as `compare runs`), log "
+    "runs a dead tracking store left unlogged, delete runs.\n\nExample: `revcli runs list`",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )

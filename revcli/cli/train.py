@@ -29,10 +29,12 @@ def train(
         "the two_stage classifier", show_default=False)] = None,
     from_run: Annotated[str | None, typer.Option(
         "--from-run", help="Start from the strategy, estimator and hyperparameters of this run "
-        "(flags and --param override them)", show_default=False)] = None,
+        "(an id, a unique prefix, latest, a name or an alias; flags and --param override "
+        "them)", show_default=False)] = None,
     from_study: Annotated[str | None, typer.Option(
-        "--from-study", help="Start from the best trial of this tune study (its storage: "
-        "--storage / REVCLI_STORAGE, else the workspace's)", show_default=False)] = None,
+        "--from-study", help="Start from the best trial of this tune study: its name, a unique "
+        "prefix or latest (its storage: --storage / REVCLI_STORAGE, else the workspace's)",
+        show_default=False)] = None,
     drop_feature: _options.DropFeature = None,
     combine: _options.Combine = None,
     threshold: _options.Threshold = None,

@@ -1,7 +1,8 @@
 """One resolver for run references, used by every command that takes one (evaluate, predict,
 push, compare): a full run id, a unique prefix of one (the 8 characters ``compare runs``
 prints), a registry alias of the registered model (``champion``), ``models:/NAME@ALIAS`` or
-``models:/NAME/VERSION``, or a run name."""
+``models:/NAME/VERSION``, ``latest`` (the newest finished run that holds a model), or a run
+name."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 
 from revcli.errors import NotFoundError
 from revcli.tracking._client import Tracker
+from revcli.tracking.record import MODEL_COMMANDS
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 RUN_PREFIX = re.compile(r"^[0-9a-f]{6,31}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 MAX_NAME = 256
+LATEST = "latest"  # MLflow reserves it: never a registry alias
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,26 @@ def _search(tracker: Tracker, filter_string: str) -> list[str]:
     return [r.run_id for r in runs]
 
 
+def _latest(tracker: Tracker) -> Resolved:
+    """The newest finished run of train, tune or compare (not a trial, not an evaluation)."""
+    ids = [e.experiment_id for e in tracker.experiments()]
+    runs, _ = (tracker.search(ids, "attributes.status = 'FINISHED'", max_results=200)
+               if ids else ([], None))
+    for run in runs:
+        if run.parent_id is None and run.record.command in MODEL_COMMANDS:
+            return Resolved(run.run_id, f"run {run.run_id} (latest, {run.name!r})")
+    raise NotFoundError(f"no finished run with a model in {tracker.shown} yet; `revcli train` "
+                        "makes one")
+
+
 def resolve(tracker: Tracker, ref: str, registry_model: str) -> Resolved:
     """The run ``ref`` names, and how it was found; NotFoundError (one line, with the command
     that lists runs) when nothing or more than one run matches."""
     ref = ref.strip()
     if RUN_ID.match(ref):
         return Resolved(ref, f"run {ref}")
+    if ref.lower() == LATEST:
+        return _latest(tracker)
     if ref.startswith("models:/"):
         body = ref.removeprefix("models:/")
         if "@" in body:
@@ -92,5 +109,5 @@ def resolve(tracker: Tracker, ref: str, registry_model: str) -> Resolved:
             raise NotFoundError(f"{len(matches)}+ runs are named {ref!r}; give a run id "
                                 "(`revcli compare runs` lists them)")
     raise NotFoundError(f"no run, run name or registered model alias {ref!r} in {tracker.shown}"
-                        "; give a run id or a unique prefix of one (`revcli compare runs` lists "
-                        "them), or an alias such as champion")
+                        "; give a run id or a unique prefix of one (`revcli runs list` lists "
+                        "them), latest, or an alias such as champion")

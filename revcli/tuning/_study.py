@@ -245,6 +245,34 @@ def _first_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> s
     return "setup"
 
 
+LATEST = "latest"
+
+
+def resolve_name(storage: Any, ref: str, shown: str) -> str:
+    """The study ``ref`` names: its whole name, a unique prefix of one (``converting_only-xgb``),
+    or ``latest`` (the study created last); NotFoundError naming the candidates otherwise."""
+    from revcli.errors import NotFoundError
+
+    ref = ref.strip()
+    if ref != LATEST and study_exists(storage, ref):
+        return ref
+    studies = sorted(storage.get_all_studies(), key=lambda s: s._study_id)
+    names = [s.study_name for s in studies]
+    if not names:
+        raise NotFoundError(f"no study in {shown} yet; `revcli tune` makes one")
+    if ref == LATEST:
+        return names[-1]
+    matches = [n for n in names if n.startswith(ref)] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown_matches = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+        raise NotFoundError(f"study prefix {ref!r} is ambiguous ({len(matches)} studies: "
+                            f"{shown_matches}); give more characters")
+    raise NotFoundError(f"no study {ref!r} in {shown} ({len(names)} studies, the latest "
+                        f"{names[-1]}); give a name, a unique prefix or latest")
+
+
 def study_exists(storage: Any, name: str) -> bool:
     import optuna
 
