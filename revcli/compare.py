@@ -523,7 +523,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None
     runs.close_dead_runs(tracker, experiment_id)
-    findings = pipeline.audit(prepared, reporter)
+    findings = pipeline.audit(prepared, reporter, judged_for=chosen)
     leaks = [f.feature for f in findings]
     batch = uuid.uuid4().hex[:12]
     y_test = prepared.y_test

@@ -235,29 +235,40 @@ def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, A
 
 # -- judging ---------------------------------------------------------------------------------
 
-def audit(prepared: Prepared, reporter: Reporter = SILENT) -> list[leakage.LeakFinding]:
-    """The leakage audit on the training rows, each finding warned about."""
+def audit(prepared: Prepared, reporter: Reporter = SILENT,
+          judged_for: Sequence[str] = ()) -> list[leakage.LeakFinding]:
+    """The leakage audit on the training rows: ONE warning per finding, before any fit, that
+    already says what it means for the strategies ``judged_for`` (the scores rest on it, or it
+    cannot inflate them) and the fix; :func:`judge` does not repeat it."""
     train = prepared.split.train
     findings = leakage.audit(prepared.table.X, prepared.table.ordered[train], rows=train)
+    classes = [strategies.get(name) for name in judged_for]
+    inflated = [c.name for c in classes if c.leak_can_inflate()]
+    spared = [c.name for c in classes if not c.leak_can_inflate()]
     for finding in findings:
-        reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
+        found = f"{finding.feature!r} {finding.detail}"
+        if inflated:
+            spare = (f" (not {', '.join(spared)}: constant on the converting sessions it is "
+                     "scored on)" if spared else "")
+            reporter.warn(f"target leak: {found}; the scores of {', '.join(inflated)} rest on "
+                          f"it{spare}: re-run with --drop-feature {finding.feature}")
+        elif spared:
+            reporter.warn(f"possible target leak: {found}; it cannot inflate "
+                          f"{', '.join(spared)} (constant on the converting sessions it fits "
+                          "and is scored on): drop it for strategies scored on all sessions")
+        else:
+            reporter.warn(f"possible target leak: {found}")
     return findings
 
 
 def judge(fitted: Fitted, findings: Sequence[leakage.LeakFinding], targets: Any,
           reporter: Reporter = SILENT) -> leakage.Honesty:
-    """Targets' verdicts and the honesty of ``fitted``'s scores (strategy-aware); each leak the
-    scores rest on and a too-good score are warned about with the fix."""
+    """Targets' verdicts and the honesty of ``fitted``'s scores (strategy-aware); a too-good
+    score is warned about. The findings themselves were warned about once, by :func:`audit`,
+    with what they mean for this strategy."""
     card = fitted.scorecard
     card.verdicts = targets.verdicts(card.metrics, level="all")
     honesty = leakage.judge(fitted.strategy, findings, card)
-    if honesty.leaks:
-        reporter.warn(f"the scores rest on {', '.join(honesty.leaks)}, which gives the order "
-                      f"away: re-run with --drop-feature {honesty.leaks[0]}")
-    elif findings:
-        reporter.warn(f"{', '.join(honesty.flagged)} cannot inflate {fitted.strategy.name} "
-                      "(constant on the converting sessions it fits and is scored on); drop it "
-                      "for strategies scored on all sessions")
     if honesty.too_good:
         reporter.warn(honesty.too_good)
     return honesty

@@ -125,7 +125,7 @@ def train(settings: Settings, *, data: str | Path | None = None,
     timings["tracking_wait"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    findings = pipeline.audit(prepared, reporter)
+    findings = pipeline.audit(prepared, reporter, judged_for=[settings.strategy])
     timings["audit"] = time.perf_counter() - start
     if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
         from revcli import plots as plots_mod

@@ -85,7 +85,7 @@ def fetch(
                                     reporter=reporter)
         reporter.close()
         if json:
-            print_json(result.to_dict())
+            print_json({**result.to_dict(), "workspace": str(ws.root.resolve())})
             return
         record = result.record
         described = (f"dataset [bold]{record.short}[/] ({record.rows:,} rows, "
@@ -101,3 +101,4 @@ def fetch(
                       f"{result.download_seconds:.2f} s, {_size(int(speed))}/s)")
         else:
             out.print(f"{described} from {where} is now current")
+        out.print(f"in the workspace {safe(ws.root.resolve())}", highlight=False)

@@ -442,7 +442,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     url = settings.storage or _study.default_url(prepared.workspace)
     shown = _study.mask(url)
 
-    findings = pipeline.audit(prepared, reporter)
+    findings = pipeline.audit(prepared, reporter, judged_for=[settings.strategy])
     # Workers started together on a fresh workspace would race to create the sqlite schemas
     # (Optuna's and MLflow's): the set-up is serialised by a lock file in the workspace.
     with _workspace_lock(prepared.workspace.root):
