@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.text import Text
 
 from revcli.errors import (
     EXIT_BAD_INPUT,
@@ -32,14 +33,93 @@ from revcli.errors import (
 )
 from revcli.progress import Reporter, Task
 
-# file=None: rich looks up sys.stdout / sys.stderr at write time, so test runners that swap them
-# see the output.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
 # Piped stdout (CI logs, files) is not squeezed into rich's assumed 80 columns unless COLUMNS says
 # so; a terminal's width is respected.
 PIPE_WIDTH = 220
+
+
+def wrap_words(text: Text, width: int) -> list[Text]:
+    """``text`` as lines of at most ``width`` cells, broken between words only: a word longer
+    than ``width`` (a run id, a path, a URL) stays whole on a line of its own."""
+    import re
+
+    from rich.cells import cell_len
+
+    lines: list[Text] = []
+    for paragraph in text.split("\n", allow_blank=True):
+        plain = paragraph.plain
+        offsets: list[int] = []
+        used = 0
+        for match in re.finditer(r"\S+\s*", plain):
+            word = cell_len(match.group().rstrip())
+            if used and used + word > width:
+                offsets.append(match.start())
+                used = 0
+            used += cell_len(match.group())
+        parts = paragraph.divide(offsets) if offsets else [paragraph]
+        for part in parts:
+            part.rstrip()
+            lines.append(part)
+    return lines
+
+
+class _Prose:
+    """A renderable of prose wrapped by :func:`wrap_words` at the width it is given."""
+
+    def __init__(self, text: Text) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        for line in wrap_words(self.text, options.max_width):
+            yield from line.render(console)
+            yield Segment.line()
+
+
+class WrappingConsole(Console):
+    """The one layout rule for prose: lines wrap between words at the width -- COLUMNS, else
+    the terminal's, else PIPE_WIDTH for a pipe or file -- and a word longer than that (a run id,
+    a path, a URL) stays whole on a line of its own instead of being cut where the terminal
+    would cut it. Tables are fitted to the same width (:func:`output_width`)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is not None:  # a width asked for
+            return size
+        columns = os.environ.get("COLUMNS", "").strip()
+        if columns.isdigit() and int(columns) > 0:
+            return ConsoleDimensions(int(columns), size.height)
+        return size if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Strings and Text as wrapped prose; anything else (tables) as rich renders it."""
+        if objects and all(isinstance(o, (str, Text)) for o in objects) and not (
+                kwargs.get("soft_wrap") or kwargs.get("no_wrap")):
+            style = kwargs.pop("style", None)
+            text = Text(" ").join(
+                o if isinstance(o, Text) else self.render_str(
+                    o, markup=kwargs.pop("markup", None) if len(objects) == 1 else None,
+                    highlight=kwargs.get("highlight"), emoji=kwargs.pop("emoji", None))
+                for o in objects)
+            if style:
+                text.stylize(style)
+            kwargs.pop("markup", None)
+            kwargs.pop("emoji", None)
+            super().print(_Prose(text), crop=False, **kwargs)
+            return
+        super().print(*objects, **kwargs)
+
+
+# file=None: rich looks up sys.stdout / sys.stderr at write time, so test runners that swap them
+# see the output.
+out = WrappingConsole()
+err = WrappingConsole(stderr=True)
 
 
 def output_width() -> int:
@@ -54,7 +134,7 @@ def output_width() -> int:
 def sized_console(width: int | None = None) -> Console:
     """A stdout console of ``width`` (default :func:`output_width`) that wraps text at it, so
     titles, captions, warnings and notes stay inside the width the tables were fitted to."""
-    return Console(width=width or output_width())
+    return WrappingConsole(width=width or output_width())
 
 
 # C0 and C1 control characters: ESC starts terminal sequences (clear screen, set the window

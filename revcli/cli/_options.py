@@ -29,7 +29,8 @@ Seed = Annotated[int | None, typer.Option(
     "--seed", help="Seed of the split and the estimators \\[env: REVCLI_SEED; default: 42]",
     show_default=False)]
 Json = Annotated[bool, typer.Option(
-    "--json", help="Print one JSON object on stdout and nothing else")]
+    "--json", help="Print one JSON object on stdout and nothing else (progress stays on "
+    "stderr; -q silences it)")]
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Only errors, warnings and the result")]
 Data = Annotated[Path | None, typer.Option(

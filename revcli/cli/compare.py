@@ -138,7 +138,7 @@ def runs(
     from revcli import compare as core
     from revcli.metrics import METRICS
 
-    reporter = ConsoleReporter(quiet=quiet or json or fmt == "json")
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         fmt = _check_format(fmt, json)
         chosen = _check_columns(columns, RUN_COLUMNS, tuple(METRICS))
@@ -413,7 +413,7 @@ def strategies_(
     from revcli import compare as core
     from revcli.compare import LEADERBOARD_METRICS
 
-    reporter = ConsoleReporter(quiet=quiet or json or fmt == "json")
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         fmt = _check_format(fmt, json)
         chosen = _check_columns(columns, BOARD_COLUMNS, LEADERBOARD_METRICS)

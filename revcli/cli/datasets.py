@@ -127,7 +127,7 @@ def prune(
     """
     from revcli import fetch as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         result = core.prune(_workspace(config, workspace), reporter=reporter)
     reporter.close()

@@ -37,7 +37,7 @@ def doctor(
     from revcli import doctor as core
     from revcli.errors import RevcliError
 
-    reporter = ConsoleReporter(quiet=json)
+    reporter = ConsoleReporter()
     with cli_errors(reporter):
         report = core.diagnose(
             flags={"workspace": workspace, "tracking_uri": tracking_uri, "storage": storage,

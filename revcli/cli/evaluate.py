@@ -75,7 +75,7 @@ def evaluate(
     """
     from revcli import evaluate as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, seed=seed, gate_level=level,
                                     experiment=experiment, tracking_uri=tracking_uri)

@@ -64,7 +64,7 @@ def fetch(
     from revcli import fetch as core
     from revcli.workspace import Workspace
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         if demo and source is not None:
             raise typer.BadParameter("give a SOURCE or --demo, not both")

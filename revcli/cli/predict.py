@@ -52,7 +52,7 @@ def predict(
     """
     from revcli import predict as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
         with stdout_to_stderr(json):

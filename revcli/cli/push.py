@@ -71,7 +71,7 @@ def push(
     """
     from revcli import push as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         if force and not promote:
             raise typer.BadParameter("--force only changes what --promote does; add --promote")

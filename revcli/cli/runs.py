@@ -41,7 +41,7 @@ def sync(
     """
     from revcli import runs as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
         done = core.sync(settings, reporter=reporter)
@@ -77,7 +77,7 @@ def delete(
     """
     from revcli import runs as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
         result = core.delete(settings, runs, reporter=reporter)
@@ -107,7 +107,7 @@ def gc(
     """
     from revcli import runs as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
         result = core.gc(settings, reporter=reporter)

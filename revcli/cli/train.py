@@ -88,7 +88,7 @@ def train(
     from revcli import estimators
     from revcli import train as core
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(
             config, workspace=workspace, strategy=strategy, estimator=estimator,

@@ -85,7 +85,7 @@ def tune(
     """
     from revcli import tuning
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(
             config, workspace=workspace, strategy=strategy, estimator=estimator,

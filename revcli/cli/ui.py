@@ -65,7 +65,7 @@ def ui(
     from revcli import ui as core
     from revcli.errors import TrackingError
 
-    reporter = ConsoleReporter(quiet=quiet or json)
+    reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri,
                                     storage=storage)

@@ -56,8 +56,14 @@ def test_tune_json_is_one_object_with_the_holdout_scorecard(invoke, ws, space_fi
     assert card["population"] == "test converters"
     assert set(card["metrics"]) == set(card["baseline"]) == {"rmse", "mae", "r2", "mape"}
     assert payload["versions"]["optuna"] == optuna.__version__
-    # --json keeps stderr to warnings
-    assert all(line.startswith("Warning:") for line in result.stderr.splitlines() if line)
+    # --json keeps the plain progress lines on stderr (an Airflow log), stdout to the JSON
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert any(line.startswith("trials ") for line in lines), lines
+    assert any(line.startswith("… ") for line in lines) and not any(
+        line.startswith("Error:") for line in lines)
+    quiet = invoke("tune", "--space", str(space_file), "-n", "1", "-j", "1", "--no-plots",
+                   "--json", "-q")
+    assert all(line.startswith("Warning:") for line in quiet.stderr.splitlines() if line)
 
 
 def test_tune_tables_show_top_trials_and_the_holdout_once(invoke, ws, space_file) -> None:
