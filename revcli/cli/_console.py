@@ -155,7 +155,8 @@ def safe(text: object) -> str:
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False)
+    # The one line a script, a log search or Airflow reads: never wrapped.
+    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:

@@ -186,7 +186,13 @@ def table_overhead(columns: int) -> int:
     return 3 * columns + 1 if columns else 0
 
 
-def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col]]:
+def grid_overhead(columns: int) -> int:
+    """Cells a borderless grid (:func:`fitted_table` with ``grid``) adds: two between columns."""
+    return 2 * (columns - 1) if columns else 0
+
+
+def fit_columns(columns: Sequence[Col], width: int, grid: bool = False
+                ) -> tuple[list[Col], list[Col]]:
     """Lay ``columns`` out in ``width`` terminal cells: (kept, in their order, each with its
     ``width`` set; dropped, most important first).
 
@@ -195,6 +201,7 @@ def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col
     and if that is too wide the CUT and WRAP ones give up width, least important first (the
     widest of equal priority first), down to their minimum. A column is never zero-width,
     never narrower than its header, and FIXED ones (numbers, run ids) are never narrowed."""
+    overhead = grid_overhead if grid else table_overhead
     kept = list(columns)
     dropped: list[Col] = []
     order = {id(c): i for i, c in enumerate(columns)}
@@ -202,7 +209,7 @@ def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col
     def least_important_first(cols: Sequence[Col]) -> list[Col]:
         return sorted(cols, key=lambda c: (-c.priority, -order[id(c)]))
 
-    while sum(c.minimum for c in kept) + table_overhead(len(kept)) > width:
+    while sum(c.minimum for c in kept) + overhead(len(kept)) > width:
         droppable = [c for c in kept if c.priority > 0]
         if not droppable:
             break
@@ -211,7 +218,7 @@ def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col
         dropped.append(gone)
     for c in kept:
         c.width = c.natural
-    excess = sum(c.width for c in kept) + table_overhead(len(kept)) - width
+    excess = sum(c.width for c in kept) + overhead(len(kept)) - width
     for level in sorted({c.priority for c in kept}, reverse=True):
         # columns of equal priority share the cut: the widest gives a cell first
         same = [c for c in kept if c.priority == level and c.width > c.minimum]
@@ -225,12 +232,17 @@ def fit_columns(columns: Sequence[Col], width: int) -> tuple[list[Col], list[Col
 
 
 def fitted_table(columns: Sequence[Col], width: int, *, title: str | None = None,
-                 caption: str | None = None, row_styles: Sequence[str | None] = ()
-                 ) -> tuple[Table, list[Col]]:
+                 caption: str | None = None, row_styles: Sequence[str | None] = (),
+                 grid: bool = False) -> tuple[Table, list[Col]]:
     """A rich Table of ``columns`` fitted to ``width`` (see :func:`fit_columns`), and the
-    columns left out."""
-    kept, dropped = fit_columns(columns, width)
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    columns left out. ``grid``: no borders or header, two cells between columns (one line per
+    row, continuation lines indented under their column: ``doctor``)."""
+    kept, dropped = fit_columns(columns, width, grid=grid)
+    if grid:
+        table = Table.grid(padding=(0, 2))
+    else:
+        table = Table(title=title, title_justify="left", caption=caption,
+                      caption_justify="left")
     for c in kept:
         table.add_column(c.header, justify=c.justify, width=c.width,  # type: ignore[arg-type]
                          no_wrap=c.fit != WRAP,

@@ -31,8 +31,6 @@ def config(
         REVCLI_SEED=7 revcli config
         eval "$(revcli config --env)"
     """
-    from rich.table import Table
-
     from revcli import settings as settings_mod
 
     with cli_errors():
@@ -62,15 +60,23 @@ def config(
         print_json({"config_file": str(settings.config_file) if settings.config_file else None,
                     "settings": rows, "params": settings.params})
         return
-    table = Table(title="revcli settings", title_justify="left")
-    for col in ("setting", "value", "source", "env"):
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        source = row["source"]
-        style = "dim" if source == "default" else "bold"
-        table.add_row(row["name"], "-" if row["value"] is None else safe(row["value"]),
-                      safe(source), row["env"], style=style)
+    from revcli.cli._console import output_width
+    from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
+
+    width = output_width()
+    columns = [
+        Col("setting", "setting", [r["name"] for r in rows], fit=FIXED),
+        Col("value", "value", ["-" if r["value"] is None else safe(r["value"]) for r in rows],
+            fit=WRAP),
+        Col("source", "source", [safe(r["source"]) for r in rows], fit=WRAP),
+        Col("env", "env", [r["env"] for r in rows], fit=FIXED, priority=1)]
+    table, dropped = fitted_table(
+        columns, width, title="revcli settings",
+        row_styles=["dim" if r["source"] == "default" else "bold" for r in rows])
     out.print(table)
+    missing = left_out(dropped, width, "--json has it; each setting's env is REVCLI_<NAME>")
+    if missing:
+        out.print(missing, highlight=False)
     found = settings.config_file or "none (configs/revcli.toml not found)"
     out.print(f"config file: {safe(found)}")
     for name, params in settings.params.items():

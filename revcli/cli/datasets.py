@@ -40,8 +40,6 @@ def list_(
 
         revcli datasets list --json
     """
-    from rich.table import Table
-
     with cli_errors():
         ws = _workspace(config, workspace)
         records = ws.datasets()
@@ -53,13 +51,24 @@ def list_(
     if not records:
         out.print("no datasets yet: `revcli fetch --demo` makes one")
         return
-    table = Table(title="datasets in the workspace", title_justify="left")
-    for col in ("", "sha256", "rows", "size", "created", "source"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("sha256", "rows", "size"))
-    for r in records:
-        table.add_row("*" if r.sha256 == sha else "", r.short, f"{r.rows:,}", _size(r.bytes),
-                      r.created[:16].replace("T", " "), safe(r.source))
+    from revcli.cli._console import output_width
+    from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
+
+    width = output_width()
+    columns = [
+        Col("current", "", ["*" if r.sha256 == sha else "" for r in records], fit=FIXED),
+        Col("sha256", "sha256", [r.short for r in records], fit=FIXED),
+        Col("rows", "rows", [f"{r.rows:,}" for r in records], fit=FIXED, justify="right"),
+        Col("size", "size", [_size(r.bytes) for r in records], fit=FIXED, justify="right",
+            priority=2),
+        Col("created", "created", [r.created[:16].replace("T", " ") for r in records],
+            fit=WRAP, priority=1),
+        Col("source", "source", [safe(r.source) for r in records], fit=WRAP)]
+    table, dropped = fitted_table(columns, width, title="datasets in the workspace")
     out.print(table)
+    missing = left_out(dropped, width, "--json has every field")
+    if missing:
+        out.print(missing, highlight=False)
 
 
 @app.command("use")

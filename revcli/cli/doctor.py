@@ -47,12 +47,21 @@ def doctor(
         if json:
             print_json(report.to_dict())
         else:
-            width = max(len(c.name) for c in report.checks)
+            from revcli.cli._console import output_width
+            from revcli.cli._render import FIXED, WRAP, Col, fitted_table
+
+            details = []
             for check in report.checks:
                 fix = f" [dim]— fix:[/] {safe(check.fix)}" if check.fix and (
                     check.status != "ok") else ""
-                out.print(f"[{_STYLE[check.status]}]{check.status:<7}[/] "
-                          f"{check.name:<{width}}  {safe(check.detail)}{fix}", highlight=False)
+                details.append(f"{safe(check.detail)}{fix}")
+            columns = [
+                Col("status", "", [f"[{_STYLE[c.status]}]{c.status}[/]" for c in report.checks],
+                    fit=FIXED),
+                Col("check", "check", [safe(c.name) for c in report.checks], fit=FIXED),
+                Col("detail", "detail and fix", details, fit=WRAP)]
+            table, _ = fitted_table(columns, output_width(), grid=True)
+            out.print(table)
         problems = report.problems
         if problems:
             raise RevcliError(f"{len(problems)} problem(s): "
