@@ -220,13 +220,14 @@ class Comparison:
                 ["leakage", *(",".join(r.leakage) or "none" for r in runs)],
             ]
             body += [[m, *(r.metrics.get(m) for r in runs)] for m in self.metrics]
-            body += [[f"param {p}", *(r.params.get(p, "") for r in runs)] for p in self.params]
+            body += [[f"param {param_label(p)}", *(r.params.get(p, "") for r in runs)]
+                     for p in self.params]
             return headers, body
         headers = ["run_id", "name", "started", "command", "strategy", "estimator", "dataset",
                    "split", "leakage", *self.metrics]
         if self.baseline is not None:
             headers += [f"{m}_delta" for m in self.metrics]
-        headers += [f"param {p}" for p in self.params]
+        headers += [f"param {param_label(p)}" for p in self.params]
         body = []
         for r in self.all_rows:
             line: list[Any] = [r.run_id, r.name,
@@ -285,8 +286,32 @@ def comparability(rows: Sequence[RunRow]) -> list[str]:
     return warnings
 
 
+# How a run logs one hyperparameter twice: ``hyper.<name>`` (what was asked for) and
+# ``model.<part>__<name>`` (the fitted estimator's value). The main estimator's part is
+# ``estimator`` (or two_stage's ``regressor``), which ``hyper.`` names leave out.
+_MAIN_PARTS = ("estimator__", "regressor__")
+
+
+def param_label(key: str) -> str:
+    """The one name of a logged param: ``hyper.max_depth`` and ``model.estimator__max_depth``
+    are both ``max_depth``; ``classifier__max_depth`` keeps its part."""
+    if key.startswith("hyper."):
+        return key.removeprefix("hyper.")
+    if key.startswith("model."):
+        name = key.removeprefix("model.")
+        for part in _MAIN_PARTS:
+            if name.startswith(part):
+                return name.removeprefix(part)
+        return name
+    return key
+
+
 def _param_columns(rows: Sequence[RunRow], only_changed: bool) -> list[str]:
+    """Param keys to show, one per hyperparameter: where ``hyper.X`` and ``model.*X`` name the
+    same one, the fitted model's value (``model.``) stands for both."""
     keys = sorted({k for r in rows for k in r.params})
+    fitted = {param_label(k) for k in keys if k.startswith("model.")}
+    keys = [k for k in keys if not (k.startswith("hyper.") and param_label(k) in fitted)]
     if not only_changed:
         return [k for k in keys if k not in QUIET_PARAMS]
     return [k for k in keys if len({r.params.get(k) for r in rows}) > 1]

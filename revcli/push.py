@@ -163,8 +163,9 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
                 ("split hash", candidate.split_hash, champion.split_hash),
                 ("population", candidate.population, champion.population)):
             if new_value != old_value:
+                cut = 12 if what != "population" else None  # hashes short, words whole
                 refusals.append((INCOMPARABLE, f"{what} differs (candidate "
-                                 f"{str(new_value)[:12]}, champion {str(old_value)[:12]}): "
+                                 f"{str(new_value)[:cut]}, champion {str(old_value)[:cut]}): "
                                  f"{metric} scores are not comparable"))
         if not refusals and not math.isfinite(result.champion or math.nan):
             refusals.append((INCOMPARABLE, f"champion ({champion.label}) has no {metric!r} "

@@ -264,6 +264,7 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
     import datetime as dt
 
     from revcli.cli._render import CUT, Col, fitted_table, left_out
+    from revcli.compare import param_label
     from revcli.metrics import METRICS
 
     if result.side_by_side:
@@ -294,7 +295,7 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
                         else "fixed", shrink_to=10 if key == "name" else 9))
     # params last (strategy and estimator are logged as params too: they have their columns)
     for i, p in enumerate(p for p in result.params if p not in RUN_COLUMNS):
-        cols.append(Col(f"param {p}", safe(p.removeprefix("model.")),
+        cols.append(Col(f"param {p}", safe(param_label(p)),
                         [safe(r.params.get(p, "-")) for r in rows], priority=7 + i / 100,
                         fit=CUT, shrink_to=8))
     sorted_by = f"best first by {sort}" if sort else ""
