@@ -50,6 +50,8 @@ def _split_list(values: list[str] | None) -> list[str]:
 RUN_COLUMNS = ("run", "name", "age", "started", "command", "strategy", "estimator", "dataset",
                "split", "leak", "honest")
 BOARD_COLUMNS = ("model", "run", "strategy", "estimator", "leak")
+WIDE = 120  # compare runs shows more default columns from this width on
+MAIN_METRICS = ("rmse", "mae", "r2")
 CHOOSE = "choose with --columns, or see them all with --format csv or json"
 
 
@@ -108,6 +110,9 @@ def runs(
         "train-mean baseline, honest when a run is not, age]", show_default=False)] = None,
     nested: Annotated[bool, typer.Option(
         "--nested", help="Include nested runs (e.g. tuning trials)")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Say every caveat and note in full under the table (default: "
+        "one summary line)")] = False,
     tag: Annotated[list[str] | None, typer.Option(
         "--tag", help="Only runs with this tag: key=value, or key for any value; repeatable",
         show_default=False)] = None,
@@ -152,11 +157,22 @@ def runs(
                 tags=tag or [], include_nested=nested, reporter=reporter)
         reporter.close()
         _emit(result, fmt, quiet, lambda width: _runs_table(
-            result, width, chosen, _split_list(metric_names)))
+            result, width, chosen, _split_list(metric_names)),
+              caveats="below" if verbose else "summary")
 
 
-def _emit(result: Any, fmt: str, quiet: bool, table: Any = None) -> None:
-    """``table(width) -> (rich table, left-out line or None)`` renders ``--format table``."""
+def _caveat(warning: str) -> str:
+    """A warning's first clause: what is wrong, without the why."""
+    import re
+
+    return re.split(r"[:(;]", warning, maxsplit=1)[0].strip()
+
+
+def _emit(result: Any, fmt: str, quiet: bool, table: Any = None, caveats: str = "above") -> None:
+    """``table(width) -> (rich table, left-out line or None)`` renders ``--format table``.
+    ``caveats``: ``summary`` -- the table first, then one line naming the caveats; ``below`` --
+    the table, then each warning and note in full; ``above`` -- the warnings above the table,
+    the notes under it."""
     from revcli import reports
 
     if fmt == "json":
@@ -167,6 +183,28 @@ def _emit(result: Any, fmt: str, quiet: bool, table: Any = None) -> None:
         err.print(safe(hint), highlight=False)
         return
     warnings, notes = result.warnings, [] if quiet else result.notes
+    if fmt == "table" and caveats in ("summary", "below"):
+        width = output_width()
+        console = sized_console(width)
+        rendered, missing = table(width)
+        console.print(rendered)
+        if missing:
+            console.print(missing, highlight=False)
+        if caveats == "below":
+            for w in warnings:
+                console.print(f"[bold yellow]Warning:[/] {safe(w)}", highlight=False)
+            for n in notes:
+                console.print(f"[dim]{safe(n)}[/]", highlight=False)
+        elif warnings and quiet:
+            console.print(f"[bold yellow]Warning:[/] {safe('; '.join(warnings))}",
+                          highlight=False)
+        elif warnings or notes:
+            caveats = "; ".join(_caveat(w) for w in warnings)
+            more = f"{len(notes)} note{'s' if len(notes) != 1 else ''}" if notes else ""
+            line = (f"[bold yellow]Caveats:[/] {safe(caveats)}" if caveats else "")
+            line += (" — " if line and more else "") + (f"[dim]{more}[/]" if more else "")
+            console.print(f"{line} [dim](--verbose says more)[/]", highlight=False)
+        return
     if fmt == "table":
         width = output_width()
         console = sized_console(width)
@@ -276,9 +314,16 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
         keys += [m for m in metric_flags if m not in keys]
         if any(r.not_honest for r in rows):
             keys.append("honest")
-        keys.append("age")
         rank = {"run": 0, sort: 1, "strategy": 2, "estimator": 3, "honest": 4, "age": 6,
                 "name": 8}
+        if width >= WIDE:
+            # A wide terminal shows more than a narrow one: the other main scores, then where
+            # the runs came from (the first to go when even these do not fit).
+            extra = [m for m in MAIN_METRICS if m != sort and m not in keys
+                     and any(m in r.metrics for r in rows)] + ["dataset", "split"]
+            keys += extra
+            rank.update({k: 9 + i / 100 for i, k in enumerate(extra)})
+        keys.append("age")
         priority = {k: rank.get(k, 5 + i / 100) for i, k in enumerate(keys)}
     else:
         # the user's order is their priority, but the metric the rows are sorted by goes last

@@ -25,12 +25,18 @@ def store(isolated) -> Store:
     return s
 
 
-def test_table_says_not_comparable_above_the_table(invoke, store) -> None:
+def test_table_leads_and_one_line_says_not_comparable(invoke, store) -> None:
     result = invoke("compare", "runs")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.index("2 different datasets") < out.index("runs of Revenue_Prediction")
+    assert out.startswith("runs of Revenue_Prediction")
     assert out.index("shallow") < out.index("deep")  # rmse 1.0 first
+    tail = out.strip().splitlines()[-1]
+    assert tail.startswith("Caveats: these runs were trained on 2 different datasets")
+    assert "--verbose" in tail and "not comparable" not in out
+    verbose = invoke("compare", "runs", "--verbose").stdout
+    assert verbose.index("shallow") < verbose.index("2 different datasets")
+    assert "their scores are not comparable" in verbose
 
 
 def test_formats_parse(invoke, store) -> None:
@@ -52,7 +58,7 @@ def test_formats_parse(invoke, store) -> None:
     assert lines[0].startswith("> **Warning:**") and "not comparable" in lines[0]
     table = [line for line in lines if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header[:3] == ["run_id", "name", "started"] and header[-1] == "param model.max_depth"
+    assert header[:3] == ["run_id", "name", "started"] and header[-1] == "param max_depth"
     assert set(table[1]) <= {"|", "-"}
     body = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
     assert [r[1] for r in body] == ["shallow", "deep"]
@@ -64,7 +70,7 @@ def test_side_by_side_and_baseline_deltas(invoke, store) -> None:
     shallow, deep = runs[0]["run_id"], runs[1]["run_id"]
     result = invoke("compare", "runs", deep, shallow)
     assert result.exit_code == 0, result.output
-    assert "2 runs side by side" in result.stdout and "param model.max_depth" in result.stdout
+    assert "2 runs side by side" in result.stdout and "param max_depth" in result.stdout
     pinned = invoke("compare", "runs", "--baseline", deep, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(pinned.stdout)))
     assert rows[0]["run_id"] == deep and rows[0]["rmse_delta"] == ""

@@ -160,7 +160,7 @@ def test_side_by_side_fits(store, width) -> None:
     assert rows["rmse"] == ["17.20", "16.90", "17.90", "18.40"]  # metric values never cut
     objective = next(v for k, v in rows.items() if k.endswith("objective"))
     assert all(v.endswith("…") for v in objective)  # long param values are
-    assert rows["param model.max_depth"] == ["3", "4", "5", "6"]
+    assert rows["param max_depth"] == ["3", "4", "5", "6"]
 
 
 def test_side_by_side_leaves_out_runs_that_do_not_fit(store) -> None:
