@@ -155,8 +155,10 @@ def safe(text: object) -> str:
 
 
 def error(message: str) -> None:
-    # The one line a script, a log search or Airflow reads: never wrapped.
-    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False, soft_wrap=True)
+    # In a log or a pipe (a script, Airflow, grep) the error is one line, never wrapped; at a
+    # terminal it wraps between words like any prose.
+    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False,
+              soft_wrap=not err.is_terminal)
 
 
 def warn(message: str) -> None:
