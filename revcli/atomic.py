@@ -1,8 +1,12 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the whole new one, never half of one --
+and after a power loss too: the new file's bytes are flushed to disk (``fsync``) before the
+rename, and the directory after it, so a manifest or ``current.json`` names a file that is
+there."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -38,6 +42,38 @@ def _mkstemp(directory: Path, prefix: str, suffix: str) -> Path:
     return Path(name)
 
 
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush ``path``'s bytes to the disk (a writer may have closed it without)."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename into it) to the disk. Windows has no directory
+    handle to flush, and some file systems (FUSE, network mounts) refuse: there it is a no-op."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def replace(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename ``src`` onto ``target`` (one file system) durably: the file's bytes, then the
+    directory's new entry, reach the disk."""
+    fsync_file(src)
+    os.replace(src, target)
+    fsync_dir(Path(target).parent)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
@@ -51,7 +87,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     tmp = _mkstemp(target.parent, f".{target.name}.", suffix + ".tmp")
     try:
         yield tmp
-        os.replace(tmp, target)
+        replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -83,9 +119,7 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's sha256 (``hashlib.file_digest``: the standard library's buffered loop)."""
     with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -175,7 +175,7 @@ class Workspace:
             if move:
                 src.unlink(missing_ok=True)
         elif move:
-            src.replace(dest)
+            atomic.replace(src, dest)
         else:
             with atomic.atomic_path(dest) as tmp:
                 shutil.copyfile(src, tmp)
