@@ -87,14 +87,23 @@ def _check_converters(ordered: np.ndarray, train: np.ndarray, test: np.ndarray) 
                         "the table has too few orders")
 
 
-def _stratified(ordered: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified(ordered: np.ndarray, n_test: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The rows of ``train_test_split(rows, test_size=test_size, random_state=seed,
     stratify=ordered)`` (``n_test`` = ceil(test_size * rows), as it counts them), sorted: the
     same draws from the same random state in the same order
     (scikit-learn's StratifiedShuffleSplit), with arrays where it builds Python lists of every
-    row, which costs seconds on millions of rows. tests/test_split.py holds them equal."""
+    row, which costs seconds on millions of rows. tests/test_split.py holds them equal, and
+    pins the split hashes of fixed tables so a scikit-learn whose draws differ is caught.
+
+    ``_approximate_mode`` is private to scikit-learn: should a release drop it, this returns
+    None and the caller draws with the public ``train_test_split`` (the same rows, slower)."""
     from sklearn.utils import check_random_state
-    from sklearn.utils.extmath import _approximate_mode
+
+    try:
+        from sklearn.utils.extmath import _approximate_mode
+    except ImportError:
+        return None
 
     n = len(ordered)
     by_class = [np.flatnonzero(~ordered), np.flatnonzero(ordered)]  # np.unique's order
@@ -122,8 +131,10 @@ def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> S
     stratify = ordered if 2 <= n_pos <= n - 2 else None
     try:
         n_test = ceil(test_size * n)
-        if stratify is not None and min(n_test, n - n_test) >= 2:
-            train, test = _stratified(np.asarray(ordered, dtype=bool), n_test, seed)
+        drawn = (_stratified(np.asarray(ordered, dtype=bool), n_test, seed)
+                 if stratify is not None and min(n_test, n - n_test) >= 2 else None)
+        if drawn is not None:
+            train, test = drawn
         else:
             train, test = train_test_split(np.arange(n), test_size=test_size,
                                            random_state=seed, stratify=stratify)

@@ -60,3 +60,26 @@ def test_the_stratified_split_draws_the_rows_train_test_split_draws(n, rate, tes
     split = make_split(ordered, test_size=test_size, seed=seed)
     np.testing.assert_array_equal(split.test, np.sort(test))
     np.testing.assert_array_equal(split.train, np.sort(train))
+
+
+@pytest.mark.parametrize(("n", "k", "test_size", "seed", "expected"), [
+    (472_871, 32_313, 0.2, 42, "113e4f24960b33d2"),
+    (10_000, 700, 0.2, 42, "df7feca2490a5041"),
+    (12_345, 3_700, 0.25, 0, "884e2ecb58eb286f"),
+])
+def test_split_hashes_hold_across_library_versions(n, k, test_size, seed, expected) -> None:
+    """Every model records its split hash and `evaluate` recomputes the split to check it: a
+    scikit-learn (or numpy) release that draws other rows would orphan every recorded holdout.
+    These hashes were measured with scikit-learn 1.9.1 and numpy 2; a failure here means the
+    draws changed, not that the test is stale."""
+    assert make_split(_ordered(n, k), test_size=test_size, seed=seed).hash == expected
+
+
+def test_without_sklearns_private_helper_the_public_split_draws_the_same(monkeypatch) -> None:
+    import sys
+
+    ordered = _ordered(10_000, 700)
+    fast = make_split(ordered, 0.2, 42)
+    monkeypatch.setitem(sys.modules, "sklearn.utils.extmath", None)  # import fails
+    slow = make_split(ordered, 0.2, 42)
+    assert slow.hash == fast.hash == "df7feca2490a5041"
