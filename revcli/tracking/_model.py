@@ -86,12 +86,20 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
         signature = table_signature(sample, model.predict(sample))
+        # Two rows as a request documents the format beside the signature: MLflow writes them
+        # as input_example.json and serving_input_example.json, timestamps as ISO 8601 text
+        # (what the served model takes; epoch numbers are refused, revcli.features).
+        example = sample.head(2).copy()
+        for name in example.columns:
+            if str(example[name].dtype) == "category":
+                example[name] = example[name].astype(str)
         # In the workspace, not TMPDIR: a full or tiny TMPDIR must not fail a logged run.
         scratch = tracker.workspace.root if tracker.workspace is not None else None
         with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:
             local = Path(tmp) / MODEL_NAME
             mlflow.sklearn.save_model(
                 model, path=str(local), mlflow_model=description, signature=signature,
+                input_example=example,
                 # skops refuses tree models without a trusted-types list; the strategies are
                 # revcli's own classes, shipped with the model (code_paths).
                 serialization_format="cloudpickle",

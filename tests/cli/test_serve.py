@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -145,3 +146,25 @@ def test_config_env_prints_sourceable_exports_without_credentials(invoke, isolat
     assert "export AWS_DEFAULT_REGION=eu-west-1" in result.stdout
     data = json.loads(invoke("config", "--env", "--json").stdout)
     assert data["env"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+
+
+def test_the_logged_model_documents_iso_timestamps_and_refuses_epoch_numbers(trained) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(trained.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{trained.run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    example = model.input_example  # input_example.json beside the signature
+    assert example is not None and "created_at" in example.columns
+    info = model.metadata.saved_input_example_info
+    assert info["type"] == "dataframe" and info.get("serving_input_path")  # the request format
+    stamps = pd.to_datetime(example["created_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", stamps.iloc[0].isoformat())
+    assert len(model.predict(example.assign(created_at=stamps))) == len(example)
+    with pytest.raises(MlflowException, match="before the training window"):
+        model.predict(example.assign(created_at=pd.to_datetime(
+            (stamps - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1))))
