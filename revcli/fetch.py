@@ -503,8 +503,9 @@ def fetch(workspace: Workspace, source: str, storage: S3Storage | None = None,
         return fetch_s3(workspace, source, storage or S3Storage(), force=force,
                         reporter=reporter)
     if "://" in source and not source.startswith("file://"):
-        raise ConfigError(f"cannot fetch {source!r}: give s3://bucket/key, s3://bucket/prefix/, "
-                          "a local parquet file or directory of parts, or a file:// URI")
+        raise ConfigError(f"cannot fetch {source!r}: give s3://bucket/key, a local parquet "
+                          "path or a file:// URI; or parquet parts: s3://bucket/prefix/ or a "
+                          "local directory")
     record = fetch_local(workspace, source, reporter=reporter)
     return FetchResult(record, seconds=time.perf_counter() - start)
 
