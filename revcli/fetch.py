@@ -119,10 +119,12 @@ def _inspect_parts(directory: Path, reporter: Reporter) -> DatasetRecord:
     """:func:`inspect_local` for a directory of parts: checked and hashed in place."""
     relatives = _local_parts(directory, reporter)
     reporter.step(f"validating {len(relatives)} parts of {_label(directory)}")
-    rows = parts.check(directory, relatives, _label(directory), pending="nothing was read")
+    rows, converters = parts.check(directory, relatives, _label(directory),
+                                   pending="nothing was read")
     shas = parts.hash_local(directory, relatives)
-    entries = [Part(path=r, bytes=(directory / r).stat().st_size, rows=n, sha256=h)
-               for (r, h), n in zip(shas, rows, strict=True)]
+    entries = [Part(path=r, bytes=(directory / r).stat().st_size, rows=n, sha256=h,
+                    converters=c)
+               for (r, h), n, c in zip(shas, rows, converters, strict=True)]
     schema = data.parts_dataset(directory).schema
     return DatasetRecord(
         sha256=parts.dataset_sha256(shas), path=directory, source=_source(directory),
@@ -130,6 +132,17 @@ def _inspect_parts(directory: Path, reporter: Reporter) -> DatasetRecord:
                                  zip(schema.names, schema.types, strict=True)],
         created="", bytes=sum(p.bytes for p in entries), extra={"pending": True},
         parts=[p.to_dict() for p in entries])
+
+
+def _checked(workspace: Workspace, shas: list[tuple[str, str]]) -> dict[str, int]:
+    """{relative path: converters} of the parts whose bytes (sha256) a cached dataset already
+    holds, checked when it was fetched: their contract check is not repeated."""
+    known: dict[str, int] = {}
+    for record in workspace.datasets():
+        for part in record.part_list():
+            if part.converters is not None:
+                known[part.sha256] = part.converters
+    return {rel: known[sha] for rel, sha in shas if sha in known}
 
 
 def _copy_hashing(src: Path, dest: Path, progress: Any = None) -> str:
@@ -174,13 +187,15 @@ def fetch_local_parts(workspace: Workspace, directory: str | Path, reporter: Rep
                 shas = [(r, _copy_hashing(directory / r, tmp / r, task.advance))
                         for r in relatives]
             reporter.step(f"checking {len(relatives)} parts of {label}")
-            rows = parts.check(tmp, relatives, label)
+            rows, converters = parts.check(tmp, relatives, label,
+                                           checked=_checked(workspace, shas))
             sha = parts.dataset_sha256(shas)
             if expect_sha is not None and sha != expect_sha:
                 raise DataError(f"{label} changed while revcli was reading it; run the command "
                                 "again")
-            entries = [Part(path=r, bytes=(tmp / r).stat().st_size, rows=n, sha256=h)
-                       for (r, h), n in zip(shas, rows, strict=True)]
+            entries = [Part(path=r, bytes=(tmp / r).stat().st_size, rows=n, sha256=h,
+                            converters=c)
+                       for (r, h), n, c in zip(shas, rows, converters, strict=True)]
             return workspace.register_parts(tmp, sha, entries, source=_source(directory),
                                             make_current=make_current)
     except OSError as exc:
@@ -472,12 +487,14 @@ def fetch_s3_parts(workspace: Workspace, prefix: Location, storage: S3Storage,
                     shas.append((rel, sha))
             download_seconds = time.perf_counter() - clock
             reporter.step(f"checking {len(listing_by_rel)} parts of {prefix}")
-            rows = parts.check(tmp, list(listing_by_rel), prefix.uri)
+            rows, converters = parts.check(tmp, list(listing_by_rel), prefix.uri,
+                                           checked=_checked(workspace, shas))
             sha = parts.dataset_sha256(shas)
-            entries = [Part(path=rel, bytes=info.size, rows=n, sha256=h, key=info.location.key,
-                            etag=info.etag, last_modified=info.last_modified)
-                       for (rel, info), (_, h), n in zip(listing_by_rel.items(), shas, rows,
-                                                         strict=True)]
+            entries = [Part(path=rel, bytes=info.size, rows=n, sha256=h, converters=c,
+                            key=info.location.key, etag=info.etag,
+                            last_modified=info.last_modified)
+                       for (rel, info), (_, h), n, c in zip(listing_by_rel.items(), shas, rows,
+                                                            converters, strict=True)]
             origin = {"bucket": prefix.bucket, "prefix": prefix.key, "endpoint": endpoint,
                       "parts": _listed(listing_by_rel)}
             # The same parts may already be cached from another prefix: keep its origins too.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -62,6 +62,8 @@ class Part:
     bytes: int
     rows: int
     sha256: str
+    # Its sessions with an order: recorded so an unchanged part need not be read again.
+    converters: int | None = None
     # Of the cached copy, when it was hashed (see Workspace.verify).
     mtime_ns: int | None = None
     ctime_ns: int | None = None
@@ -124,19 +126,23 @@ def hive_keys(relatives: Iterable[str]) -> list[str]:
 
 
 def check(directory: Path, relatives: Sequence[str], label: str, *,
-          pending: str = "nothing was cached") -> list[int]:
+          pending: str = "nothing was cached",
+          checked: Mapping[str, int] | None = None) -> tuple[list[int], list[int]]:
     """Check the parts of a dataset in ``directory`` (see the module docstring); return each
-    part's row count. Errors name the part as ``<label><relative path>`` (``label``: the
-    directory or prefix as the user gave it, with its trailing slash)."""
+    part's row count and converter count. Errors name the part as ``<label><relative path>``
+    (``label``: the directory or prefix as the user gave it, with its trailing slash).
+    ``checked``: {relative path: converters} of parts whose bytes passed these checks before
+    (the same sha256): only their footer and schema are read again."""
     import numpy as np
 
     from revcli import data
 
     if not relatives:
         raise NotFoundError(f"{label} holds no parquet parts (*.parquet outside _ and . names)")
+    checked = checked or {}
     rows: list[int] = []
+    counts: list[int] = []
     first: dict[str, str] | None = None
-    converters = 0
     for relative in relatives:
         path = directory / relative
         name = f"{label}{relative}"
@@ -152,14 +158,17 @@ def check(directory: Path, relatives: Sequence[str], label: str, *,
                             f"{_differs(first, schema)}; all parts must share one schema "
                             f"({pending})")
         rows.append(meta.num_rows)
-        if meta.num_rows == 0:
-            continue  # an empty part (Spark writes them): its schema was checked
+        if relative in checked or meta.num_rows == 0:
+            # known bytes, or an empty part (Spark writes them): its schema was checked
+            counts.append(checked.get(relative, 0))
+            continue
         try:
             table = data.validate(data.read_parquet(path), require_converters=False)
         except DataError as exc:
             raise DataError(f"part {name} breaks the data contract: {exc}; {pending}") from None
-        converters += int(np.count_nonzero(table.ordered))
+        counts.append(int(np.count_nonzero(table.ordered)))
     assert first is not None
+    converters = sum(counts)
     clash = [k for k in hive_keys(relatives) if k in first]
     if clash:
         raise DataError(f"{label}: the directory key {clash[0]!r} (from {clash[0]}=... "
@@ -171,4 +180,4 @@ def check(directory: Path, relatives: Sequence[str], label: str, *,
         raise DataError(f"{label} breaks the data contract: no converting sessions "
                         f"({data.TARGET} > 0) in any of its {len(rows)} parts: there are no "
                         f"order values to learn from; {pending}")
-    return rows
+    return rows, counts

@@ -385,3 +385,20 @@ def test_errors_name_a_missing_directory_and_an_empty_one(tmp_path: Path, isolat
     with pytest.raises(NotFoundError, match="holds no parquet parts"):
         data.read_parquet(tmp_path / "empty")
     assert pa is not None
+
+
+def test_a_refetch_reads_only_the_parts_it_has_not_checked_before(
+        parts_dir: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = Workspace(isolated)
+    first = fetch.fetch_local(ws, parts_dir)
+    assert [p["converters"] for p in first.parts] == [
+        int((pd.read_parquet(parts_dir / p["path"])["revenue"] > 0).sum()) for p in first.parts]
+    changed = parts_dir / "dt=2015-03-02" / "part-00000.snappy.parquet"
+    pd.read_parquet(changed).iloc[:50].to_parquet(changed, index=False)
+    read: list[Path] = []
+    original = data.read_parquet
+    monkeypatch.setattr(data, "read_parquet", lambda path, *a, **k: read.append(Path(path))
+                        or original(path, *a, **k))
+    second = fetch.fetch_local(ws, parts_dir)
+    assert [p.parent.name for p in read] == ["dt=2015-03-02"]
+    assert second.rows == first.rows - first.parts[1]["rows"] + 50
