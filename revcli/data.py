@@ -94,6 +94,7 @@ def parts_dataset(directory: Path) -> Any:
     (revcli.parts), each Hive ``key=value`` directory a column appended after the files'
     columns, typed as pyarrow infers it without dictionaries (int32 when every value is an
     integer, else string), so a key is a number or a category (text) to the data contract."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     from revcli import parts
@@ -102,10 +103,22 @@ def parts_dataset(directory: Path) -> Any:
     if not relatives:
         raise NotFoundError(f"{directory} holds no parquet parts (*.parquet files outside _ "
                             "and . names)")
+    files = [str(directory / r) for r in relatives]
+    options: dict[str, Any] = {"format": "parquet", "partition_base_dir": str(directory),
+                               "partitioning": ds.HivePartitioning.discover(
+                                   infer_dictionary=False)}
     with parquet_errors(directory):
-        return ds.dataset([str(directory / r) for r in relatives], format="parquet",
-                          partitioning=ds.HivePartitioning.discover(infer_dictionary=False),
-                          partition_base_dir=str(directory))
+        dataset = ds.dataset(files, **options)
+        # The schema is the first part's; a categorical's index width follows each part's
+        # number of levels, so dictionaries get int32 indices: every part fits.
+        schema = dataset.schema
+        for i, f in enumerate(schema):
+            if pa.types.is_dictionary(f.type) and f.type.index_type != pa.int32():
+                schema = schema.set(i, f.with_type(pa.dictionary(
+                    pa.int32(), f.type.value_type, f.type.ordered)))
+        if schema is dataset.schema:
+            return dataset
+        return ds.dataset(files, schema=schema, **options)
 
 
 class Parts:

@@ -101,7 +101,17 @@ def _schema_of(path: Path) -> dict[str, str]:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    return {name: str(t) for name, t in zip(schema.names, schema.types, strict=True)}
+    return {name: _type_name(t) for name, t in zip(schema.names, schema.types, strict=True)}
+
+
+def _type_name(dtype: Any) -> str:
+    """A column type as parts must share it: a dictionary (a pandas categorical) by its values'
+    type, since its index width follows the number of levels in each part."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(dtype):
+        return f"dictionary<values={dtype.value_type}>"
+    return str(dtype)
 
 
 def _differs(first: dict[str, str], other: dict[str, str]) -> str:

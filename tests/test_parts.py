@@ -402,3 +402,23 @@ def test_a_refetch_reads_only_the_parts_it_has_not_checked_before(
     second = fetch.fetch_local(ws, parts_dir)
     assert [p.parent.name for p in read] == ["dt=2015-03-02"]
     assert second.rows == first.rows - first.parts[1]["rows"] + 50
+
+
+def test_categorical_parts_with_different_level_counts_share_one_schema(
+        tmp_path: Path, small_demo, isolated: Path) -> None:
+    """pandas writes a categorical's codes as int8 or int16 by its number of levels: parts of
+    one export differ there, and are one schema all the same."""
+    directory = tmp_path / "cats"
+    directory.mkdir()
+    few = small_demo.iloc[:10_000].assign(channel=pd.Categorical(
+        np.resize(["ads", "mail", "seo"], 10_000)))
+    many = small_demo.iloc[10_000:].assign(channel=pd.Categorical(
+        [f"c{i % 300}" for i in range(10_000)]))
+    few.to_parquet(directory / "a.parquet", index=False)
+    many.to_parquet(directory / "b.parquet", index=False)
+    record = fetch.fetch_local(Workspace(isolated), directory)
+    frame = data.read_parquet(record.path)
+    assert isinstance(frame["channel"].dtype, pd.CategoricalDtype)
+    assert frame["channel"].astype(str).tolist() == (
+        few["channel"].astype(str).tolist() + many["channel"].astype(str).tolist())
+    data.validate(frame)
