@@ -423,6 +423,58 @@ def _cached_parts(workspace: Workspace, bucket: str,
     return found
 
 
+# Parts downloaded at once: the requests wait on the network, not on a core.
+PART_THREADS = 4
+
+
+class _Stopped(Exception):
+    """Another part failed (or Ctrl-C): the downloads still running stop at their next chunk."""
+
+
+def _get_parts(storage: S3Storage, listing: dict[str, ObjectInfo],
+               reusable: dict[tuple[str, str, int], tuple[Path, str]], tmp: Path,
+               task: Any) -> dict[str, tuple[str, int | None]]:
+    """Each part into ``tmp/<relative path>``: copied from the cache when an unchanged copy is
+    there, else downloaded (``PART_THREADS`` at once). Returns {relative path: (sha256, bytes
+    downloaded, or None when copied)}; the first failure is raised once the others stopped."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    stop = threading.Event()
+
+    def advance(amount: int) -> None:
+        if stop.is_set():
+            raise _Stopped()
+        task.advance(amount)
+
+    def one(rel: str, info: ObjectInfo) -> tuple[str, int | None]:
+        dest = tmp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cached_part = reusable.get((info.location.key, info.etag, info.size))
+        if cached_part is not None and _copy_hashing(cached_part[0], dest) == cached_part[1]:
+            return cached_part[1], None
+        # (a damaged cached copy is downloaded instead)
+        with open(dest, "wb") as fh:
+            sink = _HashingWriter(fh)
+            written = storage.download(info, sink, progress=advance)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return sink.digest.hexdigest(), written
+
+    results: dict[str, tuple[str, int | None]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(PART_THREADS, len(listing)))) as pool:
+        futures = {pool.submit(one, rel, info): rel for rel, info in listing.items()}
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+    return results
+
+
 def fetch_s3_parts(workspace: Workspace, prefix: Location, storage: S3Storage,
                    force: bool = False, reporter: Reporter = SILENT,
                    listing: list[ObjectInfo] | None = None) -> FetchResult:
@@ -456,8 +508,6 @@ def fetch_s3_parts(workspace: Workspace, prefix: Location, storage: S3Storage,
     to_get = [(rel, info) for rel, info in listing_by_rel.items()
               if (info.location.key, info.etag, info.size) not in reusable]
     directory = workspace.datasets_dir
-    written = reused = 0
-    shas: list[tuple[str, str]] = []
     try:
         with atomic.temp_dir(directory, suffix=".parts.tmp") as tmp:
             what = (f"downloading {len(to_get)} of {len(listing_by_rel)} parts of {prefix}"
@@ -465,26 +515,10 @@ def fetch_s3_parts(workspace: Workspace, prefix: Location, storage: S3Storage,
                     f"downloading {len(listing_by_rel)} parts of {prefix}")
             clock = time.perf_counter()
             with reporter.task(what, total=sum(i.size for _, i in to_get), unit="bytes") as task:
-                for rel, info in listing_by_rel.items():
-                    dest = tmp / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    cached_part = reusable.get((info.location.key, info.etag, info.size))
-                    sha = None
-                    if cached_part is not None:
-                        sha = _copy_hashing(cached_part[0], dest)
-                        if sha != cached_part[1]:  # a damaged cached copy: download it instead
-                            sha = None
-                            task.update(total=sum(i.size for _, i in to_get) + info.size)
-                        else:
-                            reused += 1
-                    if sha is None:
-                        with open(dest, "wb") as fh:
-                            sink = _HashingWriter(fh)
-                            written += storage.download(info, sink, progress=task.advance)
-                            fh.flush()
-                            os.fsync(fh.fileno())
-                        sha = sink.digest.hexdigest()
-                    shas.append((rel, sha))
+                got = _get_parts(storage, listing_by_rel, reusable, tmp, task)
+            shas = [(rel, got[rel][0]) for rel in listing_by_rel]
+            written = sum(n or 0 for _, n in got.values())
+            reused = sum(1 for _, n in got.values() if n is None)
             download_seconds = time.perf_counter() - clock
             reporter.step(f"checking {len(listing_by_rel)} parts of {prefix}")
             rows, converters = parts.check(tmp, list(listing_by_rel), prefix.uri,

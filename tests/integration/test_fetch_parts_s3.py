@@ -196,11 +196,11 @@ def test_a_part_replaced_or_removed_mid_fetch_fails_and_changes_nothing(
     client = s3_env.client()
     storage = S3Storage(client)
     other = local_parts[_keys()[0]]
-    gets: list[str] = []
+    replaced: list[str] = []
 
     def replace_second(params, **_) -> None:  # between the LIST and the second part's GET
-        gets.append(params["Key"])
-        if params["Key"] == _keys()[1] and len(gets) == 2:
+        if params["Key"] == _keys()[1] and not replaced:
+            replaced.append(params["Key"])
             s3_env.client().upload_file(str(other), bucket, _keys()[1])
 
     client.meta.events.register("before-parameter-build.s3.GetObject", replace_second)
@@ -238,3 +238,27 @@ def test_an_empty_prefix_and_a_missing_bucket_are_one_line(invoke, s3_env, bucke
     assert gone.exit_code == 2 and "no such key" in _one_error_line(gone)
     assert not (isolated / "current.json").exists()
     assert DataError is not None
+
+
+def test_a_cut_part_is_resumed_and_one_that_keeps_failing_changes_nothing(
+        invoke, s3_env, bucket, proxy: FaultProxy, local_parts, demo_parquet, isolated) -> None:
+    assert invoke("fetch", str(demo_parquet)).exit_code == 0
+    before = _snapshot(isolated)
+    _upload_parts(s3_env, bucket, local_parts)
+    uri = f"s3://{bucket}/{PREFIX}"
+    proxy.cut_gets, proxy.cut_after = 100, 2_000  # every GET is cut off after 2 kB
+    result = invoke("fetch", uri, "--endpoint-url", proxy.endpoint)
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert f"s3://{bucket}/{PREFIX}dt=" in line and "cut off after" in line
+    assert _snapshot(isolated) == before  # no temp directory, the same current dataset
+
+    proxy.reset()
+    # The LIST is a GET too (its answer is shorter than 20 kB: not cut); the next GET, of a
+    # part, dies after 20 kB, and that part resumes from its last byte.
+    proxy.cut_gets, proxy.cut_after = 2, 20_000
+    resumed = invoke("fetch", uri, "--endpoint-url", proxy.endpoint, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    body = json.loads(resumed.stdout)
+    assert body["downloaded_bytes"] == sum(p.stat().st_size for p in local_parts.values())
+    assert proxy.count("GET", f"/{bucket}/{PREFIX}") == 4
