@@ -199,6 +199,13 @@ def bench_parts(s3, table: Path, label: str, args: argparse.Namespace, tmp_path:
     import pyarrow.dataset  # noqa: F401
 
     import revcli.features  # noqa: F401
+    # Reference in the same process: the same first fetch downloading one part at a time.
+    threads = core.PART_THREADS
+    core.PART_THREADS = 1
+    start = time.perf_counter()
+    core.fetch(Workspace(tmp_path / "ws-parts-serial"), uri, storage)
+    core_serial = time.perf_counter() - start
+    core.PART_THREADS = threads
     ws = Workspace(tmp_path / "ws-parts-core")
     start = time.perf_counter()
     core.fetch(ws, uri, storage)
@@ -228,12 +235,15 @@ def bench_parts(s3, table: Path, label: str, args: argparse.Namespace, tmp_path:
               f"{first_cli:>10.3f}")
         print(f"{'CLI, cached (median of ' + str(len(cached_runs)) + ')':44}{cached_cli:>10.3f}")
         print(f"{'in-process, first fetch':44}{core_first:>10.3f}")
+        print(f"{'in-process, first fetch, one part at a time':44}{core_serial:>10.3f}")
         print(f"{'in-process, cache hit (median)':44}{core_hit:>10.4f}")
         print(f"{'in-process, one part changed':44}{core_changed:>10.3f}")
         print()
         print(f"first / cached, CLI:              {first_cli / cached_cli:6.1f}x")
         print(f"first / cached, in-process:       {core_first / core_hit:6.1f}x")
         print(f"first / one part changed:         {core_first / core_changed:6.1f}x")
+        print(f"one part at a time / {threads} at once:    {core_serial / core_first:6.2f}x  "
+              "(127.0.0.1: no network latency to hide)")
         print(f"requests the server saw for one cached fetch: {requests}")
 
     if show:

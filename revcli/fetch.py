@@ -119,8 +119,7 @@ def _inspect_parts(directory: Path, reporter: Reporter) -> DatasetRecord:
     """:func:`inspect_local` for a directory of parts: checked and hashed in place."""
     relatives = _local_parts(directory, reporter)
     reporter.step(f"validating {len(relatives)} parts of {_label(directory)}")
-    rows, converters = parts.check(directory, relatives, _label(directory),
-                                   pending="nothing was read")
+    rows, converters = parts.check(directory, relatives, _label(directory))
     shas = parts.hash_local(directory, relatives)
     entries = [Part(path=r, bytes=(directory / r).stat().st_size, rows=n, sha256=h,
                     converters=c)

@@ -48,14 +48,14 @@ def fetch(
     From S3 (or MinIO) it sends one HEAD request first: when the object's ETag and size match
     the cached copy, nothing is downloaded ("up to date"). Otherwise the object is streamed into
     the workspace, checked (size, parquet footer, data contract) and cached under its sha256.
+    Every table, local ones included, must pass the data contract (a non-negative, finite
+    `revenue` target, some orders). A failed fetch changes nothing. `revcli datasets` lists,
+    switches, exports and prunes what is cached.
 
     A prefix (s3://bucket/sessions/, or a key with no object of its own) or a local directory of
     parquet parts is one dataset: Hive `key=value/` directories become columns; `_SUCCESS`,
     `_*` and dotfiles are skipped. A prefix costs one LIST when no part changed; otherwise only
     new or changed parts are downloaded. Every part is checked; a bad one is named.
-    Every table, local ones included, must pass the data contract (a non-negative, finite
-    `revenue` target, some orders). A failed fetch changes nothing. `revcli datasets` lists,
-    switches, exports and prunes what is cached.
 
     Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
     ~/.aws, --profile) and are never printed.
@@ -65,7 +65,7 @@ def fetch(
         revcli fetch
         revcli fetch s3://processed-data/training_data.parquet --endpoint-url http://localhost:9000
         revcli fetch ./exports/sessions.parquet
-        revcli fetch s3://processed-data/sessions/        # dt=2015-03-01/part-0.parquet, ...
+        revcli fetch s3://processed-data/sessions/
         revcli fetch ./exports/sessions/
         revcli fetch --demo --rows 20000 --seed 1
     """
