@@ -36,7 +36,10 @@ SUFFIX = ".parquet"
 
 def is_part(relative: str) -> bool:
     """Whether the path ``relative`` (to the dataset's directory or prefix) names a part."""
-    components = PurePosixPath(relative).parts
+    path = PurePosixPath(relative)
+    if path.is_absolute() or str(path) != relative:
+        return False  # "/x", "a//b", "a/./b" from an S3 key: it would not stay where it belongs
+    components = path.parts
     return (bool(components) and components[-1].lower().endswith(SUFFIX)
             and not any(c.startswith((".", "_")) for c in components))
 

@@ -79,7 +79,9 @@ def test_a_part_is_a_parquet_file_outside_underscore_and_dot_names(parts_dir: Pa
     assert parts.is_part("dt=2015-03-01/part-0.parquet")
     assert parts.is_part("PART.PARQUET")
     for other in ("_SUCCESS", "_common_metadata", "_metadata", "_temporary/0/part.parquet",
-                  ".part.parquet.crc", ".hidden/p.parquet", "dt=1/part.csv", "x/"):
+                  ".part.parquet.crc", ".hidden/p.parquet", "dt=1/part.csv", "x/",
+                  # S3 keys that would not stay inside the dataset's directory
+                  "/etc/x.parquet", "../x.parquet", "a//b.parquet", "a/./b.parquet", ""):
         assert not parts.is_part(other), other
     found, skipped = parts.list_local(parts_dir)
     assert found == [f"dt={d}/part-00000.snappy.parquet" for d in DAYS]
