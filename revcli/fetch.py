@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -133,14 +134,15 @@ def _inspect_parts(directory: Path, reporter: Reporter) -> DatasetRecord:
         parts=[p.to_dict() for p in entries])
 
 
-def _checked(workspace: Workspace, shas: list[tuple[str, str]]) -> dict[str, int]:
+def _checked(workspace: Workspace, shas: list[tuple[str, str]],
+             also: Sequence[Part] = ()) -> dict[str, int]:
     """{relative path: converters} of the parts whose bytes (sha256) a cached dataset already
-    holds, checked when it was fetched: their contract check is not repeated."""
+    holds (or ``also`` lists), checked when it was fetched: their contract check is not
+    repeated."""
     known: dict[str, int] = {}
-    for record in workspace.datasets():
-        for part in record.part_list():
-            if part.converters is not None:
-                known[part.sha256] = part.converters
+    for part in [p for r in workspace.datasets() for p in r.part_list()] + list(also):
+        if part.converters is not None:
+            known[part.sha256] = part.converters
     return {rel: known[sha] for rel, sha in shas if sha in known}
 
 
@@ -169,11 +171,13 @@ def _copy_hashing(src: Path, dest: Path, progress: Any = None) -> str:
 
 
 def fetch_local_parts(workspace: Workspace, directory: str | Path, reporter: Reporter = SILENT,
-                      make_current: bool = True, expect_sha: str | None = None) -> DatasetRecord:
+                      make_current: bool = True,
+                      inspected: DatasetRecord | None = None) -> DatasetRecord:
     """Cache a local directory of parquet parts (:mod:`revcli.parts`): copied into a temp
-    directory inside the workspace while hashed, checked there part by part, renamed into
-    ``datasets/<sha256>/``. ``expect_sha``: the sha256 it had when it was inspected (a
-    DataError if it changed since)."""
+    directory inside the workspace while hashed, checked there part by part (a part with the
+    bytes of one checked before only by its footer), renamed into ``datasets/<sha256>/``.
+    ``inspected``: the record :func:`inspect_local` made of it (a DataError if it changed
+    since; its parts count as checked)."""
     directory = Path(str(directory).removeprefix("file://"))
     relatives = _local_parts(directory, reporter)
     label = _label(directory)
@@ -186,10 +190,11 @@ def fetch_local_parts(workspace: Workspace, directory: str | Path, reporter: Rep
                 shas = [(r, _copy_hashing(directory / r, tmp / r, task.advance))
                         for r in relatives]
             reporter.step(f"checking {len(relatives)} parts of {label}")
+            also = inspected.part_list() if inspected is not None else ()
             rows, converters = parts.check(tmp, relatives, label,
-                                           checked=_checked(workspace, shas))
+                                           checked=_checked(workspace, shas, also))
             sha = parts.dataset_sha256(shas)
-            if expect_sha is not None and sha != expect_sha:
+            if inspected is not None and sha != inspected.sha256:
                 raise DataError(f"{label} changed while revcli was reading it; run the command "
                                 "again")
             entries = [Part(path=r, bytes=(tmp / r).stat().st_size, rows=n, sha256=h,

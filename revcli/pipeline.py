@@ -88,8 +88,7 @@ class Prepared:
         it succeeded); the current dataset stays as it is."""
         if self.dataset.extra.get("pending") and self.dataset.is_parts:
             self.dataset = fetch.fetch_local_parts(self.workspace, self.dataset.path,
-                                                   make_current=False,
-                                                   expect_sha=self.dataset.sha256)
+                                                   make_current=False, inspected=self.dataset)
         elif self.dataset.extra.get("pending"):
             record = self.workspace.register_file(self.dataset.path, self.dataset.source,
                                                   sha256=None, make_current=False)
