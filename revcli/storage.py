@@ -229,13 +229,15 @@ class S3Storage:
                           last_modified=modified.isoformat() if modified is not None else "",
                           metadata=dict(response.get("Metadata") or {}))
 
-    def list(self, prefix: Location) -> list[ObjectInfo]:
-        """Every object under ``prefix`` (LIST requests through boto3's paginator, 1,000 keys
-        a page), with the ETag, size and modification time the listing gives."""
+    def list(self, prefix: Location, limit: int | None = None) -> list[ObjectInfo]:
+        """Every object under ``prefix`` (at most ``limit``; LIST requests through boto3's
+        paginator, 1,000 keys a page), with the ETag, size and modification time the listing
+        gives."""
         objects: list[ObjectInfo] = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=prefix.bucket, Prefix=prefix.key)
+                Bucket=prefix.bucket, Prefix=prefix.key,
+                PaginationConfig={"MaxItems": limit} if limit else {})
             for page in pages:
                 for item in page.get("Contents", []):
                     modified = item.get("LastModified")
