@@ -360,7 +360,11 @@ class Workspace:
             raise DataError(f"{named} was changed after it was cached ({what}){fix}")
         for part in recorded:
             path = record.path / part.path
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                raise DataError(f"{named}: cannot read its part {part.path} "
+                                f"({exc.strerror or exc}){fix}") from None
             if stat.st_size != part.bytes:
                 raise DataError(f"{named} was changed after it was cached (part {part.path}: "
                                 f"{stat.st_size:,} bytes, {part.bytes:,} recorded){fix}")

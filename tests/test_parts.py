@@ -222,6 +222,11 @@ def test_export_predict_and_evaluate_take_a_directory(invoke, parts_dir: Path, t
     assert len(a) == 20_000
     pd.testing.assert_frame_equal(a, b)
 
+    inside = invoke("predict", "--run", run, "--data", str(parts_dir), "--out",
+                    str(parts_dir / "scored.parquet"))
+    assert inside.exit_code == 2 and "inside the input directory" in inside.stderr
+    assert not (parts_dir / "scored.parquet").exists()
+
     evaluated = invoke("evaluate", "--run", run, "--data", str(parts_dir), "--no-plots",
                        "--no-track", "--json")
     assert evaluated.exit_code == 0, evaluated.output
