@@ -262,3 +262,21 @@ def test_a_cut_part_is_resumed_and_one_that_keeps_failing_changes_nothing(
     body = json.loads(resumed.stdout)
     assert body["downloaded_bytes"] == sum(p.stat().st_size for p in local_parts.values())
     assert proxy.count("GET", f"/{bucket}/{PREFIX}") == 4
+
+
+def test_an_interrupt_mid_download_stops_every_part_and_leaves_nothing(
+        s3_env, bucket, local_parts, demo_parquet, isolated) -> None:
+    ws = Workspace(isolated)
+    fetch.fetch_local(ws, demo_parquet)
+    before = _snapshot(isolated)
+    _upload_parts(s3_env, bucket, local_parts)
+    client = s3_env.client()
+
+    def interrupt(params, **_) -> None:  # as Ctrl-C would, while other parts are downloading
+        if params["Key"] == _keys()[2]:
+            raise KeyboardInterrupt
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fetch.fetch(ws, f"s3://{bucket}/{PREFIX}", S3Storage(client))
+    assert _snapshot(isolated) == before  # every worker stopped before the temp dir went
