@@ -173,30 +173,44 @@ def _copy_hashing(src: Path, dest: Path, progress: Any = None) -> str:
 def fetch_local_parts(workspace: Workspace, directory: str | Path, reporter: Reporter = SILENT,
                       make_current: bool = True,
                       inspected: DatasetRecord | None = None) -> DatasetRecord:
-    """Cache a local directory of parquet parts (:mod:`revcli.parts`): copied into a temp
-    directory inside the workspace while hashed, checked there part by part (a part with the
-    bytes of one checked before only by its footer), renamed into ``datasets/<sha256>/``.
+    """Cache a local directory of parquet parts (:mod:`revcli.parts`). Its parts are hashed
+    where they are first: a dataset already cached whole under that sha256 is used as it is
+    (nothing copied). Otherwise they are copied into a temp directory inside the workspace
+    while hashed again, checked there part by part (a part with the bytes of one checked
+    before only by its footer), and the directory is renamed into ``datasets/<sha256>/``.
     ``inspected``: the record :func:`inspect_local` made of it (a DataError if it changed
     since; its parts count as checked)."""
     directory = Path(str(directory).removeprefix("file://"))
     relatives = _local_parts(directory, reporter)
     label = _label(directory)
-    total = sum((directory / r).stat().st_size for r in relatives)
+    changed = DataError(f"{label} changed while revcli was reading it; run the command again")
     workspace.ensure()
+    reporter.step(f"hashing {len(relatives)} parts of {label}")
+    try:
+        hashed = parts.hash_local(directory, relatives)
+    except OSError as exc:
+        raise StorageError(f"cannot read {label}: {exc.strerror or exc}") from None
+    sha = parts.dataset_sha256(hashed)
+    if inspected is not None and sha != inspected.sha256:
+        raise changed
+    cached = workspace.cached(sha)
+    if cached is not None:
+        if make_current:
+            workspace.set_current(sha)
+        return cached
+    total = sum((directory / r).stat().st_size for r in relatives)
     try:
         with atomic.temp_dir(workspace.datasets_dir, suffix=".parts.tmp") as tmp:
             with reporter.task(f"copying {len(relatives)} parts of {label}", total=total,
                                unit="bytes") as task:
                 shas = [(r, _copy_hashing(directory / r, tmp / r, task.advance))
                         for r in relatives]
+            if shas != hashed:
+                raise changed
             reporter.step(f"checking {len(relatives)} parts of {label}")
             also = inspected.part_list() if inspected is not None else ()
             rows, converters = parts.check(tmp, relatives, label,
                                            checked=_checked(workspace, shas, also))
-            sha = parts.dataset_sha256(shas)
-            if inspected is not None and sha != inspected.sha256:
-                raise DataError(f"{label} changed while revcli was reading it; run the command "
-                                "again")
             entries = [Part(path=r, bytes=(tmp / r).stat().st_size, rows=n, sha256=h,
                             converters=c)
                        for (r, h), n, c in zip(shas, rows, converters, strict=True)]

@@ -169,10 +169,15 @@ class Workspace:
     def parts_dir(self, sha: str) -> Path:
         return self.datasets_dir / sha
 
+    def cached(self, sha: str) -> DatasetRecord | None:
+        """The cached dataset ``sha``, if it is there and whole."""
+        record = self._read_manifest(sha)
+        return record if record is not None and self.is_whole(record) else None
+
     def cached_path(self, sha: str) -> Path | None:
         """The cached file or directory of parts of dataset ``sha``, if it is whole."""
-        record = self._read_manifest(sha)
-        return record.path if record is not None and self.is_whole(record) else None
+        record = self.cached(sha)
+        return record.path if record is not None else None
 
     def register_file(self, src: str | Path, source: str, *, move: bool = False,
                       extra: dict[str, Any] | None = None, sha256: str | None = None,

@@ -428,3 +428,19 @@ def test_categorical_parts_with_different_level_counts_share_one_schema(
     assert frame["channel"].astype(str).tolist() == (
         few["channel"].astype(str).tolist() + many["channel"].astype(str).tolist())
     data.validate(frame)
+
+
+def test_a_directory_already_cached_is_not_copied_again(parts_dir: Path, demo_parquet: Path,
+                                                         isolated: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = Workspace(isolated)
+    record = fetch.fetch_local(ws, parts_dir)
+    fetch.fetch_local(ws, demo_parquet)
+    assert ws.current().sha256 != record.sha256
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("copied a part of a dataset that is cached whole")
+
+    monkeypatch.setattr(fetch, "_copy_hashing", no_copy)
+    again = fetch.fetch_local(ws, parts_dir)
+    assert again.sha256 == record.sha256 and ws.current().sha256 == record.sha256
