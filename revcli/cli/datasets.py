@@ -55,10 +55,15 @@ def list_(
     from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
 
     width = output_width()
+    # A dataset made of parts shows how many; a column only when there is one.
+    any_parts = any(r.is_parts for r in records)
     columns = [
         Col("current", "", ["*" if r.sha256 == sha else "" for r in records], fit=FIXED),
         Col("sha256", "sha256", [r.short for r in records], fit=FIXED),
         Col("rows", "rows", [f"{r.rows:,}" for r in records], fit=FIXED, justify="right"),
+        *([Col("parts", "parts", [f"{len(r.parts):,}" if r.is_parts else "1"
+                                  for r in records], fit=FIXED, justify="right", priority=3)]
+          if any_parts else []),
         Col("size", "size", [_size(r.bytes) for r in records], fit=FIXED, justify="right",
             priority=2),
         Col("created", "created", [r.created[:16].replace("T", " ") for r in records],
@@ -106,6 +111,8 @@ def export(
     json: _options.Json = False,
 ) -> None:
     """Write a cached dataset (default: the current one) to a parquet file.
+
+    A dataset made of parts becomes one file: its parts' rows in order, Hive keys as columns.
 
     Handy to score the demo data with `revcli predict` on a fresh machine.
 
