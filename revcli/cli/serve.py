@@ -55,7 +55,8 @@ def serve(
                 out.print(f"serving run {safe(handle.run_id)}", highlight=False)
                 out.print(safe(f"{handle.url}/invocations"), highlight=False)
                 out.print("try it:", highlight=False)
-                out.print(safe(handle.curl()), highlight=False)
+                # a command to paste: whole on one line, like a URL, never wrapped
+                out.print(safe(handle.curl()), highlight=False, soft_wrap=True)
             for note in handle.notes:
                 reporter.note(note)
             reporter.note(f"serving until Ctrl-C (log: {handle.server.log})")
