@@ -123,7 +123,7 @@ def test_only_changed_params(store) -> None:
     everything = compare.compare_runs(store.settings, params=True)
     assert everything.params == ["estimator", "model.max_depth", "seed", "strategy"]
     headers, rows = changed.tabular()
-    assert headers[-1] == "param model.max_depth" and [r[-1] for r in rows] == ["6", "4"]
+    assert headers[-1] == "param max_depth" and [r[-1] for r in rows] == ["6", "4"]
 
 
 def test_not_comparable_runs_are_called_out(store) -> None:
@@ -183,7 +183,7 @@ def test_given_runs_side_by_side(store) -> None:
     assert result.params == ["model.max_depth"]  # differing params only, by default
     headers, rows = result.tabular()
     assert len(headers) == 3
-    assert ["rmse", 2.0, 1.0] in rows and ["param model.max_depth", "4", "6"] in rows
+    assert ["rmse", 2.0, 1.0] in rows and ["param max_depth", "4", "6"] in rows
     with pytest.raises(NotFoundError, match="no MLflow run"):
         compare.compare_runs(store.settings, run_ids=[a, "f" * 32])
 
