@@ -113,34 +113,41 @@ def train(settings: Settings, *, data: str | Path | None = None,
                           f", not {importance!r}")
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
 
-    # MLflow's import and the store's opening run beside the data's loading; the fit waits for
-    # them, so an unreachable server still fails before minutes of work, not after.
-    opening = tracking.Opening(settings, Workspace(settings.workspace).ensure(),
-                               then=runs.close_dead_runs)
-    prepared = pipeline.prepare(settings, data, drop_features, reporter)
-    prepared.check(settings.strategy, settings.estimator, reporter)
-    timings["load"] = time.perf_counter() - clock
-    reporter.step("opening the MLflow store")
-    start = time.perf_counter()
-    tracker, experiment_id = opening.result()
-    timings["tracking"] = opening.seconds
-    timings["tracking_wait"] = time.perf_counter() - start
+    # MLflow's import and the store's opening run in a process of their own (the other core)
+    # while the data loads and the model fits; a store that fails its cheap check (a dead
+    # server, a file that is no sqlite store) still fails before the fit.
+    logger = tracking.Logger(settings, Workspace(settings.workspace).ensure(),
+                             then=runs.close_dead_runs)
+    try:
+        prepared = pipeline.prepare(settings, data, drop_features, reporter)
+        prepared.check(settings.strategy, settings.estimator, reporter)
+        timings["load"] = time.perf_counter() - clock
+        logger.check()
 
-    start = time.perf_counter()
-    findings = pipeline.audit(prepared, reporter)
-    timings["audit"] = time.perf_counter() - start
-    if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
-        from revcli import plots as plots_mod
+        start = time.perf_counter()
+        findings = pipeline.audit(prepared, reporter)
+        timings["audit"] = time.perf_counter() - start
+        if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
+            from revcli import plots as plots_mod
 
-        plots_mod.preload()
-    start = time.perf_counter()
-    fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
-    timings["fit"] = fitted.fit_seconds
-    timings["score"] = time.perf_counter() - start - fitted.fit_seconds
-    result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                 note=note, tags=origin,
-                                 user_tags=dict(tags or {})),
-                         reporter=reporter, timings=timings)
+            plots_mod.preload()
+        start = time.perf_counter()
+        fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
+        timings["fit"] = fitted.fit_seconds
+        timings["score"] = time.perf_counter() - start - fitted.fit_seconds
+        reporter.step("opening the MLflow store")
+        start = time.perf_counter()
+        tracker, experiment_id = logger.result()
+        timings["tracking"] = logger.seconds
+        timings["tracking_wait"] = time.perf_counter() - start
+        result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
+                             RunSpec(run_name=run_name, plots=plots, importance=importance,
+                                     note=note, tags=origin,
+                                     user_tags=dict(tags or {})),
+                             reporter=reporter, timings=timings)
+    except BaseException:
+        logger.close(kill=True)
+        raise
+    logger.close()
     timings["total"] = time.perf_counter() - clock
     return result
