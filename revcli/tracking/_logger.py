@@ -108,17 +108,7 @@ class Logger:
         self._ready: tuple[RemoteTracker, str] | None = None
         self._error: BaseException | None = None
         self._workspace = workspace
-        import revcli
-
-        # -P and the parent's own revcli first: a revcli checkout in the working directory must
-        # not stand in for the one running
-        root = os.path.dirname(os.path.dirname(os.path.abspath(revcli.__file__)))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", f"import sys; sys.path.insert(0, {root!r}); "
-             "from revcli.tracking._logger import main; main()"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # the parent handles Ctrl-C and ends the child itself
-            **({"start_new_session": True} if os.name == "posix" else {}))
+        self._proc = _take_prestarted() or _spawn()
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in, self._out = self._proc.stdin, self._proc.stdout
         try:
@@ -220,6 +210,40 @@ class Logger:
             proc.wait()
 
 
+_prestarted: subprocess.Popen[bytes] | None = None
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    import revcli
+
+    # -P and the parent's own revcli first: a revcli checkout in the working directory must not
+    # stand in for the one running
+    root = os.path.dirname(os.path.dirname(os.path.abspath(revcli.__file__)))
+    return subprocess.Popen(
+        [sys.executable, "-P", "-c", f"import sys; sys.path.insert(0, {root!r}); "
+         "from revcli.tracking._logger import main; main()"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        # the parent handles Ctrl-C and ends the child itself
+        **({"start_new_session": True} if os.name == "posix" else {}))
+
+
+def prestart() -> None:
+    """Start the logger process before the CLI's own imports (``revcli train`` and ``compare
+    strategies``): it imports MLflow meanwhile. It touches nothing until a :class:`Logger` sends
+    it the settings, and exits when this process does without one."""
+    global _prestarted
+    try:
+        _prestarted = _spawn()
+    except OSError:
+        _prestarted = None
+
+
+def _take_prestarted() -> subprocess.Popen[bytes] | None:
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    return proc if proc is not None and proc.poll() is None else None
+
+
 # -- the child ------------------------------------------------------------------------------
 
 def _probe(settings: Settings, workspace: Workspace) -> BaseException | None:
@@ -265,9 +289,10 @@ def _preload(proto_in: IO[bytes]) -> None:
             importlib.import_module(name)
 
 
-def _serve(proto_in: IO[bytes], proto_out: IO[bytes]) -> None:
+def _serve(proto_in: IO[bytes], proto_out: IO[bytes], start: float) -> None:
+    import mlflow  # noqa: F401 - needed whatever the settings say, imported before they come
+
     settings, workspace, then = pickle.load(proto_in)
-    start = time.perf_counter()
     _send(proto_out, (PROBE, _probe(settings, workspace)))
     try:
         from revcli.tracking._client import connect
@@ -297,6 +322,7 @@ def _serve(proto_in: IO[bytes], proto_out: IO[bytes]) -> None:
 
 
 def main() -> None:
+    start = time.perf_counter()
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -310,7 +336,7 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     proto_in = sys.stdin.buffer
     try:
-        _serve(proto_in, proto_out)
+        _serve(proto_in, proto_out, start)
     except (BrokenPipeError, EOFError):
         pass
     finally:
