@@ -345,7 +345,7 @@ def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: s
         filters.append(f"attributes.start_time >= {int(when.timestamp() * 1000)}")
     ws = Workspace(settings.workspace)
     reporter.step("reading MLflow runs")
-    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False, reading=True)
     result = Comparison(experiment=settings.experiment, tracking_uri=tracker.shown, rows=[],
                         metrics=[], params=[], sort=sort, side_by_side=bool(run_ids))
     if tracker.is_workspace_store and not ws.mlflow_db.is_file():

@@ -282,7 +282,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
         ws.ensure()  # it will write (a run, plots): a read-only workspace fails before the work
     reporter.step("opening the MLflow store")
     # An evaluation run needs the store (made if new); otherwise it is only read, if it exists.
-    tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track)
+    tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track,
+                                              reading=not track)
     store = tracker if track or not tracker.is_workspace_store or ws.mlflow_db.is_file() else None
     loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
                            reporter=reporter)

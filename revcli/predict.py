@@ -94,7 +94,7 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
 
     ws = Workspace(settings.workspace)
     # Only read: the workspace's store is not created when it does not exist.
-    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False, reading=True)
     store = None if tracker.is_workspace_store and not ws.mlflow_db.is_file() else tracker
     loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
                            reporter=reporter)

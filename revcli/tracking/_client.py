@@ -327,11 +327,19 @@ class Tracker:
 
 
 def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
-            create: bool = True) -> tuple[Tracker, str | None]:
+            create: bool = True, reading: bool = False) -> tuple[Tracker, str | None]:
     """A Tracker for the effective tracking URI and the experiment's id (created if missing and
     ``create``). The workspace's own store is created only when ``create``: a command that only
-    reads never makes one."""
-    tracker = Tracker(tracking_uri(settings, workspace), workspace)
+    reads never makes one. ``reading`` (with ``create=False``): an sqlite store's reads skip
+    MLflow's import (:mod:`revcli.tracking._reader`)."""
+    uri = tracking_uri(settings, workspace)
+    if reading and not create and uri.startswith("sqlite:///"):
+        from revcli.tracking._reader import ReadingTracker
+
+        tracker: Tracker = ReadingTracker(
+            uri, Path(uri.removeprefix("sqlite:///").split("?")[0]), workspace)
+    else:
+        tracker = Tracker(uri, workspace)
     if tracker.is_workspace_store:
         workspace.check_readable()
         if not create and not workspace.mlflow_db.exists():
