@@ -25,7 +25,7 @@ from revcli.tracking.record import LoggedRun
 if TYPE_CHECKING:
     from revcli.workspace import Workspace
 
-_TABLES = {"experiments": {"experiment_id", "name", "lifecycle_stage"},
+_TABLES = {"experiments": {"experiment_id", "name", "lifecycle_stage", "creation_time"},
            "runs": {"run_uuid", "name", "experiment_id", "status", "start_time", "end_time",
                     "lifecycle_stage", "artifact_uri", "user_id"},
            "tags": {"key", "value", "run_uuid"}, "params": {"key", "value", "run_uuid"},
@@ -49,7 +49,9 @@ class Unsupported(Exception):
 
 
 def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
+    if "\\" in text:  # how MLflow's parser reads an escape is MLflow's business
+        raise Unsupported(text)
+    return text
 
 
 def parse_filter(text: str) -> list[tuple[str, Any]]:
@@ -166,7 +168,7 @@ class ReadingTracker(Tracker):
     def _experiments(self, db: sqlite3.Connection) -> list[Experiment]:
         return [Experiment(str(i), n, s) for i, n, s in db.execute(
             "SELECT experiment_id, name, lifecycle_stage FROM experiments "
-            "ORDER BY experiment_id")]
+            "ORDER BY creation_time DESC, experiment_id")]  # MLflow's order
 
     def experiments(self, limit: int = 1000) -> list[Any]:
         try:
