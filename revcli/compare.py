@@ -514,70 +514,72 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
         for s in chosen:  # bad names and parameters fail before any data is loaded
             pipeline.validate(settings, hyper[name], strategy=s, estimator=name)
 
-    prepared = pipeline.prepare(settings, data, drop_features, reporter)
-    for s in chosen:
+    # MLflow in the logger process, beside the load and the fits (see revcli.train)
+    with tracking.Logger(settings, Workspace(settings.workspace).ensure(),
+                         then=runs.close_dead_runs) as logger:
+        prepared = pipeline.prepare(settings, data, drop_features, reporter)
+        for s in chosen:
+            for name in names:
+                prepared.check(s, name, reporter)
+        logger.check()
+        findings = pipeline.audit(prepared, reporter)
+        leaks = [f.feature for f in findings]
+        batch = uuid.uuid4().hex[:12]
+        y_test = prepared.y_test
+        baselines = prepared.baselines
+        rows: list[LeaderRow] = []
         for name in names:
-            prepared.check(s, name, reporter)
-    reporter.step("opening the MLflow store")
-    tracker, experiment_id = tracking.connect(settings, prepared.workspace)
-    assert experiment_id is not None
-    runs.close_dead_runs(tracker, experiment_id)
-    findings = pipeline.audit(prepared, reporter)
-    leaks = [f.feature for f in findings]
-    batch = uuid.uuid4().hex[:12]
-    y_test = prepared.y_test
-    baselines = prepared.baselines
-    rows: list[LeaderRow] = []
-    for name in names:
-        fitted: dict[str, pipeline.Fitted] = {}
-        run_ids: dict[str, str] = {}
-        for s in chosen:
-            st = settings.replace(strategy=s, estimator=name)
-            fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
-            result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
-                                 experiment_id, runs.RunSpec(
-                                     command=tracking.record.COMPARE,
-                                     run_name=f"compare {s}/{name}",
-                                     tags={"compare_batch": batch}, plots=plots),
-                                 reporter=reporter)
-            run_ids[s] = result.run_id
-        for s in chosen:
-            card, cls = fitted[s].scorecard, fitted[s].strategy
-            if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
-                rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
-                                      run_id=run_ids[s], metrics=_all_sessions_and_converters(
-                                          card), leakage=leaks))
-                continue
-            proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
-            paired = strategies.expected_revenue(fitted[s].pred_test, proba,
-                                                 settings.strategy_options())
-            whole = metrics.score(y_test, paired, baselines, scored_on=strategies.SESSIONS,
-                                  baseline_value=baselines.revenue, name=s,
-                                  population="all test sessions", proba_order=proba)
-            scores = _all_sessions_and_converters(whole)
-            # On the converters alone it is scored as the seed scored it: its own order values.
-            own = card.metrics if cls.scored_on == strategies.CONVERTERS else {}
-            scores.update({CONV[k]: v for k, v in own.items() if k in CONV})
-            rows.append(LeaderRow(
-                label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
-                metrics=scores, leakage=leaks, paired=True,
-                note="all sessions: x P(order) of a classifier stage; converters: its own "
-                     "order values"))
-    rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
-    rows += _baseline_rows(baselines, y_test)
-    split = prepared.split_summary()
-    board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
-                        batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
-                        features=prepared.table.features, dropped=prepared.table.dropped)
-    board.notes.extend(prepared.notes)
-    board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
-                       f"({split['test_converters']:,} converters) of split {split['hash']}; "
-                       "conv_* columns on those converters only, MAPE on converters only")
-    if leaks:
-        board.warnings.append(f"every model was trained with {', '.join(leaks)}, which gives "
-                              "the order away: the all-sessions scores are not honest; re-run "
-                              f"with --drop-feature {leaks[0]}")
-    return board
+            fitted: dict[str, pipeline.Fitted] = {}
+            run_ids: dict[str, str] = {}
+            for s in chosen:
+                st = settings.replace(strategy=s, estimator=name)
+                fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
+                reporter.step("opening the MLflow store")
+                tracker, experiment_id = logger.result()
+                result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
+                                     experiment_id, runs.RunSpec(
+                                         command=tracking.record.COMPARE,
+                                         run_name=f"compare {s}/{name}",
+                                         tags={"compare_batch": batch}, plots=plots),
+                                     reporter=reporter)
+                run_ids[s] = result.run_id
+            for s in chosen:
+                card, cls = fitted[s].scorecard, fitted[s].strategy
+                if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
+                    rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
+                                          run_id=run_ids[s], metrics=_all_sessions_and_converters(
+                                              card), leakage=leaks))
+                    continue
+                proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
+                paired = strategies.expected_revenue(fitted[s].pred_test, proba,
+                                                     settings.strategy_options())
+                whole = metrics.score(y_test, paired, baselines, scored_on=strategies.SESSIONS,
+                                      baseline_value=baselines.revenue, name=s,
+                                      population="all test sessions", proba_order=proba)
+                scores = _all_sessions_and_converters(whole)
+                # On the converters alone it is scored as the seed scored it: its own order values.
+                own = card.metrics if cls.scored_on == strategies.CONVERTERS else {}
+                scores.update({CONV[k]: v for k, v in own.items() if k in CONV})
+                rows.append(LeaderRow(
+                    label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
+                    metrics=scores, leakage=leaks, paired=True,
+                    note="all sessions: x P(order) of a classifier stage; converters: its own "
+                         "order values"))
+        rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
+        rows += _baseline_rows(baselines, y_test)
+        split = prepared.split_summary()
+        board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
+                            batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
+                            features=prepared.table.features, dropped=prepared.table.dropped)
+        board.notes.extend(prepared.notes)
+        board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
+                           f"({split['test_converters']:,} converters) of split {split['hash']}; "
+                           "conv_* columns on those converters only, MAPE on converters only")
+        if leaks:
+            board.warnings.append(f"every model was trained with {', '.join(leaks)}, which gives "
+                                  "the order away: the all-sessions scores are not honest; re-run "
+                                  f"with --drop-feature {leaks[0]}")
+        return board
 
 
 def _order_probability(prepared: pipeline.Prepared, fitted: dict[str, pipeline.Fitted],

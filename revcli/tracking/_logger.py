@@ -116,6 +116,12 @@ class Logger:
         except OSError as exc:
             self._broken = LoggerDied(f"the MLflow logger process did not start: {exc}")
 
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        self.close(kill=kind is not None)
+
     # -- the start -------------------------------------------------------------------------
 
     def _receive(self) -> tuple[str, Any]:
