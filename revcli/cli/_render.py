@@ -90,11 +90,11 @@ def render_scorecard(card: Any, title: str) -> None:
 # train's steps in the order they run: (key in the timings, what it covers).
 TIMED_STEPS = (
     ("load", "check, read, split the data"),
-    ("tracking", "MLflow import + store, beside load"),
-    ("tracking_wait", "of it, waited for after load"),
     ("audit", "leakage audit"),
     ("fit", "fit the model"),
     ("score", "predict and score the holdout"),
+    ("tracking", "MLflow import + store, own process"),
+    ("tracking_wait", "of it, waited for after the fit"),
     ("importance", "feature importance"),
     ("plots", "render the PNGs"),
     ("log", "log the MLflow run"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from revcli.tracking import record, refs, registry, search
 from revcli.tracking._client import (
-    Opening,
     Tracker,
     connect,
     ensure_store,
@@ -42,7 +41,7 @@ from revcli.tracking._logger import Logger, RemoteTracker
 from revcli.tracking.record import LoggedRun, RunRecord
 from revcli.tracking.refs import Resolved, resolve
 
-__all__ = ["Artifacts", "LoggedRun", "Logger", "Opening", "RemoteTracker", "Resolved",
+__all__ = ["Artifacts", "LoggedRun", "Logger", "RemoteTracker", "Resolved",
            "RunRecord", "Tracker", "connect",
            "ensure_store", "fail", "flat_params", "git_commit", "library_versions",
            "log_training", "model_requirements", "param_list", "record", "refs", "registry",

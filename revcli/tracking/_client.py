@@ -353,45 +353,6 @@ def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
     return tracker, tracker.experiment_id(settings.experiment, create=create)
 
 
-class Opening:
-    """:func:`connect` (and ``then``) in a background thread: MLflow's import and the store's
-    opening take seconds, which the caller spends loading its data instead of waiting.
-    :meth:`result` waits and raises what the thread raised. The thread is a daemon, so a
-    caller that fails first never waits for it."""
-
-    def __init__(self, settings: Settings, workspace: Workspace,
-                 then: Callable[[Tracker, str], Any] | None = None) -> None:
-        import time
-
-        self.seconds = 0.0
-        self._done = threading.Event()
-        self._value: tuple[Tracker, str] | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            start = time.perf_counter()
-            try:
-                tracker, experiment_id = connect(settings, workspace)
-                assert experiment_id is not None
-                if then is not None:
-                    then(tracker, experiment_id)
-                self._value = (tracker, experiment_id)
-            except BaseException as exc:  # handed to the caller by result()
-                self._error = exc
-            finally:
-                self.seconds = time.perf_counter() - start
-                self._done.set()
-
-        threading.Thread(target=run, name="revcli-tracking", daemon=True).start()
-
-    def result(self) -> tuple[Tracker, str]:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
