@@ -21,8 +21,8 @@ def _interrupted(signum: int, frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, _interrupted)
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if "--help" not in sys.argv and (words[:1] == ["train"]
-                                     or words[:2] == ["compare", "strategies"]):
+    logs_a_model = words[:1] == ["train"] or words[:2] == ["compare", "strategies"]
+    if logs_a_model and not {"--help", "-h"} & set(sys.argv):
         # the commands that log a trained model: MLflow's import starts beside the CLI's
         from revcli.tracking._logger import prestart
 
