@@ -2,7 +2,8 @@
 
 Importing the CLI takes a moment (Typer, rich); a Ctrl-C in that moment must not print a Python
 traceback. Until a command starts (and installs its own handling, ``cli_errors``), SIGINT prints
-one error line and exits 130. Only the standard library is imported here.
+one error line and exits 130. Only the standard library is imported here, and for ``train`` and
+``compare strategies`` revcli's MLflow logger process is started (revcli.tracking._logger).
 """
 
 from __future__ import annotations
