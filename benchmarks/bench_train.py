@@ -115,6 +115,10 @@ def run_scale(scale: int, args: argparse.Namespace, tmp: Path) -> None:
     if drop_features is not None:
         trains[f"train -s two_stage --drop-feature {DROP}"] = (
             f"two_stage -{DROP[:6]}", f"ref: bare two-model XGBoost, no {DROP}", 2.0)
+    if args.converting_only:  # issue 19's pairs only
+        trains = {k: v for k, v in trains.items() if "converting_only" in k}
+        needed = {ref for _, ref, _ in trains.values()}
+        commands = [c for c in commands if not c.name.startswith("ref:") or c.name in needed]
     for name in trains:
         commands.append(C(name, train(*name.split()[1:]), env, cwd, ws.reset))
     results = m.interleaved(commands, args.repeat)
@@ -213,6 +217,8 @@ def main() -> int:
     parser.add_argument("--scale", default="1,10", help="comma-separated multiples of the table")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (median)")
     parser.add_argument("--data", type=Path, help="a session table (parquet) instead of the demo")
+    parser.add_argument("--converting-only", action="store_true",
+                        help="only the converting_only trains and their references")
     parser.add_argument("--new-store", action="store_true",
                         help="no MLflow store beforehand: each train creates its own")
     args = parser.parse_args()
