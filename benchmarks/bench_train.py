@@ -204,6 +204,8 @@ def run_scale(scale: int, args: argparse.Namespace, tmp: Path) -> None:
     row("  outside train(): start-up, imports", [None if t is None else w - t
                                                  for w, t in zip(walls, totals, strict=True)])
     for ref_name in ("ref: bare XGBoost", "ref: bare two-model XGBoost"):
+        if ref_name not in results:
+            continue
         fit = results[ref_name].median_of(lambda out: out["fit_s"])
         if fit is not None:
             print(f"{ref_name.removeprefix('ref: ')}: the fit alone {fit:.2f} s of "
