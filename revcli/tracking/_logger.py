@@ -170,15 +170,6 @@ class Logger:
     # -- calls -----------------------------------------------------------------------------
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return self._call(method, args, kwargs)
-        finally:
-            if os.environ.get("REVCLI_LOGGER_DEBUG"):
-                print(f"[logger] {method} {time.perf_counter() - t0:.3f}s "
-                      f"at {time.perf_counter() - self._start:.2f}", file=sys.stderr)
-
-    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with self._lock:
             if self._broken is not None:
                 raise self._broken
