@@ -101,7 +101,6 @@ class Logger:
     def __init__(self, settings: Settings, workspace: Workspace,
                  then: Callable[[Tracker, str], Any] | None = None) -> None:
         self.seconds = 0.0       # the child's import + opening, as it measured them
-        self._start = time.perf_counter()
         self._lock = threading.Lock()
         self._broken: BaseException | None = None
         self._probe: BaseException | bool | None = False  # False: not heard yet
