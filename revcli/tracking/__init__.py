@@ -6,6 +6,7 @@
   and :class:`LoggedRun`, a run as revcli reads it
 - :mod:`._errors`: the one translator of MLflow's errors
 - :mod:`._logger`: :class:`Logger`, MLflow in a process of its own beside the load and fit
+- :mod:`._reader`: :class:`ReadingTracker`, an sqlite store's reads without importing MLflow
 - :mod:`._log`: :func:`log_training`, how train, tune, compare and evaluate log a run
 - :mod:`._model`: logging a model and its dataset through the client
 - :mod:`._refs`: one resolver for run references (id, prefix, name, alias, registry version)
