@@ -127,9 +127,10 @@ def row_from_run(run: LoggedRun) -> RunRow:
 def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
     """Give runs scored on converters the conv_* metrics of all-sessions runs.
 
-    Their rmse/mae/r2/mape ARE converter scores, on the same rows as the conv_* of an
-    all-sessions run on the same split; with them a mixed list can be sorted on something that
-    compares.
+    Their rmse/mae/r2/mape ARE converter scores by the one definition of conv_*
+    (revcli.metrics.converter_scores: the order value predicted for a converting session), on
+    the same rows as the conv_* of a two_stage run on the same split; with them a mixed list can
+    be sorted on something that compares.
     """
     for row in rows:
         if row.scored_on != strategies.CONVERTERS:
@@ -267,7 +268,8 @@ def comparability(rows: Sequence[RunRow]) -> list[str]:
         listed = ", ".join(f"{p}: {n} runs" for p, n in populations.most_common())
         warnings.append(f"these runs were scored on different rows ({listed}): rmse, mae, r2 "
                         "and mape are not comparable across them; the conv_* columns are "
-                        "(converting_only runs' own scores are on the converters)")
+                        "(the order value each predicts for the test converters: "
+                        "converting_only's prediction, two_stage's stage 2; all has none)")
     kinds = Counter(r.split_kind or "random" for r in rows)
     if len(kinds) > 1:
         warnings.append("these runs used different kinds of split ("

@@ -295,7 +295,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     parts = fitted.predict_parts(rows.X)
     pred = np.asarray(parts["prediction"], dtype=np.float64)
     card = metrics.scorecard(cls, rows.y, pred, rows.baselines, proba_order=parts.get("p_order"),
-                             population=rows.population)
+                             population=rows.population, order_value=cls.order_value_of(parts))
 
     both = rows.all_ordered.any() and not rows.all_ordered.all()
     findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []

@@ -228,7 +228,8 @@ def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, A
     with threads.limit(n_threads):
         parts = model.predict_parts(prepared.X_test)
     pred, proba = parts["prediction"], parts.get("p_order")
-    card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba)
+    card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba,
+                             order_value=cls.order_value_of(parts))
     return Fitted(model=model, scorecard=card, pred_test=pred, proba_test=proba,
                   fit_seconds=seconds, threads=n_threads)
 

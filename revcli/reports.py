@@ -173,7 +173,7 @@ def segment_table(frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, baseline
                 actual_mean=float(ys.mean()), predicted_mean=float(ps.mean()), rmse=model_rmse,
                 mae=metrics.mae(ys, ps), total_ratio=metrics.total_ratio(ys, ps),
                 baseline_rmse=base_rmse,
-                rmse_vs_baseline=model_rmse / base_rmse if base_rmse > 0 else math.nan,
+                rmse_vs_baseline=metrics.ratio(model_rmse, base_rmse),
                 few_rows=n < min_rows))
 
     def badness(row: SegmentRow) -> float:

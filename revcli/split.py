@@ -176,7 +176,8 @@ def make_time_split(times: Any, ordered: np.ndarray, test_size: float = 0.2,
     in_time = earlier[stamps.iloc[earlier].to_numpy() < train_end.to_datetime64()]
     train = np.sort(in_time)
     if not len(train):
-        raise DataError(f"--split time with --gap {gap} leaves no training sessions")
+        raise DataError("--split time" + (f" with --gap {gap}" if gap else "")
+                        + " leaves no training sessions")
     _check_converters(ordered, train, test)
     bounds = {"train_until": str(stamps.iloc[train].max()),
               "test_from": str(stamps.iloc[test].min()), "test_until": str(stamps.max())}

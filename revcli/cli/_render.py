@@ -23,10 +23,12 @@ def _fmt(key: str, value: float | None) -> str:
 
 def _delta(metric: Any, value: float | None, base: float | None) -> str:
     """'better' / 'worse' than the baseline, by the metric's own direction."""
+    from revcli.metrics import same
+
     gain = metric.gain(value, base)
     if not math.isfinite(gain):
         return ""
-    if abs(gain) < 1e-12:
+    if same(metric, value, base):
         return "[dim]same[/]"
     return "[green]better[/]" if gain > 0 else "[red]worse[/]"
 

@@ -478,7 +478,8 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
     split = board.split
     caption = (f"({sort} ±) against the baseline row; all test sessions: "
                + ", ".join(m for m in LEADERBOARD_METRICS if not m.startswith("conv_"))
-               + "; test converters only: conv_*\n† converting_only: on all sessions its "
+               + "; test converters only: conv_* (the order value each predicts for a "
+               "converter; all has none)\n† converting_only: on all sessions its "
                "order value x P(order) of the two_stage classifier of its estimator; on the "
                "converters its own order values (as the seed scored it)")
     table, dropped = fitted_table(

@@ -171,6 +171,19 @@ class Strategy(RegressorMixin, BaseEstimator):
         """P(order) per session when it has a classifier stage, else None."""
         return None
 
+    @classmethod
+    def order_value_of(cls, parts: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The order value it predicts for a session that converts, from
+        :meth:`predict_parts`: what every ``conv_*`` score is computed from, so converter
+        scores mean one thing for every strategy. A strategy of order values: its prediction;
+        one with an order-value stage: that stage (``order_value``, E[revenue | order]); one
+        without (``all``): None -- it has no converter scores, never P(order) x value scored
+        against the order value."""
+        if cls.predicts == ORDER_VALUE:
+            return np.asarray(parts["prediction"], dtype=np.float64)
+        value = parts.get("order_value")
+        return None if value is None else np.asarray(value, dtype=np.float64)
+
     def native_importance(self) -> np.ndarray | None:
         """The fitted estimators' own importance per encoded column (sums to 1), or None when
         an estimator has none (revcli.estimators.native_importance)."""
