@@ -164,6 +164,11 @@ class Featurizer(TransformerMixin, BaseEstimator):
                 self.scales_[column] = (float(np.nanmean(values)), std if std > 0 else 1.0)
         self.feature_names_out_ = list(self._encode(X.head(0)).columns)
         self.n_features_in_ = X.shape[1]
+        # evaluate's segments, decided here on the training rows (one-hot groups only where
+        # these rows show the columns never are 1 together), never from an evaluation file
+        from revcli.reports import segment_groups
+
+        self.segments_ = segment_groups(X, levels=self.levels_)
         return self
 
     def _scaled(self, encoded: pd.DataFrame) -> list[str]:

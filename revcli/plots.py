@@ -167,3 +167,29 @@ def training_set(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
             directory / "feature_importance.png", title=f"{importance.title} ({label})",
             xlabel=importance.unit),
     }
+
+
+def by_period(periods: Sequence[str], actual: Sequence[float], predicted: Sequence[float],
+              path: Path, title: str = "", unit: str = "revenue") -> Path:
+    """Actual and predicted total ``unit`` per period, in time order, and predicted ÷ actual
+    beneath: where a model loses a trend, the two lines part."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    x = np.arange(len(periods))
+    actual_arr = np.asarray(actual, dtype=np.float64)
+    predicted_arr = np.asarray(predicted, dtype=np.float64)
+    top.plot(x, actual_arr, marker="o", label="actual", color="black")
+    top.plot(x, predicted_arr, marker="o", label="predicted", color="#1f77b4")
+    top.set_ylabel(f"total {unit} per period ($)")
+    top.legend()
+    top.set_title(title or f"Actual vs predicted {unit} per period")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(actual_arr > 0, predicted_arr / actual_arr, np.nan)
+    bottom.axhline(1.0, color="black", linewidth=0.8)
+    bottom.plot(x, ratio, marker="o", color="#d62728")
+    bottom.set_ylabel("predicted ÷ actual")
+    step = max(1, len(periods) // 12)
+    bottom.set_xticks(x[::step], [str(p) for p in periods][::step], rotation=45, ha="right")
+    return save_figure(fig, path)

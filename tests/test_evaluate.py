@@ -146,7 +146,7 @@ def test_tracked_evaluation_run_has_plots_and_links_to_its_source(small_settings
     assert result.scorecard.leaks == []
     plots_dir = Workspace(s.workspace).plots_dir / result.eval_run_id
     assert set(result.plots) == {"residuals", "predicted_vs_actual", "feature_importance",
-                                 "lorenz", "calibration"}
+                                 "lorenz", "calibration", "by_period"}
     for path in result.plots.values():
         assert path.parent == plots_dir
         data = path.read_bytes()
