@@ -101,8 +101,8 @@ def _finite(value: float | None) -> float | None:
 
 def summary(rows: Sequence[dict[str, Any]], key: str = "rmse") -> tuple[float, float]:
     """Mean and standard deviation (n-1) of ``key`` over the windows."""
-    values = np.array([r[key] if key in r else r["metrics"].get(key) for r in rows],
-                      dtype=np.float64)
+    values = np.array([r["metrics"].get(key) if key in r.get("metrics", {}) else r.get(key)
+                       for r in rows], dtype=np.float64)
     values = values[np.isfinite(values)]
     if not len(values):
         return float("nan"), float("nan")
@@ -137,3 +137,17 @@ def unfitted(model: Any) -> Any:
     from sklearn.base import clone
 
     return clone(model)
+
+
+def as_metrics(windows: list[dict[str, Any]]) -> dict[str, float]:
+    """Backtest windows as MLflow metrics: each window's scores as a step, and the mean."""
+    if not windows:
+        return {}
+    out: dict[str, float] = {}
+    for key in ("rmse", "baseline_rmse", "total_ratio"):
+        values = [w[key] for w in windows if w.get(key) is not None]
+        if values:
+            out[f"backtest_{key}_mean"] = float(np.mean(values))
+            out[f"backtest_{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 \
+                else 0.0
+    return out

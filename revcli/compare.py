@@ -451,11 +451,12 @@ class LeaderRow:
     note: str = ""
     # An order-value model scored on all sessions paired with a P(order) (see compare_strategies)
     paired: bool = False
+    backtest: list[dict[str, Any]] = field(default_factory=list)  # revcli.backtest windows
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "strategy": self.strategy, "estimator": self.estimator,
                 "run_id": self.run_id, "kind": self.kind, "leakage": self.leakage,
-                "note": self.note, "paired": self.paired,
+                "note": self.note, "paired": self.paired, "backtest": self.backtest,
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
 
 
@@ -472,9 +473,11 @@ class Leaderboard:
     dropped: list[str]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backtest: int = 0  # windows each row was backtested on (ranked on their mean)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in self.rows], "sort": self.sort,
+                "backtest_windows": self.backtest,
                 "dataset_sha256": self.dataset, "split": self.split, "batch": self.batch,
                 "experiment": self.experiment, "tracking_uri": self.tracking_uri,
                 "features": self.features, "dropped": self.dropped, "metrics":
@@ -495,7 +498,7 @@ def _all_sessions_and_converters(card: metrics.Scorecard) -> dict[str, float]:
 def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (),
                        strategy_names: Sequence[str] | None = None,
                        data: Any = None, drop_features: Sequence[str] = (),
-                       sort: str = "rmse", plots: bool = False,
+                       sort: str = "rmse", plots: bool = False, backtest: int = 0,
                        reporter: Reporter = SILENT) -> Leaderboard:
     """Train each strategy x estimator on one split, log each run, score all on the same rows.
 
@@ -503,7 +506,14 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     (not an expected revenue) is paired there with P(order) from the classifier of a strategy
     with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
     the converters with its own order values, as the seed scored it.
+
+    ``backtest`` (``--split time``): each model's recipe is also refitted at that many forward
+    cut-offs (revcli.backtest) and the rows are ranked on the mean of ``sort`` over the windows
+    (``backtest_<sort>``, with its SD); a strategy without that score on its own rows (the
+    all-sessions RMSE of converting_only) has none and comes last.
     """
+    if backtest and settings.split != "time":
+        raise ConfigError("--backtest needs --split time: its windows go forward in time")
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
     chosen = list(dict.fromkeys(strategy_names or strategies.names()))
     sort_key(sort)
@@ -530,6 +540,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     y_test = prepared.y_test
     baselines = prepared.baselines
     rows: list[LeaderRow] = []
+    fitted_models: dict[tuple[str, str], Any] = {}
     for name in names:
         fitted: dict[str, pipeline.Fitted] = {}
         run_ids: dict[str, str] = {}
@@ -543,6 +554,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                                      tags={"compare_batch": batch}, plots=plots),
                                  reporter=reporter)
             run_ids[s] = result.run_id
+            fitted_models[(s, name)] = fitted[s].model
         for s in chosen:
             card, cls = fitted[s].scorecard, fitted[s].strategy
             if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
@@ -565,12 +577,18 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                 metrics=scores, leakage=leaks, paired=True,
                 note="all sessions: x P(order) of a classifier stage; converters: its own "
                      "order values"))
-    rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
+    if backtest:
+        _backtest_rows(prepared, settings, rows, fitted_models, backtest, sort, reporter)
+        measure = metrics.get(sort)
+        rows.sort(key=lambda r: measure.sort_value(r.metrics.get(f"backtest_{sort}")))
+    else:
+        rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
     rows += _baseline_rows(baselines, y_test)
     split = prepared.split_summary()
     board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
                         batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
-                        features=prepared.table.features, dropped=prepared.table.dropped)
+                        features=prepared.table.features, dropped=prepared.table.dropped,
+                        backtest=backtest)
     board.notes.extend(prepared.notes)
     board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
                        f"({split['test_converters']:,} converters) of split {split['hash']}; "
@@ -580,6 +598,32 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                               "the order away: the all-sessions scores are not honest; re-run "
                               f"with --drop-feature {leaks[0]}")
     return board
+
+
+def _backtest_rows(prepared: pipeline.Prepared, settings: Settings, rows: list[LeaderRow],
+                   models: dict[tuple[str, str], Any], n: int, sort: str,
+                   reporter: Reporter) -> None:
+    """Each row's recipe refitted at ``n`` forward cut-offs; the mean and SD of ``sort`` over
+    the windows as ``backtest_<sort>`` / ``backtest_<sort>_sd``, on the strategy's own rows
+    (conv_* by the one definition: a converting_only window's own scores are its conv_*)."""
+    from revcli import backtest as backtests
+
+    split = prepared.split
+    for row in rows:
+        model = models[(row.strategy, row.estimator)]
+        windows = backtests.run(backtests.unfitted(model), prepared.table.X, prepared.table.y,
+                                prepared.table.X[split.time_column], n,
+                                test_size=settings.test_size, column=str(split.time_column),
+                                gap=settings.gap, n_jobs=settings.n_jobs, reporter=reporter)
+        cls = strategies.get(row.strategy)
+        for w in windows:
+            if cls.scored_on == strategies.CONVERTERS:
+                w["metrics"] = {CONV[k]: v for k, v in w["metrics"].items() if k in CONV}
+        row.backtest = windows
+        mean, sd = backtests.summary(windows, sort) if all(
+            sort in w["metrics"] for w in windows) else (math.nan, math.nan)
+        row.metrics[f"backtest_{sort}"] = mean
+        row.metrics[f"backtest_{sort}_sd"] = sd
 
 
 def _order_probability(prepared: pipeline.Prepared, fitted: dict[str, pipeline.Fitted],

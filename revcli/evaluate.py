@@ -435,7 +435,9 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
             texts["backtest.csv"] = reports.to_csv(columns, [[r.get(c) for c in columns]
                                                              for r in result.backtest])
         scores = tracking.score_metrics(card)
-        scores.update(backtest_metrics(result.backtest))
+        from revcli import backtest as backtests
+
+        scores.update(backtests.as_metrics(result.backtest))
         tracking.log_training(
             tracker, run_id, record=record, params={}, metrics=scores,
             artifacts=tracking.Artifacts(files=result.plots,
@@ -450,20 +452,6 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
             tracker.set_tag(source, "revcli.last_evaluation", run_id)
         except Exception as exc:  # a read-only source run must not fail the evaluation
             reporter.warn(f"could not tag source run {source}: {exc}")
-
-
-def backtest_metrics(windows: list[dict[str, Any]]) -> dict[str, float]:
-    """Backtest windows as MLflow metrics: each window's scores as a step, and the mean."""
-    if not windows:
-        return {}
-    out: dict[str, float] = {}
-    for key in ("rmse", "baseline_rmse", "total_ratio"):
-        values = [w[key] for w in windows if w.get(key) is not None]
-        if values:
-            out[f"backtest_{key}_mean"] = float(np.mean(values))
-            out[f"backtest_{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 \
-                else 0.0
-    return out
 
 
 def segment_rows(segments: list[reports.SegmentRow]) -> tuple[list[str], list[list[Any]]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import atomic, leakage, metrics, pipeline, targets, tracking
+from revcli import atomic, backtest, leakage, metrics, pipeline, targets, tracking
 from revcli.errors import RevcliError, TrackingError
 from revcli.progress import SILENT, Reporter
 from revcli.tracking import RunRecord
@@ -53,6 +53,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     importance_method: str = pipeline.PERMUTATION
+    backtest: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -88,6 +89,7 @@ class TrainResult:
             "importance_method": self.importance_method,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
+            "backtest": self.backtest,
         }
 
 
@@ -105,6 +107,7 @@ class RunSpec:
     user_tags: dict[str, str] = field(default_factory=dict)  # --tag k=v, as given
     plots: bool = True
     importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
+    backtest: list[dict[str, Any]] = field(default_factory=list)  # revcli.backtest windows
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -253,7 +256,8 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
         honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
         plots=plot_paths, importance=importance.values, timings=timings,
-        notes=list(prepared.notes), importance_method=importance.method)
+        notes=list(prepared.notes), importance_method=importance.method,
+        backtest=list(spec.backtest))
     atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
     sample = prepared.X_test.iloc[:5]
     pending = Pending(
@@ -261,7 +265,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
         parent_run_id=spec.parent_run_id, note=spec.note, user_tags=dict(spec.user_tags),
         tags=record.to_tags(), params={k: str(v) for k, v in params.items()},
-        metrics=tracking.score_metrics(card),
+        metrics={**tracking.score_metrics(card), **backtest.as_metrics(spec.backtest)},
         plots={k: str(v.relative_to(prepared.workspace.root)) for k, v in plot_paths.items()},
         dataset=dataset_input(prepared))
     pending.save(sample)

@@ -86,14 +86,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
           run_name: str | None = None, plots: bool = True,
           importance: str = pipeline.NATIVE, note: str | None = None,
           tags: Mapping[str, str] | None = None, from_run: str | None = None,
-          from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
+          from_study: str | None = None, backtest: int = 0,
+          reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
 
     ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
     ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
     estimator and hyperparameters (``params`` and explicit settings override them).
     ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
-    ``timings`` of the result: seconds per step (``--timings``).
+    ``timings`` of the result: seconds per step (``--timings``). ``backtest`` (with
+    ``--split time``): refit the recipe at that many forward cut-offs (revcli.backtest) and log
+    the windows with the run.
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -112,6 +115,8 @@ def train(settings: Settings, *, data: str | Path | None = None,
         raise ConfigError(f"--importance must be one of {', '.join(pipeline.IMPORTANCE_METHODS)}"
                           f", not {importance!r}")
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
+    if backtest and settings.split != "time":
+        raise ConfigError("--backtest needs --split time: its windows go forward in time")
 
     # MLflow's import and the store's opening run beside the data's loading; the fit waits for
     # them, so an unreachable server still fails before minutes of work, not after.
@@ -137,10 +142,29 @@ def train(settings: Settings, *, data: str | Path | None = None,
     fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
     timings["fit"] = fitted.fit_seconds
     timings["score"] = time.perf_counter() - start - fitted.fit_seconds
+    windows = []
+    if backtest:
+        from revcli import backtest as backtests
+
+        split = prepared.split
+        windows = backtests.run(backtests.unfitted(fitted.model), prepared.table.X,
+                                prepared.table.y, prepared.table.X[split.time_column]
+                                if split.time_column in prepared.table.X else
+                                _times(prepared), backtest, test_size=settings.test_size,
+                                column=str(split.time_column), gap=settings.gap,
+                                n_jobs=settings.n_jobs, reporter=reporter)
     result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
                          RunSpec(run_name=run_name, plots=plots, importance=importance,
                                  note=note, tags=origin,
-                                 user_tags=dict(tags or {})),
+                                 user_tags=dict(tags or {}), backtest=windows),
                          reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
     return result
+
+
+def _times(prepared: pipeline.Prepared) -> Any:
+    """The time split's column when it is not a feature (dropped): read from the file."""
+    from revcli.data import read_parquet
+
+    column = str(prepared.split.time_column)
+    return read_parquet(prepared.dataset.path, columns=[column])[column]

@@ -128,3 +128,33 @@ def test_backtest_windows_go_forward_with_their_own_baselines(warehouse_run) -> 
     assert windows[0]["test_end"] < windows[1]["test_start"]
     # the last window is the end of the table, as the holdout is
     assert windows[-1]["test_end"] == trained.split["test_until"]
+
+
+def test_train_and_compare_strategies_backtest(tmp_path: Path, small_demo) -> None:
+    from revcli import compare, train
+    from revcli.errors import ConfigError
+
+    frame = warehouse(small_demo)
+    s, _ = train_in(tmp_path, frame, strategy="converting_only", split="time", n_jobs=1)
+    result = train.train(s, plots=False, backtest=2)
+    assert len(result.backtest) == 2 and result.to_dict()["backtest"] == result.backtest
+    from mlflow import MlflowClient
+
+    logged = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id).data.metrics
+    assert logged["backtest_rmse_mean"] == pytest.approx(
+        np.mean([w["rmse"] for w in result.backtest]))
+    with pytest.raises(ConfigError, match="--split time"):
+        train.train(s.replace(split="random"), plots=False, backtest=2)
+    board = compare.compare_strategies(s, strategy_names=["all", "two_stage",
+                                                          "converting_only"],
+                                       sort="conv_rmse", backtest=2)
+    models = [r for r in board.rows if r.kind == "model"]
+    assert board.backtest == 2 and all(len(r.backtest) == 2 for r in models)
+    means = [r.metrics["backtest_conv_rmse"] for r in models]
+    # all has no order value: ranked last; the others by the mean over the windows
+    assert models[-1].strategy == "all" and np.isnan(means[-1])
+    assert means[0] <= means[1]
+    two, one = (next(r for r in models if r.strategy == k)
+                for k in ("two_stage", "converting_only"))
+    assert two.metrics["backtest_conv_rmse"] == pytest.approx(
+        one.metrics["backtest_conv_rmse"], rel=0.02)

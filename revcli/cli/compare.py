@@ -383,6 +383,9 @@ def strategies_(
         "--n-jobs", help="Threads, -1 for all cores \\[default: -1]", show_default=False)] = None,
     plots: Annotated[bool, typer.Option("--plots", help="Write and log each run's plots")
     ] = False,
+    backtest: Annotated[int, typer.Option(
+        "--backtest", help="With --split time: refit each model at N forward cut-offs and rank "
+        "on the mean of --sort over the windows")] = 0,
     columns: Annotated[list[str] | None, typer.Option(
         "--columns", help="Leaderboard columns, in order (comma-separated): model, run, "
         "strategy, estimator, leak or a leaderboard metric (rmse, mae, r2, total_ratio, gini, "
@@ -409,6 +412,7 @@ def strategies_(
 
         revcli compare strategies --estimator xgb
         revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
+        revcli compare strategies --split time --backtest 3 --sort conv_rmse
     """
     from revcli import compare as core
     from revcli.compare import LEADERBOARD_METRICS
@@ -427,7 +431,7 @@ def strategies_(
                 settings, estimator_names=_split_list(estimator),
                 **({"strategy_names": strategy_names} if strategy_names else {}),
                 data=data, drop_features=drop_feature or [],
-                sort=sort, plots=plots, reporter=reporter)
+                sort=sort, plots=plots, backtest=backtest, reporter=reporter)
         reporter.close()
         _emit(board, fmt, quiet, lambda width: _board_table(board, width, chosen))
         if fmt == "table" and not quiet:
@@ -445,8 +449,9 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
 
     sort = board.sort
     if chosen is None:
-        keys = list(dict.fromkeys(["model", "run", sort, "rmse", "conv_rmse"]))
-        rank = {"model": 0, "run": 0, sort: 1}
+        ranked = f"backtest_{sort}" if board.backtest else sort
+        keys = list(dict.fromkeys(["model", "run", ranked, sort, "rmse", "conv_rmse"]))
+        rank = {"model": 0, "run": 0, ranked: 1, sort: 1}
         priority = {k: rank.get(k, 2 + i / 100) for i, k in enumerate(keys)}
     else:
         keys = list(dict.fromkeys(["model", *chosen]))
@@ -463,6 +468,11 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
             return f"[yellow]{safe(', '.join(row.leakage))}[/]" if row.leakage else "-"
         if key in ("strategy", "estimator"):
             return safe(getattr(row, key) or "-")
+        if key.startswith("backtest_"):
+            mean, sd = row.metrics.get(key), row.metrics.get(f"{key}_sd")
+            if mean is None or not math.isfinite(mean):
+                return "-"
+            return f"{_fmt(sort, mean)} ± {_fmt(sort, sd)}"
         value = row.metrics.get(key)
         if value is None:
             return "-"
@@ -471,8 +481,11 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
                  and math.isfinite(base) else None)
         return _value(key, value, delta) if delta is not None else _fmt(key, value)
 
-    cols = [Col(k, k + (" ▲" if k == sort else ""), [cell(k, r) for r in board.rows],
-                priority=priority[k], justify="right" if k in LEADERBOARD_METRICS else "left",
+    ranked_by = f"backtest_{sort}" if board.backtest else sort
+    cols = [Col(k, (f"{sort} over {board.backtest} windows" if k.startswith("backtest_") else k)
+                + (" ▲" if k == ranked_by else ""), [cell(k, r) for r in board.rows],
+                priority=priority[k], justify="right" if k in LEADERBOARD_METRICS
+                or k.startswith("backtest_") else "left",
                 fit=WRAP if k == "model" else CUT if k in ("strategy", "estimator", "leak")
                 else FIXED, shrink_to=9) for k in keys]
     split = board.split

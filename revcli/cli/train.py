@@ -53,6 +53,9 @@ def train(
     importance: Annotated[str, typer.Option(
         "--importance", help="native: the estimator's own (XGBoost gain; free) | permutation: "
         "RMSE increase when a column is shuffled (any estimator, seconds)")] = "native",
+    backtest: Annotated[int, typer.Option(
+        "--backtest", help="With --split time: refit at N forward cut-offs (expanding window, "
+        "--gap respected) and score each next window beside its own train mean")] = 0,
     timings: Annotated[bool, typer.Option(
         "--timings", help="Print the seconds each step took (also in --json)")] = False,
     storage: Annotated[str | None, typer.Option(
@@ -82,6 +85,7 @@ def train(
         revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
         revcli train --from-study nightly --note "best of the nightly search"
         revcli train --timings --importance permutation
+        revcli train --strategy two_stage --split time --gap 7d --backtest 4
     """
     from revcli import estimators
     from revcli import train as core
@@ -99,7 +103,8 @@ def train(
                                 drop_features=drop_feature or [], run_name=run_name,
                                 plots=not no_plots, importance=importance, note=note,
                                 tags=_options.parse_tags(tag),
-                                from_run=from_run, from_study=from_study, reporter=reporter)
+                                from_run=from_run, from_study=from_study, backtest=backtest,
+                                reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
@@ -128,5 +133,11 @@ def _render(result: Any, quiet: bool) -> None:
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "
                   f"{split['train_converters']:,} / {split['test_converters']:,})")
         out.print(f"model {safe(result.model_path)} (sha256 {result.model_sha256[:12]})")
+    if result.backtest:
+        from revcli.cli._console import output_width, sized_console
+        from revcli.cli._render import backtest_table
+
+        width = output_width()
+        sized_console(width).print(backtest_table(result.backtest, width))
         if result.plots:
             out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")
