@@ -454,6 +454,41 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
             reporter.warn(f"could not tag source run {source}: {exc}")
 
 
+def paired(settings: Settings, ws: Workspace, tracker: tracking.Tracker, run_a: str,
+           run_b: str, key: str, reporter: Reporter = SILENT) -> metrics.PairedDifference:
+    """``key`` of run ``run_a``'s model minus run ``run_b``'s, both scored on the same rows:
+    the holdout of their shared dataset and split, each strategy's own evaluation rows (which
+    must be the same rows), the conv_* metrics on the converters with the order value each
+    predicts. The promotion gate's paired comparison."""
+    loaded = [modelref.load_run(settings, ws, ref, tracker, reporter=reporter)
+              for ref in (run_a, run_b)]
+    if {str(m.meta.get("dataset_sha256")) for m in loaded} != {
+            str(loaded[0].meta.get("dataset_sha256"))} or len(
+            {str(m.meta.get("split_hash")) for m in loaded}) != 1:
+        raise ConfigError("the two models were not trained on the same dataset and split")
+    rows = _select_rows(ws, loaded[0], None, reporter)
+    preds, ys = [], []
+    for m in loaded:
+        parts = m.model.predict_parts(rows.X)
+        cls = m.strategy_class
+        if key.startswith("conv_") or key in metrics.MAIN_METRICS and \
+                cls.scored_on == strategies_mod.CONVERTERS:
+            values = cls.order_value_of(parts)
+            if values is None:
+                raise ConfigError(f"{m.strategy} predicts no order value, so it has no "
+                                  f"{key}")
+            conv = rows.y > 0
+            ys.append(rows.y[conv])
+            preds.append(values[conv])
+        else:
+            positions = cls.evaluation_rows(rows.y)
+            ys.append(rows.y[positions])
+            preds.append(np.asarray(parts["prediction"], dtype=np.float64)[positions])
+    if len(ys[0]) != len(ys[1]) or not np.array_equal(ys[0], ys[1]):
+        raise ConfigError("the two models are scored on different rows")
+    return metrics.paired_difference(key, ys[0], preds[0], preds[1])
+
+
 def segment_rows(segments: list[reports.SegmentRow]) -> tuple[list[str], list[list[Any]]]:
     """The segment table as headers and rows of plain values (for CSV / Markdown)."""
     headers = ["group", "level", "rows", "conversion", "actual_mean", "predicted_mean", "rmse",

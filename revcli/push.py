@@ -100,6 +100,9 @@ class GateResult:
     champion_run: str | None = None
     forced: bool = False
     notes: list[str] = field(default_factory=list)
+    # candidate - champion on the same rows, with its 95 % interval (metrics.PairedDifference)
+    paired: dict[str, Any] | None = None
+    margin: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -123,10 +126,31 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
+def parse_margin(text: str | None) -> tuple[float, bool] | None:
+    """``--margin``: an absolute gain (``0.05``) or a share of the champion's score (``0.5%``);
+    None: the default, a gain clear of the noise."""
+    if text is None or str(text).strip() == "":
+        return None
+    raw = str(text).strip()
+    relative = raw.endswith("%")
+    try:
+        value = float(raw.removesuffix("%"))
+    except ValueError:
+        raise ConfigError(f"--margin {text!r}: give a gain such as 0.05 (in the metric's unit) "
+                          "or 0.5% (of the champion's score)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"--margin {text!r} must be a number >= 0")
+    return value, relative
+
+
 def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
-          force: bool = False) -> GateResult:
+          force: bool = False, paired: metrics.PairedDifference | None = None,
+          margin: str | None = None, paired_error: str | None = None) -> GateResult:
     """May ``candidate`` replace ``champion``? Refuses to compare scores from different data,
-    splits or populations, refuses leaky runs, and needs a strict improvement."""
+    splits or populations, refuses leaky runs, and needs a gain: by default one clear of the
+    noise -- the whole 95 % interval of the paired difference on the same rows (``paired``,
+    candidate - champion) is a gain; with ``margin`` (absolute, or ``"0.5%"`` of the champion's
+    score) a gain larger than it (``"0"``: any gain)."""
     measure = metrics.get(metric, "the promotion gate")
     direction = measure.direction
     new = candidate.score(metric)
@@ -185,14 +209,39 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
     else:
         old = result.champion
         assert old is not None
-        won = measure.better(new, old)
+        wanted = parse_margin(margin)
+        result.margin = margin
+        gain = measure.gain(new, old)
+        if paired is not None:
+            result.paired = paired.to_dict()
+        if wanted is not None:
+            size = wanted[0] * abs(old) / 100 if wanted[1] else wanted[0]
+            won = gain > size
+            rule = (f"a gain over --margin {margin}" if size > 0 else "any gain (--margin 0)")
+        elif paired is not None and math.isfinite(paired.half_width):
+            won = paired.clear() and gain > 0
+            rule = "a gain clear of the noise"
+        else:
+            won = False
+            rule = ("a gain clear of the noise, which could not be measured"
+                    + (f" ({paired_error})" if paired_error else "")
+                    + "; --margin 0 promotes on the recorded scores")
         result.verdict = WON if won else LOST
-        relation = ("beats" if won else "ties with" if new == old else "does not beat")
-        result.reasons = [f"candidate run {candidate.run_id[:12]} ({metric} {_fmt(new)}) "
-                          f"{relation} {CHAMPION} v{champion.version} (run "
-                          f"{champion.run_id[:12]}, {metric} {_fmt(old)}; {direction} is "
-                          f"better) on dataset {str(candidate.dataset_sha256)[:12]}, split "
-                          f"{candidate.split_hash}"]
+        relation = ("beats" if won else "ties with" if new == old else
+                    "is better than" if gain > 0 else "does not beat")
+        text = (f"candidate run {candidate.run_id[:12]} ({metric} {_fmt(new)}) "
+                f"{relation} {CHAMPION} v{champion.version} (run "
+                f"{champion.run_id[:12]}, {metric} {_fmt(old)}; {direction} is "
+                f"better) on dataset {str(candidate.dataset_sha256)[:12]}, split "
+                f"{candidate.split_hash}")
+        if paired is not None and math.isfinite(paired.half_width):
+            verdict = ("a clear gain" if paired.clear() else
+                       "not a clear gain" if gain > 0 else "no gain")
+            text += (f"; {metric} difference {paired.text()} (candidate − champion, 95 % "
+                     f"interval, paired on the same {paired.rows:,} rows): {verdict}")
+        if not won and gain > 0:
+            text += f"; the gate needs {rule}"
+        result.reasons = [text]
     return result
 
 
@@ -267,12 +316,32 @@ def _champion(tracker: tracking.Tracker, name: str) -> RunFacts | None:
     return RunFacts.from_run(run, version=version)
 
 
+def _paired(settings: Settings, workspace: Workspace, tracker: tracking.Tracker,
+            candidate: str, champion: str, metric: str,
+            reporter: Reporter) -> tuple[metrics.PairedDifference | None, str | None]:
+    """The candidate and the champion scored on the same rows (revcli.evaluate.paired), or
+    why they could not be."""
+    from revcli import evaluate
+    from revcli.errors import RevcliError
+
+    reporter.step("scoring the candidate and the champion on the same rows")
+    try:
+        return evaluate.paired(settings, workspace, tracker, candidate, champion, metric,
+                               reporter), None
+    except RevcliError as exc:
+        return None, str(exc).splitlines()[0]
+
+
 def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool = False,
-         force: bool = False, note: str | None = None, tags: Mapping[str, str] | None = None,
+         force: bool = False, margin: str | None = None, note: str | None = None,
+         tags: Mapping[str, str] | None = None,
          storage: S3Storage | None = None, reporter: Reporter = SILENT) -> PushResult:
     """Upload the model of run ``ref`` (any run reference: id, prefix, name, alias) and its
     metadata to S3 and register it; with ``promote``, make it champion if the gate passes (or
-    ``force``); ``note`` describes the model version. See the module docstring for the order."""
+    ``force``); ``margin``: the gain the gate asks for (default: clear of the noise, measured
+    on the same rows); ``note`` describes the model version. See the module docstring for the
+    order."""
+    parse_margin(margin)
     storage = storage or S3Storage.from_settings(settings)
     name = settings.registry_model
     tracking.registry.check_name(name)
@@ -306,7 +375,13 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
     if promote:
         reporter.step(f"comparing with the {CHAMPION} of {name!r}")
         champion = _champion(tracker, name)
-        gate = judge(facts, champion, metric, force=force)
+        difference, why = None, None
+        if (champion is not None and champion.run_id and champion.run_id != run_id
+                and margin is None):
+            difference, why = _paired(settings, workspace, tracker, run_id, champion.run_id,
+                                      metric, reporter)
+        gate = judge(facts, champion, metric, force=force, paired=difference, margin=margin,
+                     paired_error=why)
         if not gate.promote:
             raise GateFailed(f"not promoted: {gate.summary()}; nothing was uploaded or "
                              "registered" + ("" if gate.verdict == LOST else

@@ -158,3 +158,95 @@ def test_train_and_compare_strategies_backtest(tmp_path: Path, small_demo) -> No
                 for k in ("two_stage", "converting_only"))
     assert two.metrics["backtest_conv_rmse"] == pytest.approx(
         one.metrics["backtest_conv_rmse"], rel=0.02)
+
+
+def _trending(n: int = 6000, seed: int = 0):
+    """Sessions over 36 months whose conversion and order value rise linearly."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2012-01-01")
+    days = np.sort(rng.uniform(0, 3 * 365, n))
+    when = start + pd.to_timedelta(days, unit="D")
+    month = days / 30.4
+    ordered = rng.random(n) < 0.03 + 0.0015 * month
+    value = np.where(ordered, 50 + 0.5 * month + rng.normal(0, 5, n), 0.0)
+    return pd.DataFrame({"created_at": when, "device": rng.choice(["a", "b"], n),
+                         "is_ordered": ordered.astype(int), "revenue": value})
+
+
+def test_the_default_carries_a_trend_forward(tmp_path: Path) -> None:
+    from revcli import metrics
+
+    frame = _trending()
+    s, result = train_in(tmp_path, frame, strategy="two_stage", split="time", n_jobs=1)
+    flat = train_in(tmp_path / "flat", frame, strategy="two_stage", split="time", n_jobs=1,
+                    )[0]
+    from revcli import train
+
+    before = train.train(flat, plots=False,
+                         params={"trend": False, "classifier__trend": False})
+    ratio = result.scorecard.metrics["total_ratio"]
+    assert abs(ratio - 1) < abs(before.scorecard.metrics["total_ratio"] - 1)
+    assert before.scorecard.metrics["total_ratio"] < 0.95 and 0.95 < ratio < 1.05
+    # the line is part of the fitted model: the saved model predicts with it
+    import joblib
+
+    model = joblib.load(result.model_path)
+    regressor = model.strategy_.regressor_
+    assert regressor.trend_line_ is not None and regressor.trend_columns_ == [
+        "created_at__month"]
+    later = frame.tail(500).drop(columns=["is_ordered", "revenue"]).copy()
+    later["created_at"] = later["created_at"] + np.timedelta64(365, "D")
+    # a year further on, the predicted order value keeps rising
+    assert model.predict_parts(later)["order_value"].mean() > \
+        model.predict_parts(frame.tail(500))["order_value"].mean() + 3
+    assert metrics.format_value("rmse", 1.0) == "1.00"
+
+
+def test_trend_estimators_clone_and_take_xgboost_params() -> None:
+    from sklearn.base import clone
+
+    from revcli import estimators
+
+    reg = estimators.make_regressor("xgb", {"max_depth": 4, "trend": False})
+    assert reg.get_params()["max_depth"] == 4 and reg.get_params()["trend"] is False
+    again = clone(reg)
+    assert type(again).__name__ == "TrendXGBRegressor" and again.get_params()["trend"] is False
+    reg = estimators.make_regressor("xgb", {"objective": "reg:tweedie",
+                                            "tweedie_variance_power": 1.3})
+    assert reg.get_params()["tweedie_variance_power"] == 1.3
+
+
+def test_push_promote_of_a_gain_within_the_noise_exits_1_with_its_interval(
+        tmp_path: Path, small_demo) -> None:
+    """Issue 20's acceptance: a candidate a cent better on the same rows is not promoted;
+    --margin 0 would promote it. Refused before anything is uploaded (no S3 needed)."""
+    from revcli import push, tracking, train
+    from revcli.errors import GateFailed
+    from revcli.workspace import Workspace
+
+    frame = small_demo.drop(columns=["engagement_depth"])
+    s, champ = train_in(tmp_path, frame, strategy="converting_only", n_jobs=1)
+    # the same recipe with a tree more or less: a few cents either way, within the noise
+    cand = None
+    for trees in (99, 98, 97, 96, 95, 101, 102, 90, 105):
+        tried = train.train(s, plots=False, params={"n_estimators": trees})
+        if tried.scorecard.metrics["rmse"] < champ.scorecard.metrics["rmse"]:
+            cand = tried
+            break
+    assert cand is not None
+    gain = champ.scorecard.metrics["rmse"] - cand.scorecard.metrics["rmse"]
+    assert 0 < gain < 0.1
+    tracker, _ = tracking.connect(s, Workspace(s.workspace))
+    version, _ = tracking.registry.register(tracker, s.registry_model,
+                                            tracker.get_run(champ.run_id), {})
+    tracking.registry.promote(tracker, s.registry_model, str(version.version), "test")
+    with pytest.raises(GateFailed) as refused:
+        push.push(s, cand.run_id, promote=True)
+    text = str(refused.value)
+    assert "not a clear gain" in text and " ± " in text and "paired on the same" in text
+    assert "nothing was uploaded" in text
+    # the gate alone: --margin 0 promotes it, on the same facts
+    facts = [push.RunFacts.from_run(tracker.get_run(r)) for r in (cand.run_id, champ.run_id)]
+    assert push.judge(facts[0], facts[1], "rmse", margin="0").verdict == push.WON

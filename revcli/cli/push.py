@@ -27,6 +27,11 @@ def push(
     force: Annotated[bool, typer.Option(
         "--force", help="With --promote: promote even when the gate refuses (other dataset or "
         "split, a leak, a loss); the override is recorded on the version")] = False,
+    margin: Annotated[str | None, typer.Option(
+        "--margin", help="With --promote: the gain the candidate needs, in the metric's unit "
+        "(0.05) or as a share of the champion's score (0.5%); 0 promotes on any gain "
+        "\[default: a gain clear of the noise, both models scored on the same rows]",
+        show_default=False)] = None,
     uri: Annotated[str | None, typer.Option(
         "--uri", help="Model object s3://bucket/key \\[env: REVCLI_MODEL_URI; default: "
         "s3://models/regression_model.pkl]", show_default=False)] = None,
@@ -67,6 +72,7 @@ def push(
 
         revcli push --run 3f2a9c
         revcli push --run 3f2a9c --promote
+        revcli push --run 3f2a9c --promote --margin 0.5%
         revcli push --run 3f2a9c --uri s3://models/candidate.pkl --endpoint-url http://localhost:9000
     """
     from revcli import push as core
@@ -75,13 +81,15 @@ def push(
     with cli_errors(reporter):
         if force and not promote:
             raise typer.BadParameter("--force only changes what --promote does; add --promote")
+        if margin is not None and not promote:
+            raise typer.BadParameter("--margin only changes what --promote does; add --promote")
         settings = _options.resolve(
             config, workspace=workspace, model_uri=uri, promote_metric=metric,
             registry_model=name, endpoint_url=endpoint_url, aws_profile=profile, region=region,
             tracking_uri=tracking_uri)
         with stdout_to_stderr(json):
             result = core.push(settings, run, key=key, promote=promote, force=force,
-                               note=note, tags=_options.parse_tags(tag), reporter=reporter)
+                               margin=margin, note=note, tags=_options.parse_tags(tag), reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
