@@ -471,8 +471,8 @@ def paired(settings: Settings, ws: Workspace, tracker: tracking.Tracker, run_a: 
     for m in loaded:
         parts = m.model.predict_parts(rows.X)
         cls = m.strategy_class
-        if key.startswith("conv_") or key in metrics.MAIN_METRICS and \
-                cls.scored_on == strategies_mod.CONVERTERS:
+        if key.startswith("conv_") or (key in metrics.MAIN_METRICS
+                                       and cls.scored_on == strategies_mod.CONVERTERS):
             values = cls.order_value_of(parts)
             if values is None:
                 raise ConfigError(f"{m.strategy} predicts no order value, so it has no "

@@ -293,9 +293,9 @@ class PairedDifference:
         return self.gain_interval()[0] > 0
 
     def text(self, digits: int = 4) -> str:
-        """'−0.0101 ± 0.0800' (a - b), with a true minus sign."""
+        """'-0.0101 ± 0.0800' (a - b), with a true minus sign (U+2212)."""
         return (f"{self.difference:+.{digits}f} ± {self.half_width:.{digits}f}"
-                .replace("-", "−"))
+                .replace("-", "\u2212"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.key, "a": self.a, "b": self.b, "difference": self.difference,

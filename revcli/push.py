@@ -237,7 +237,7 @@ def judge(candidate: RunFacts, champion: RunFacts | None, metric: str,
         if paired is not None and math.isfinite(paired.half_width):
             verdict = ("a clear gain" if paired.clear() else
                        "not a clear gain" if gain > 0 else "no gain")
-            text += (f"; {metric} difference {paired.text()} (candidate − champion, 95 % "
+            text += (f"; {metric} difference {paired.text()} (candidate - champion, 95 % "
                      f"interval, paired on the same {paired.rows:,} rows): {verdict}")
         if not won and gain > 0:
             text += f"; the gate needs {rule}"

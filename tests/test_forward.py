@@ -179,9 +179,8 @@ def test_the_default_carries_a_trend_forward(tmp_path: Path) -> None:
     from revcli import metrics
 
     frame = _trending()
-    s, result = train_in(tmp_path, frame, strategy="two_stage", split="time", n_jobs=1)
-    flat = train_in(tmp_path / "flat", frame, strategy="two_stage", split="time", n_jobs=1,
-                    )[0]
+    _, result = train_in(tmp_path, frame, strategy="two_stage", split="time", n_jobs=1)
+    flat = train_in(tmp_path / "flat", frame, strategy="two_stage", split="time", n_jobs=1)[0]
     from revcli import train
 
     before = train.train(flat, plots=False,

@@ -146,7 +146,7 @@ def test_a_gain_within_the_noise_is_not_promoted() -> None:
     result = judge(facts(rmse=new), champion(rmse=old), "rmse", paired=d)
     assert result.verdict == LOST and not result.promote
     text = result.reasons[0]
-    assert "not a clear gain" in text and "−0.0100 ± " in text and "6,449 rows" in text
+    assert "not a clear gain" in text and "\u22120.0100 ± " in text and "6,449 rows" in text
     assert result.paired["clear"] is False
     # --margin 0: any gain; --force: anyway
     assert judge(facts(rmse=new), champion(rmse=old), "rmse", margin="0").verdict == WON

@@ -30,7 +30,7 @@ def push(
     margin: Annotated[str | None, typer.Option(
         "--margin", help="With --promote: the gain the candidate needs, in the metric's unit "
         "(0.05) or as a share of the champion's score (0.5%); 0 promotes on any gain "
-        "\[default: a gain clear of the noise, both models scored on the same rows]",
+        r"\[default: a gain clear of the noise, both models scored on the same rows]",
         show_default=False)] = None,
     uri: Annotated[str | None, typer.Option(
         "--uri", help="Model object s3://bucket/key \\[env: REVCLI_MODEL_URI; default: "
@@ -89,7 +89,8 @@ def push(
             tracking_uri=tracking_uri)
         with stdout_to_stderr(json):
             result = core.push(settings, run, key=key, promote=promote, force=force,
-                               margin=margin, note=note, tags=_options.parse_tags(tag), reporter=reporter)
+                               margin=margin, note=note, tags=_options.parse_tags(tag),
+                               reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
