@@ -452,11 +452,17 @@ class LeaderRow:
     # An order-value model scored on all sessions paired with a P(order) (see compare_strategies)
     paired: bool = False
     backtest: list[dict[str, Any]] = field(default_factory=list)  # revcli.backtest windows
+    # the sort metric minus the best row's, paired on the same rows, with its 95 % interval
+    vs_best: dict[str, Any] | None = None
+    # predictions on every test session and order values (not shown; for the paired interval)
+    predictions: Any = field(default=None, repr=False)
+    order_values: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "strategy": self.strategy, "estimator": self.estimator,
                 "run_id": self.run_id, "kind": self.kind, "leakage": self.leakage,
                 "note": self.note, "paired": self.paired, "backtest": self.backtest,
+                "vs_best": self.vs_best,
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
 
 
@@ -560,7 +566,9 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
             if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
                 rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
                                       run_id=run_ids[s], metrics=_all_sessions_and_converters(
-                                          card), leakage=leaks))
+                                          card), leakage=leaks,
+                                      predictions=fitted[s].pred_test,
+                                      order_values=fitted[s].order_value_test))
                 continue
             proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
             paired = strategies.expected_revenue(fitted[s].pred_test, proba,
@@ -576,13 +584,15 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                 label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
                 metrics=scores, leakage=leaks, paired=True,
                 note="all sessions: x P(order) of a classifier stage; converters: its own "
-                     "order values"))
+                     "order values", predictions=paired,
+                order_values=fitted[s].order_value_test))
     if backtest:
         _backtest_rows(prepared, settings, rows, fitted_models, backtest, sort, reporter)
         measure = metrics.get(sort)
         rows.sort(key=lambda r: measure.sort_value(r.metrics.get(f"backtest_{sort}")))
     else:
         rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
+    _against_the_best(rows, y_test, sort)
     rows += _baseline_rows(baselines, y_test)
     split = prepared.split_summary()
     board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
@@ -598,6 +608,32 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                               "the order away: the all-sessions scores are not honest; re-run "
                               f"with --drop-feature {leaks[0]}")
     return board
+
+
+def _against_the_best(rows: list[LeaderRow], y_test: np.ndarray, sort: str) -> None:
+    """Each row's ``sort`` score minus the first (best) row's, paired on the same test rows
+    (the converters and their order values for conv_*), with its 95 % interval: whether the
+    ranking is more than noise (revcli.metrics.paired_difference, as the promotion gate)."""
+    if not rows or sort not in metrics.METRICS or metrics.METRICS[sort].fn is None:
+        return
+
+    def scored(row: LeaderRow) -> tuple[np.ndarray, np.ndarray] | None:
+        if sort.startswith("conv_"):
+            if row.order_values is None:
+                return None
+            conv = y_test > 0
+            return y_test[conv], np.asarray(row.order_values)[conv]
+        return None if row.predictions is None else (y_test, np.asarray(row.predictions))
+
+    best = scored(rows[0])
+    if best is None:
+        return
+    for row in rows[1:]:
+        mine = scored(row)
+        if mine is not None:
+            row.vs_best = metrics.paired_difference(sort, best[0], mine[1], best[1]).to_dict()
+    for row in rows:
+        row.predictions = row.order_values = None  # not kept beyond the ranking
 
 
 def _backtest_rows(prepared: pipeline.Prepared, settings: Settings, rows: list[LeaderRow],

@@ -206,6 +206,8 @@ class Fitted:
     proba_test: np.ndarray | None
     fit_seconds: float
     threads: int
+    # the order value it predicts for each test session (Strategy.order_value_of), or None
+    order_value_test: np.ndarray | None = None
 
     @property
     def strategy(self) -> type[Strategy]:
@@ -231,7 +233,8 @@ def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, A
     card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba,
                              order_value=cls.order_value_of(parts))
     return Fitted(model=model, scorecard=card, pred_test=pred, proba_test=proba,
-                  fit_seconds=seconds, threads=n_threads)
+                  fit_seconds=seconds, threads=n_threads,
+                  order_value_test=cls.order_value_of(parts))
 
 
 # -- judging ---------------------------------------------------------------------------------

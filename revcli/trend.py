@@ -46,14 +46,6 @@ def _filled(values: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), 0.0, values - centre)
 
 
-def _trees_view(model: Any, X: Any) -> Any:
-    """What the trees see: everything, or (``trend="only"``) all but the month index, which
-    the line then carries alone."""
-    if model.trend == "only" and getattr(model, "trend_line_", None) is not None:
-        return X.drop(columns=model.trend_columns_)
-    return X
-
-
 class TrendXGBRegressor(XGBRegressor):
     """XGBoost regression boosted from a ridge line in the month index (``trend=True``);
     plain XGBoost with ``trend=False`` or without a month column."""
@@ -90,12 +82,12 @@ class TrendXGBRegressor(XGBRegressor):
             positive = y_arr[y_arr > 0]
             self.trend_floor_ = float(positive.min()) / 10 if len(positive) else 1e-6
             kwargs["base_margin"] = self._margin(X)
-        return super().fit(_trees_view(self, X), y, **kwargs)
+        return super().fit(X, y, **kwargs)
 
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         if getattr(self, "trend_line_", None) is not None and "base_margin" not in kwargs:
             kwargs["base_margin"] = self._margin(X)
-        return super().predict(_trees_view(self, X), **kwargs)
+        return super().predict(X, **kwargs)
 
 
 class TrendXGBClassifier(XGBClassifier):
@@ -132,14 +124,14 @@ class TrendXGBClassifier(XGBClassifier):
             self.trend_line_ = LogisticRegression(C=1.0, max_iter=1000).fit(
                 filled, y_arr, sample_weight=kwargs.get("sample_weight"))
             kwargs["base_margin"] = self._margin(X)
-        return super().fit(_trees_view(self, X), y, **kwargs)
+        return super().fit(X, y, **kwargs)
 
     def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
         if getattr(self, "trend_line_", None) is not None and "base_margin" not in kwargs:
             kwargs["base_margin"] = self._margin(X)
-        return super().predict_proba(_trees_view(self, X), **kwargs)
+        return super().predict_proba(X, **kwargs)
 
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         if getattr(self, "trend_line_", None) is not None and "base_margin" not in kwargs:
             kwargs["base_margin"] = self._margin(X)
-        return super().predict(_trees_view(self, X), **kwargs)
+        return super().predict(X, **kwargs)

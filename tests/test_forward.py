@@ -154,6 +154,10 @@ def test_train_and_compare_strategies_backtest(tmp_path: Path, small_demo) -> No
     # all has no order value: ranked last; the others by the mean over the windows
     assert models[-1].strategy == "all" and np.isnan(means[-1])
     assert means[0] <= means[1]
+    # the ranking's noise: each row against the best, paired on the same converters
+    # (two_stage and converting_only share one stage-2 fit here: a difference of 0 ± 0)
+    assert models[0].vs_best is None and models[1].vs_best["half_width"] >= 0
+    assert models[1].vs_best["rows"] == board.split["test_converters"]
     two, one = (next(r for r in models if r.strategy == k)
                 for k in ("two_stage", "converting_only"))
     assert two.metrics["backtest_conv_rmse"] == pytest.approx(

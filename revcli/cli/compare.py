@@ -207,6 +207,11 @@ def _md_cells(result: Any, rows: list[list[Any]]) -> list[list[Any]]:
 MINUS = "\u2212"  # a real minus sign (U+2212) for deltas
 
 
+def _signed(value: float, digits: int = 3) -> str:
+    """+0.012 / -0.012, the minus a real minus sign (U+2212)."""
+    return ("+" if value >= 0 else MINUS) + f"{abs(value):.{digits}f}"
+
+
 def _value(key: str, value: float | None, delta: float | None) -> str:
     """A metric as the table shows it, with ``delta`` (value minus what it is compared with)
     beside it in green when better, red when worse by the metric's own direction."""
@@ -450,8 +455,9 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
     sort = board.sort
     if chosen is None:
         ranked = f"backtest_{sort}" if board.backtest else sort
-        keys = list(dict.fromkeys(["model", "run", ranked, sort, "rmse", "conv_rmse"]))
-        rank = {"model": 0, "run": 0, ranked: 1, sort: 1}
+        keys = list(dict.fromkeys(["model", "run", ranked, sort, "vs_best", "rmse",
+                                   "conv_rmse"]))
+        rank = {"model": 0, "run": 0, ranked: 1, sort: 1, "vs_best": 1.5}
         priority = {k: rank.get(k, 2 + i / 100) for i, k in enumerate(keys)}
     else:
         keys = list(dict.fromkeys(["model", *chosen]))
@@ -468,6 +474,13 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
             return f"[yellow]{safe(', '.join(row.leakage))}[/]" if row.leakage else "-"
         if key in ("strategy", "estimator"):
             return safe(getattr(row, key) or "-")
+        if key == "vs_best":
+            d = row.vs_best
+            if not d or d.get("half_width") is None:
+                return "best" if row is board.rows[0] else "-"
+            text = f"{_signed(d['difference'])} ± {d['half_width']:.3f}"
+            return text if d["clear"] or not math.isfinite(d["half_width"]) else \
+                f"[dim]{text}[/]"
         if key.startswith("backtest_"):
             mean, sd = row.metrics.get(key), row.metrics.get(f"{key}_sd")
             if mean is None or not math.isfinite(mean):
@@ -482,10 +495,12 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
         return _value(key, value, delta) if delta is not None else _fmt(key, value)
 
     ranked_by = f"backtest_{sort}" if board.backtest else sort
-    cols = [Col(k, (f"{sort} over {board.backtest} windows" if k.startswith("backtest_") else k)
+    headers = {"vs_best": f"{sort} vs best (95 %)"}
+    cols = [Col(k, headers.get(k) or (f"{sort} over {board.backtest} windows"
+                                      if k.startswith("backtest_") else k)
                 + (" ▲" if k == ranked_by else ""), [cell(k, r) for r in board.rows],
                 priority=priority[k], justify="right" if k in LEADERBOARD_METRICS
-                or k.startswith("backtest_") else "left",
+                or k.startswith("backtest_") or k == "vs_best" else "left",
                 fit=WRAP if k == "model" else CUT if k in ("strategy", "estimator", "leak")
                 else FIXED, shrink_to=9) for k in keys]
     split = board.split
@@ -494,7 +509,9 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
                + "; test converters only: conv_* (the order value each predicts for a "
                "converter; all has none)\n† converting_only: on all sessions its "
                "order value x P(order) of the two_stage classifier of its estimator; on the "
-               "converters its own order values (as the seed scored it)")
+               "converters its own order values (as the seed scored it)\nvs best: minus the "
+               "best row's, paired on the same rows, with its 95 % interval; dim when it is "
+               "within the noise")
     table, dropped = fitted_table(
         cols, width, title=f"strategies on one split ({split['hash']}; dataset "
         f"{board.dataset[:12]}), best first by {sort}", caption=caption,
