@@ -72,6 +72,8 @@ class RunRow:
     parent: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     derived: list[str] = field(default_factory=list)  # conv_* filled from its own scores
+    # --baseline: the sort metric minus the pinned run's, paired on the same rows (95 %)
+    vs_baseline: dict[str, Any] | None = None
 
     @property
     def short(self) -> str:
@@ -104,6 +106,7 @@ class RunRow:
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()},
                 "baseline": {k: _finite(v) for k, v in self.baseline.items()},
                 "params": self.params, "derived_metrics": self.derived,
+                "vs_baseline": self.vs_baseline,
                 "experiment_id": self.experiment_id, "tags": self.tags}
 
 
@@ -419,7 +422,39 @@ def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: s
     if any(r.derived for r in everything):
         result.notes.append("runs scored on the test converters have conv_* values equal to "
                             "their own rmse/mae/r2/mape")
+    if pinned is not None and result.sort and not result.warnings[:1]:
+        _paired_with_baseline(settings, ws, tracker, pinned, rows, result, reporter)
     return result
+
+
+#: compare runs --baseline scores at most this many runs beside the pinned one, row by row.
+MAX_PAIRED = 20
+
+
+def _paired_with_baseline(settings: Settings, ws: Workspace, tracker: tracking.Tracker,
+                          pinned: RunRow, rows: Sequence[RunRow], result: Comparison,
+                          reporter: Reporter) -> None:
+    """Each run's sort metric minus the pinned run's, both models scored on the same rows,
+    with its 95 % interval (revcli.evaluate.paired, as the promotion gate). Runs whose model is
+    not in this workspace, or not on the pinned run's dataset and split, get none."""
+    from revcli import evaluate
+    from revcli.errors import RevcliError
+
+    missed = 0
+    for row in rows[:MAX_PAIRED]:
+        if row.dataset != pinned.dataset or row.split != pinned.split:
+            continue
+        reporter.step(f"scoring {row.short} and {pinned.short} on the same rows")
+        try:
+            row.vs_baseline = evaluate.paired(settings, ws, tracker, row.run_id,
+                                              pinned.run_id, str(result.sort),
+                                              reporter).to_dict()
+        except RevcliError:
+            missed += 1
+    if missed:
+        result.notes.append(f"{missed} run(s) could not be scored beside the baseline on the "
+                            "same rows (their model is not in this workspace, or they predict "
+                            f"no {result.sort}): no interval for them")
 
 
 def _explicit_runs(tracker: tracking.Tracker, settings: Settings,

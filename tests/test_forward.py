@@ -253,3 +253,19 @@ def test_push_promote_of_a_gain_within_the_noise_exits_1_with_its_interval(
     # the gate alone: --margin 0 promotes it, on the same facts
     facts = [push.RunFacts.from_run(tracker.get_run(r)) for r in (cand.run_id, champ.run_id)]
     assert push.judge(facts[0], facts[1], "rmse", margin="0").verdict == push.WON
+
+
+def test_compare_runs_baseline_shows_the_paired_interval(tmp_path: Path, small_demo) -> None:
+    from revcli import compare, train
+
+    frame = small_demo.drop(columns=["engagement_depth"])
+    s, first = train_in(tmp_path, frame, strategy="converting_only", n_jobs=1)
+    other = train.train(s.replace(estimator="ridge"), plots=False)
+    result = compare.compare_runs(s, baseline=first.run_id)
+    assert result.baseline.run_id == first.run_id and result.sort == "rmse"
+    row = next(r for r in result.rows if r.run_id == other.run_id)
+    d = row.vs_baseline
+    assert d is not None and d["rows"] == first.scorecard.converters
+    assert d["difference"] == pytest.approx(
+        other.scorecard.metrics["rmse"] - first.scorecard.metrics["rmse"], abs=1e-9)
+    assert d["half_width"] > 0

@@ -254,6 +254,14 @@ def _run_cell(key: str, row: Any, result: Any, now: Any) -> str:
         return "[yellow]no[/]" if row.not_honest else "yes" if row.honest else "-"
     if key in ("command", "strategy", "estimator"):
         return safe(getattr(row, key) or "-")
+    if key == "vs_baseline":
+        d = row.vs_baseline
+        if row is result.baseline:
+            return "-"
+        if not d or d.get("half_width") is None:
+            return "n/a"
+        text = f"{_signed(d['difference'])} ± {d['half_width']:.3f}"
+        return text if d["clear"] else f"[dim]{text}[/]"
     # a metric: deltas against the pinned run, or, for the sort metric, the train mean
     if result.baseline is not None:
         delta = result.delta(row, key)
@@ -277,12 +285,14 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
     sort = result.sort
     if chosen is None:
         keys = ["run", "name", "strategy", "estimator", *([sort] if sort else [])]
+        if any(r.vs_baseline for r in rows):
+            keys.append("vs_baseline")
         keys += [m for m in metric_flags if m not in keys]
         if any(r.not_honest for r in rows):
             keys.append("honest")
         keys.append("age")
-        rank = {"run": 0, sort: 1, "strategy": 2, "estimator": 3, "honest": 4, "age": 6,
-                "name": 8}
+        rank = {"run": 0, sort: 1, "vs_baseline": 1.5, "strategy": 2, "estimator": 3,
+                "honest": 4, "age": 6, "name": 8}
         priority = {k: rank.get(k, 5 + i / 100) for i, k in enumerate(keys)}
     else:
         # the user's order is their priority, but the metric the rows are sorted by goes last
@@ -291,8 +301,9 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
     now = dt.datetime.now(dt.UTC)
     cols = []
     for key in keys:
-        metric = key in METRICS and key not in RUN_COLUMNS
-        header = key + (" ▲" if key == sort else "")
+        metric = (key in METRICS and key not in RUN_COLUMNS) or key == "vs_baseline"
+        header = (f"{sort} vs ★ (95 %)" if key == "vs_baseline" else
+                  key + (" ▲" if key == sort else ""))
         cols.append(Col(key, header, [_run_cell(key, r, result, now) for r in rows],
                         priority=priority[key], justify="right" if metric else "left",
                         fit=CUT if key in ("name", "strategy", "estimator", "leak", "command")
@@ -315,7 +326,10 @@ def _reference_caption(result: Any, keys: list[str]) -> str | None:
 
     parts = []
     if result.baseline is not None:
-        parts.append(f"★ pinned baseline run {result.baseline.short}; (±) deltas against it")
+        parts.append(f"★ pinned baseline run {result.baseline.short}; (±) deltas against it"
+                     + ("; vs ★: both models scored on the same rows, the difference with its "
+                        "95 % interval, dim within the noise"
+                        if any(r.vs_baseline for r in result.rows) else ""))
     elif result.sort in keys and not result.side_by_side:
         parts.append(f"({result.sort} ±) against each run's train-mean baseline on the same rows")
     if result.reference:
