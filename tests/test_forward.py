@@ -269,3 +269,27 @@ def test_compare_runs_baseline_shows_the_paired_interval(tmp_path: Path, small_d
     assert d["difference"] == pytest.approx(
         other.scorecard.metrics["rmse"] - first.scorecard.metrics["rmse"], abs=1e-9)
     assert d["half_width"] > 0
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_evaluate_tables_fit_the_terminal(warehouse_run, columns: int) -> None:
+    """The new tables (periods, order-value bands, worst rows, backtest) at 80 and 120
+    columns: every table line fits, every section is there."""
+    from rich.cells import cell_len
+    from typer.testing import CliRunner
+
+    from revcli.cli import app
+
+    s, trained = warehouse_run
+    result = CliRunner().invoke(app, ["evaluate", "--run", trained.run_id[:8], "--workspace",
+                                      str(s.workspace), "--no-track", "--no-plots",
+                                      "--worst", "3", "--backtest", "2"],
+                                env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    tables = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert tables and all(cell_len(line) <= columns for line in tables)
+    for title in ("errors by session_start (month), in time order",
+                  "converters by actual order value", "the 3 largest errors",
+                  "backtest: the recipe refitted"):
+        assert title in text.replace("\n", " ") or title.split(",")[0] in text
