@@ -14,6 +14,12 @@ forward as a level -- and beyond it the line carries the slope on. The line is p
 estimator, so ``predict``, MLflow's pyfunc and every refit apply it; without a month column
 (no timestamp in the table) they are plain XGBoost.
 
+The line is kept only where it carries forward inside the training window
+(:func:`carries_forward`: fitted on its earliest 80 %, its slope must predict the latest 20 %'s
+total better than their recent level, which is what trees alone would carry); where the trend bends
+or steps (order values by product era), the trees stay as they were. ``trend_checked_`` records
+the verdict.
+
 Why a line in the month index only, fitted with a ridge penalty: it is the one direction
 trees cannot follow past the training window; every other feature (source, device, hour) keeps
 its level in the future and the trees handle it, interactions included.
@@ -34,6 +40,42 @@ LOG_LINK = ("reg:tweedie", "count:poisson", "reg:gamma")
 
 def month_columns(X: Any) -> list[str]:
     return [str(c) for c in getattr(X, "columns", []) if str(c).endswith(MONTH_SUFFIX)]
+
+
+# The forward check: the line is kept only when, fitted on the earliest FORWARD_FIT of the
+# training rows, its slope predicts the total of the rest better than the level of the last
+# RECENT of them does (which is what trees alone carry forward). Cheap: one linear fit.
+FORWARD_FIT = 0.8
+RECENT = 0.2
+
+
+def carries_forward(months: np.ndarray, y: np.ndarray, fit_line: Any,
+                    link: Any = None, inverse: Any = None) -> bool:
+    """Whether a line in the month index, fitted on the earliest rows, predicts the latest
+    rows better than the recent level does (``link``/``inverse``: the logit for P(order))."""
+    order = np.argsort(months[:, 0], kind="stable")
+    n = len(order)
+    cut = int(n * FORWARD_FIT)
+    early, late = order[:cut], order[cut:]
+    recent = early[int(len(early) * (1 - RECENT)):]
+    if len(late) < 50 or len(recent) < 50 or np.ptp(months[early, 0]) == 0:
+        return False
+    try:
+        line = fit_line(months[early], y[early])
+    except ValueError:
+        return False
+    level = float(np.mean(y[recent]))
+    if link is None:
+        slope = line(months[late]) - float(np.mean(line(months[recent])))
+        with_line = level + slope
+    else:
+        level = float(np.clip(level, 1e-6, 1 - 1e-6))
+        slope = line(months[late]) - float(np.mean(line(months[recent])))
+        with_line = inverse(link(level) + slope)
+    # judged on the late rows' total (their mean), what a trend moves: per-row errors of a
+    # 0/1 target would drown a shift of a point of conversion in noise
+    actual = float(np.mean(y[late]))
+    return abs(float(np.mean(with_line)) - actual) < abs(level - actual)
 
 
 def _months(X: Any, columns: list[str]) -> np.ndarray:
@@ -77,7 +119,12 @@ class TrendXGBRegressor(XGBRegressor):
             months = _months(X, self.trend_columns_)
             self.trend_fill_ = np.nanmedian(months, axis=0)
             y_arr = np.asarray(y, dtype=np.float64)
-            self.trend_line_ = Ridge(alpha=1.0).fit(_filled(months, self.trend_fill_), y_arr,
+            filled = _filled(months, self.trend_fill_)
+            self.trend_checked_ = carries_forward(
+                filled, y_arr, lambda m, t: Ridge(alpha=1.0).fit(m, t).predict)
+            if not self.trend_checked_:
+                return super().fit(X, y, **kwargs)
+            self.trend_line_ = Ridge(alpha=1.0).fit(filled, y_arr,
                                                    sample_weight=kwargs.get("sample_weight"))
             positive = y_arr[y_arr > 0]
             self.trend_floor_ = float(positive.min()) / 10 if len(positive) else 1e-6
@@ -121,6 +168,14 @@ class TrendXGBClassifier(XGBClassifier):
             months = _months(X, self.trend_columns_)
             self.trend_fill_ = np.nanmedian(months, axis=0)
             filled = _filled(months, self.trend_fill_)
+            from scipy.special import expit, logit
+
+            self.trend_checked_ = carries_forward(
+                filled, y_arr.astype(np.float64),
+                lambda m, t: LogisticRegression(C=1.0, max_iter=1000).fit(
+                    m, t.astype(int)).decision_function, link=logit, inverse=expit)
+            if not self.trend_checked_:
+                return super().fit(X, y, **kwargs)
             self.trend_line_ = LogisticRegression(C=1.0, max_iter=1000).fit(
                 filled, y_arr, sample_weight=kwargs.get("sample_weight"))
             kwargs["base_margin"] = self._margin(X)
