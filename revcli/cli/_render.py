@@ -46,8 +46,11 @@ def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> 
                 else f"the train mean (${card.baseline_value:.2f}) on the same rows")
     caption = f"baseline: {baseline}; MAPE on converters only"
     if card.conv_baseline_value is not None:
-        caption += (f"; converters' rows beside the train mean order value "
+        caption += (f"; converters' rows: the order value it predicts for a converting "
+                    f"session, beside the train mean order value "
                     f"(${card.conv_baseline_value:.2f})")
+    elif card.scored_on == "sessions":
+        caption += f"; no converter rows: {card.strategy} predicts no order value"
     if card.leaks:
         caption += "\n" + _leak_note(card)
     table = Table(title=safe(title), title_justify="left", caption=caption,
