@@ -16,19 +16,20 @@ from revcli.cli._console import (
     safe,
     stdout_to_stderr,
 )
-from revcli.cli.evaluate import ModelFile, Run, Trust
+from revcli.cli.evaluate import ModelFile, Run
 
 
 def predict(
     data: Annotated[Path, typer.Option(
-        "--data", help="Parquet file of sessions to score (any columns; the model's features "
+        "--data", help="Parquet file (or directory of parts) of sessions to score (any "
+        "columns; the model's features "
         "must be there)", show_default=False)],
     out_path: Annotated[Path, typer.Option(
         "--out", "-o", help="Where to write the predictions: .parquet or .csv (written to a temp "
         "file and renamed when complete)", show_default=False)],
     run: Run = None,
     model: ModelFile = None,
-    trust: Trust = False,
+    trust: _options.Trust = False,
     batch_rows: Annotated[int, typer.Option(
         "--batch-rows", help="Rows scored per batch (memory use scales with it)")] = 100_000,
     tracking_uri: _options.TrackingUri = None,
