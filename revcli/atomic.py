@@ -58,6 +58,23 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 
 
 @contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` (which must not exist); rename it onto
+    ``target`` if the block succeeds, else remove it: a reader sees every part or none."""
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
 def temp_path(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temp file path in ``directory``; it is removed at the end unless the block
     moved it away (e.g. renamed it into a content-addressed name)."""

@@ -39,6 +39,10 @@ class TrackingError(RevcliError):
     """MLflow tracking or registry refused an operation."""
 
 
+class ClusterError(RevcliError):
+    """The Dask cluster cannot be reached or started, or lost a worker mid-task."""
+
+
 class GateFailed(RevcliError):
     """A quality gate or promotion check did not pass: exit 1 so CI and Airflow stop."""
 

@@ -24,6 +24,7 @@ audit ranks columns on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,6 +114,45 @@ def audit_columns(X: pd.DataFrame, ordered: np.ndarray,
             yield str(name), rate.to_numpy(dtype=np.float64)
 
 
+def as_text(values: pd.Series) -> pd.Series:
+    """A category column as text, a gap as MISSING: what levels are counted and matched on."""
+    return values.astype("object").where(values.notna(), MISSING).astype(str)
+
+
+@dataclass
+class ColumnStatistics:
+    """What fitting the encoding needs to know of one column: its dtype and kind, the rows,
+    whether it has gaps and (for imputation) its median, and for a category the count of each
+    level (most frequent first). Sums of these over parts are the statistics of the whole."""
+
+    name: str
+    dtype: Any
+    kind: str | None
+    rows: int
+    gaps: bool = False
+    median: float | None = None
+    counts: Any = None  # pd.Series: level -> rows, most frequent first
+
+
+def column_statistics(X: pd.DataFrame, medians: bool = True) -> list[ColumnStatistics]:
+    """:class:`ColumnStatistics` of every column of a table in memory."""
+    stats = []
+    for name in X.columns:
+        values = X[name]
+        k = kind(values.dtype)
+        stat = ColumnStatistics(str(name), values.dtype, k, len(values))
+        if k == CATEGORY:
+            stat.counts = as_text(values).value_counts()
+        elif k == NUMBER:
+            numbers = _as_float(values)
+            gaps = np.isnan(numbers)
+            stat.gaps = bool(gaps.any())
+            if stat.gaps and medians:
+                stat.median = float(np.median(numbers[~gaps])) if (~gaps).any() else 0.0
+        stats.append(stat)
+    return stats
+
+
 class Featurizer(TransformerMixin, BaseEstimator):
     """Encode a table's feature columns for one estimator (see the module docstring).
 
@@ -134,36 +174,43 @@ class Featurizer(TransformerMixin, BaseEstimator):
         self.max_levels = max_levels
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Featurizer:
-        self.columns_ = [str(c) for c in X.columns]
+        return self.fit_statistics(column_statistics(X, medians=not self.handles_missing), X)
+
+    def fit_statistics(self, stats: Sequence[ColumnStatistics],
+                       X: pd.DataFrame | None = None) -> Featurizer:
+        """Fit from per-column statistics (:func:`column_statistics` of a table in memory, or
+        the same numbers aggregated over a cluster's parts): the one place the encoding is
+        decided. ``X`` is needed only by ``scale`` (the encoded columns' means)."""
+        import pandas as pd
+
+        self.columns_ = [s.name for s in stats]
         self.kinds_: dict[str, str] = {}
         self.levels_: dict[str, list[str]] = {}
         self.medians_: dict[str, float] = {}
         self.missing_: list[str] = []
-        for name in X.columns:
-            values = X[name]
-            k = kind(values.dtype)
-            if k is None:
-                raise ValueError(f"column {name!r} has dtype {values.dtype}, which is not a "
+        for stat in stats:
+            if stat.kind is None:
+                raise ValueError(f"column {stat.name!r} has dtype {stat.dtype}, which is not a "
                                  "number, flag, category or timestamp")
-            self.kinds_[str(name)] = k
-            if k == CATEGORY:
-                self.levels_[str(name)] = self._levels(values)
-            elif k == NUMBER:
-                numbers = _as_float(values)
-                gaps = np.isnan(numbers)
-                if gaps.any() and not self.handles_missing:
-                    self.missing_.append(str(name))
-                    self.medians_[str(name)] = (float(np.median(numbers[~gaps]))
-                                                if (~gaps).any() else 0.0)
+            self.kinds_[stat.name] = stat.kind
+            if stat.kind == CATEGORY:
+                self.levels_[stat.name] = self._levels(stat.counts, stat.rows)
+            elif stat.kind == NUMBER and stat.gaps and not self.handles_missing:
+                self.missing_.append(stat.name)
+                self.medians_[stat.name] = (0.0 if stat.median is None
+                                            or np.isnan(stat.median) else float(stat.median))
         self.scales_: dict[str, tuple[float, float]] = {}
         if self.scale:
+            if X is None:
+                raise ValueError("a scaled encoding is fitted from the table itself")
             encoded = self._encode(X)
             for column in self._scaled(encoded):
                 values = encoded[column].to_numpy(dtype=np.float64)
                 std = float(np.nanstd(values))
                 self.scales_[column] = (float(np.nanmean(values)), std if std > 0 else 1.0)
-        self.feature_names_out_ = list(self._encode(X.head(0)).columns)
-        self.n_features_in_ = X.shape[1]
+        empty = pd.DataFrame({s.name: pd.Series([], dtype=s.dtype) for s in stats})
+        self.feature_names_out_ = list(self._encode(empty).columns)
+        self.n_features_in_ = len(stats)
         return self
 
     def _scaled(self, encoded: pd.DataFrame) -> list[str]:
@@ -172,14 +219,14 @@ class Featurizer(TransformerMixin, BaseEstimator):
                 if not c.endswith("__missing") and "=" not in c
                 and str(encoded[c].dtype) != "category"]
 
-    def _levels(self, values: pd.Series) -> list[str]:
-        text = values.astype("object").where(values.notna(), MISSING).astype(str)
-        counts = text.value_counts()
-        keep = counts[counts >= max(1.0, self.min_frequency * len(text))]
+    def _levels(self, counts: pd.Series, rows: int) -> list[str]:
+        """The levels kept: ``counts`` is the value count of each level (as text, most
+        frequent first) over ``rows`` rows."""
+        keep = counts[counts >= max(1.0, self.min_frequency * rows)]
         return sorted(str(v) for v in keep.index[: self.max_levels])
 
     def _text(self, name: str, values: pd.Series) -> pd.Series:
-        text = values.astype("object").where(values.notna(), MISSING).astype(str)
+        text = as_text(values)
         return text.where(text.isin(self.levels_[name]), OTHER)
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -53,6 +53,8 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     importance_method: str = pipeline.PERMUTATION
+    # where it ran (revcli.engines): {"kind": "in-process"} or the Dask cluster's description
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -88,6 +90,7 @@ class TrainResult:
             "importance_method": self.importance_method,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
+            "engine": self.engine,
         }
 
 
@@ -105,6 +108,7 @@ class RunSpec:
     user_tags: dict[str, str] = field(default_factory=dict)  # --tag k=v, as given
     plots: bool = True
     importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -253,7 +257,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
         honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
         plots=plot_paths, importance=importance.values, timings=timings,
-        notes=list(prepared.notes), importance_method=importance.method)
+        notes=list(prepared.notes), importance_method=importance.method, engine=spec.engine)
     atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
     sample = prepared.X_test.iloc[:5]
     pending = Pending(

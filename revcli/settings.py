@@ -91,6 +91,14 @@ class Settings:
     cv_folds: int = _setting(3, "cross-validation folds of `revcli tune`")
     tune_metric: str = _setting("rmse", "metric `revcli tune` minimises")
     storage: str | None = _setting(None, "Optuna storage URL; unset means sqlite in the workspace")
+    cluster: str | None = _setting(
+        None, "where train / evaluate / predict run: unset = in this process; local = a Dask "
+        "LocalCluster revcli starts and stops; tcp://host:8786 = an existing Dask scheduler",
+        env=("DASK_SCHEDULER_ADDRESS",))
+    cluster_workers: int | None = _setting(None, "--cluster local: worker processes (default: "
+                                           "one per core)")
+    worker_memory: str | None = _setting(None, "--cluster local: memory limit per worker, e.g. "
+                                         "4GB (default: the machine's memory / workers)")
 
     params: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict, metadata={"internal": True})

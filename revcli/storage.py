@@ -122,6 +122,24 @@ class Connection:
                    region=settings.region, **limits)
 
 
+    def fsspec_options(self) -> dict[str, Any]:
+        """The same connection as s3fs ``storage_options`` (what Dask workers read ``s3://``
+        parts with): endpoint, region, profile and path-style addressing; the credentials come
+        from each worker's own standard chain, never from revcli."""
+        options: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        if self.endpoint_url:
+            client["endpoint_url"] = self.endpoint_url
+            options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
+        if self.region:
+            client["region_name"] = self.region
+        if client:
+            options["client_kwargs"] = client
+        if self.profile:
+            options["profile"] = self.profile
+        return options
+
+
 def _make_client(connection: Connection) -> Any:
     import boto3
     from botocore.config import Config

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import pipeline, runs, targets, tracking
+from revcli import engines, pipeline, runs, targets, tracking
 from revcli.errors import ConfigError
 from revcli.progress import SILENT, Reporter
 from revcli.runs import RunSpec, TrainResult
@@ -108,39 +108,42 @@ def train(settings: Settings, *, data: str | Path | None = None,
     hyper = pipeline.hyperparameters(settings, params)
     # A bad name or parameter value fails here, before any data is loaded.
     pipeline.validate(settings, hyper)
+    engines.check(settings)  # what a cluster cannot run, before it is started
     if importance not in pipeline.IMPORTANCE_METHODS:
         raise ConfigError(f"--importance must be one of {', '.join(pipeline.IMPORTANCE_METHODS)}"
                           f", not {importance!r}")
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
 
-    # MLflow's import and the store's opening run beside the data's loading; the fit waits for
-    # them, so an unreachable server still fails before minutes of work, not after.
-    opening = tracking.Opening(settings, Workspace(settings.workspace).ensure(),
-                               then=runs.close_dead_runs)
-    prepared = pipeline.prepare(settings, data, drop_features, reporter)
-    prepared.check(settings.strategy, settings.estimator, reporter)
-    timings["load"] = time.perf_counter() - clock
-    reporter.step("opening the MLflow store")
-    start = time.perf_counter()
-    tracker, experiment_id = opening.result()
-    timings["tracking"] = opening.seconds
-    timings["tracking_wait"] = time.perf_counter() - start
+    with engines.open_engine(settings, reporter) as engine:
+        # MLflow's import and the store's opening run beside the data's loading; the fit waits
+        # for them, so an unreachable server still fails before minutes of work, not after.
+        opening = tracking.Opening(settings, Workspace(settings.workspace).ensure(),
+                                   then=runs.close_dead_runs)
+        prepared = engine.prepare(settings, data, drop_features, reporter)
+        prepared.check(settings.strategy, settings.estimator, reporter)
+        timings["load"] = time.perf_counter() - clock
+        reporter.step("opening the MLflow store")
+        start = time.perf_counter()
+        tracker, experiment_id = opening.result()
+        timings["tracking"] = opening.seconds
+        timings["tracking_wait"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    findings = pipeline.audit(prepared, reporter)
-    timings["audit"] = time.perf_counter() - start
-    if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
-        from revcli import plots as plots_mod
+        start = time.perf_counter()
+        findings = engine.audit(prepared, reporter)
+        timings["audit"] = time.perf_counter() - start
+        if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
+            from revcli import plots as plots_mod
 
-        plots_mod.preload()
-    start = time.perf_counter()
-    fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
-    timings["fit"] = fitted.fit_seconds
-    timings["score"] = time.perf_counter() - start - fitted.fit_seconds
-    result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                 note=note, tags=origin,
-                                 user_tags=dict(tags or {})),
-                         reporter=reporter, timings=timings)
+            plots_mod.preload()
+        start = time.perf_counter()
+        fitted = engine.fit_and_score(prepared, settings, hyper, reporter)
+        timings["fit"] = fitted.fit_seconds
+        timings["score"] = time.perf_counter() - start - fitted.fit_seconds
+        result = runs.finish(prepared, settings, fitted, hyper, findings, tracker,
+                             experiment_id,
+                             RunSpec(run_name=run_name, plots=plots, importance=importance,
+                                     note=note, tags={**origin, **engine.tags()},
+                                     user_tags=dict(tags or {}), engine=engine.describe()),
+                             reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
     return result

@@ -58,6 +58,9 @@ def train(
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna storage of --from-study \\[env: REVCLI_STORAGE]",
         show_default=False)] = None,
+    cluster: _options.Cluster = None,
+    cluster_workers: _options.ClusterWorkers = None,
+    worker_memory: _options.WorkerMemory = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
@@ -82,6 +85,8 @@ def train(
         revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
         revcli train --from-study nightly --note "best of the nightly search"
         revcli train --timings --importance permutation
+        revcli train -s two_stage --cluster local --data ./sessions/   # xgboost.dask, parts
+        revcli train --cluster tcp://scheduler:8786 --json
     """
     from revcli import estimators
     from revcli import train as core
@@ -92,6 +97,7 @@ def train(
             config, workspace=workspace, strategy=strategy, estimator=estimator,
             combine=combine, threshold=threshold, test_size=test_size, seed=seed, n_jobs=n_jobs,
             split=split, time_column=time_column, gap=gap, storage=storage,
+            cluster=cluster, cluster_workers=cluster_workers, worker_memory=worker_memory,
             experiment=experiment, tracking_uri=tracking_uri)
         params = dict(estimators.parse_param(p) for p in (param or []))
         with stdout_to_stderr(json):
@@ -123,6 +129,10 @@ def _render(result: Any, quiet: bool) -> None:
         render_leakage(result.honesty, result.strategy)
     out.print(f"run [bold]{result.run_id}[/] in {safe(repr(result.experiment))} at "
               f"{safe(result.tracking_uri)}")
+    engine = result.engine
+    if engine.get("kind") == "dask" and not quiet:
+        out.print(f"trained on Dask ({engine['workers']} workers, {safe(engine['scheduler'])}); "
+                  f"dashboard {safe(engine['dashboard'])}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "

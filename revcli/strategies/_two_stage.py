@@ -8,6 +8,11 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from revcli.strategies._base import (
+    ALL_ROWS,
+    CONVERTING_ROWS,
+    ORDERED_TARGET,
+    REVENUE_TARGET,
+    Stage,
     Strategy,
     check_fit_input,
     clipped,
@@ -79,6 +84,12 @@ class TwoStage(Strategy):
         self.regressor_ = clone(reg).fit(X[ordered == 1], y[ordered == 1])
         record_features(self, X)
         return self
+
+    def stages(self) -> list[Stage]:
+        clf = self.classifier if self.classifier is not None else default_classifier()
+        reg = self.regressor if self.regressor is not None else default_regressor()
+        return [Stage("classifier", clf, ALL_ROWS, ORDERED_TARGET),
+                Stage("regressor", reg, CONVERTING_ROWS, REVENUE_TARGET)]
 
     def predict_proba_order(self, X: Any) -> np.ndarray:
         """P(order) per session."""
