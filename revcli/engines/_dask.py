@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 SAMPLE_ROWS = 20_000
 #: Columns the cluster engine adds to each part: the row's side of the split.
 IS_TEST = "__test__"
-CONNECT_TIMEOUT = "10s"
+CONNECT_TIMEOUT = "5s"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
