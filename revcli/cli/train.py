@@ -75,7 +75,8 @@ def train(
     Every strategy shares the split (random and stratified on is_ordered by default; --split
     time trains on the earliest sessions and tests on the latest), the scorecard shows each
     metric beside the train-mean baseline, and a leakage audit names any feature that gives the
-    order away. Timestamps become calendar features, text columns categories.
+    order away. Timestamps become calendar features, text columns categories. With --cluster
+    it runs on Dask (xgb, xgb_log), and --data may be a directory or s3:// prefix of parts.
 
     Examples:
 
@@ -85,7 +86,7 @@ def train(
         revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
         revcli train --from-study nightly --note "best of the nightly search"
         revcli train --timings --importance permutation
-        revcli train -s two_stage --cluster local --data ./sessions/   # xgboost.dask, parts
+        revcli train -s two_stage --cluster local --data ./sessions/
         revcli train --cluster tcp://scheduler:8786 --json
     """
     from revcli import estimators

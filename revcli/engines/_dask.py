@@ -98,6 +98,8 @@ def _list_parts(url: str, options: dict[str, Any]) -> Parts:
     import fsspec
 
     url = str(url).removeprefix("file://")
+    if url.startswith("s3:/") and not url.startswith("s3://"):  # it went through a Path
+        url = "s3://" + url[len("s3:/"):]
     is_s3 = url.startswith("s3://")
     try:
         fs, root = fsspec.core.url_to_fs(url, **(options if is_s3 else {}))
@@ -143,6 +145,11 @@ def _read_part(file: str, parts: Parts, columns: Sequence[str] | None = None) ->
         if columns is None or key in columns:
             frame[key] = value  # text: the same dtype in every part
     return frame
+
+
+def _empty_part(file: str, parts: Parts) -> pd.DataFrame:
+    """The columns and dtypes of a part, read on a worker (no rows come back)."""
+    return _read_part(file, parts).iloc[:0]
 
 
 def _dataset_record(parts: Parts, known: DatasetRecord | None) -> DatasetRecord:
@@ -497,7 +504,7 @@ class DaskEngine:
         reporter.step(f"checking {record.short} on the cluster ({len(parts.files)} part(s), "
                       f"{record.rows:,} rows)")
         drop = list(dict.fromkeys(drop_features))
-        meta = self.compute(dask.delayed(_read_part)(parts.files[0], parts))[0].iloc[:0]
+        (meta,) = self.compute(dask.delayed(_empty_part)(parts.files[0], parts))
         read = [dask.delayed(_read_part)(f, parts) for f in parts.files]
         facts = self.compute(*[dask.delayed(_check_part)(p, parts.name(f), drop)
                                for p, f in zip(read, parts.files, strict=True)])

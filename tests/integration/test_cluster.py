@@ -114,6 +114,23 @@ def test_converting_only_on_the_cluster_is_within_1pct_of_in_process(cluster, ta
     assert tags["dask.dashboard"] == result.engine["dashboard"]
 
 
+def test_a_cluster_model_is_evaluated_in_process_on_its_own_holdout(cluster, table,
+                                                                    isolated) -> None:
+    """A --data file is cached as in-process; `evaluate` recomputes the hash split without Dask
+    and reproduces the cluster's split hash and scores."""
+    from revcli import evaluate, train
+
+    _, single, _ = table
+    st = _settings(isolated, cluster=cluster, strategy="converting_only", estimator="xgb_log")
+    result = train.train(st, data=single, plots=False)
+    assert result.dataset.sha256 == fetch.inspect_local(single).sha256
+    evaluated = evaluate.evaluate(_settings(isolated), run=result.run_id, plots=False,
+                                  track=False)
+    assert evaluated.scorecard.rows == result.scorecard.rows
+    assert evaluated.scorecard.metrics["rmse"] == pytest.approx(
+        result.scorecard.metrics["rmse"], rel=1e-9)
+
+
 def test_two_stage_trains_and_predict_on_the_cluster_equals_in_process(cluster, table,
                                                                        isolated,
                                                                        tmp_path) -> None:
