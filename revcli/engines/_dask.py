@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from revcli.predict import PredictResult
     from revcli.settings import Settings
 
+_MISMATCH = ("the Dask scheduler or workers cannot load revcli's tasks: they need the same revcli "
+             "(and library) versions as this process; pip install 'revcli[dask]' there, the "
+             "same version, and restart them")
 #: Test rows brought to this process for the plots, permutation importance and the signature.
 SAMPLE_ROWS = 20_000
 #: Columns the cluster engine adds to each part: the row's side of the split.
@@ -470,6 +473,10 @@ class DaskEngine:
                                ) from None
         except (FutureCancelledError, OSError) as exc:
             raise ClusterError(f"the Dask cluster failed: {first_line(exc)}") from None
+        except RuntimeError as exc:
+            if "deserializ" not in str(exc):
+                raise
+            raise ClusterError(_MISMATCH) from None
 
     # -- prepare ---------------------------------------------------------------------------
 
