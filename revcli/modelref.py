@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from revcli.strategies import Strategy
     from revcli.workspace import Workspace
 
-SHA_TAG = "revcli.model_sha256"
+SHA_TAG = tracking.record.SHA_TAG
 
 
 @dataclass

@@ -142,6 +142,10 @@ def predict_file(settings: Settings, *, data: str | Path, out: str | Path,
     source = open_parquet(data)
     if out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the input file; write the predictions elsewhere")
+    if data.is_dir() and data.resolve() in out.resolve().parents:
+        # it would become a part of the input the next time the directory is read
+        raise ConfigError(f"--out {out} is inside the input directory of parts {data}; write "
+                          "the predictions elsewhere")
 
     loaded = load_model(settings, run=run, model=model, trust=trust, reporter=reporter)
     features = loaded.features

@@ -33,7 +33,8 @@ Json = Annotated[bool, typer.Option(
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Only errors, warnings and the result")]
 Data = Annotated[Path | None, typer.Option(
-    "--data", help="Train on this local parquet file instead of the workspace's current dataset "
+    "--data", help="Train on this local parquet file (or directory of parquet parts) instead of "
+    "the workspace's current dataset "
     "(it is validated and cached; the current dataset stays as it is)", show_default=False)]
 
 EndpointUrl = Annotated[str | None, typer.Option(
@@ -87,6 +88,10 @@ Note = Annotated[str | None, typer.Option(
     show_default=False)]
 Tag = Annotated[list[str] | None, typer.Option(
     "--tag", help="key=value tag for the MLflow run, repeatable", show_default=False)]
+
+Trust = Annotated[bool, typer.Option(
+    "--trust", help="Load a model file whose sha256 does not match its record, or has none "
+    "(unpickling runs code: only for files you know)")]
 
 
 def parse_tags(items: list[str] | None) -> dict[str, str]:

@@ -16,13 +16,13 @@ from revcli.cli._console import (
     safe,
     stdout_to_stderr,
 )
-from revcli.cli.evaluate import ModelFile, Run, Trust
+from revcli.cli.evaluate import ModelFile, Run
 
 
 def predict(
     data: Annotated[str, typer.Option(
-        "--data", help="Parquet file of sessions to score (any columns; the model's features "
-        "must be there); with --cluster also a directory or s3:// prefix of parts",
+        "--data", help="Parquet file (or directory of parts) of sessions to score (any "
+        "columns; the model's features must be there); with --cluster also an s3:// prefix",
         show_default=False)],
     out_path: Annotated[Path, typer.Option(
         "--out", "-o", help="Where to write the predictions: .parquet or .csv (written to a temp "
@@ -30,7 +30,7 @@ def predict(
         "input part", show_default=False)],
     run: Run = None,
     model: ModelFile = None,
-    trust: Trust = False,
+    trust: _options.Trust = False,
     batch_rows: Annotated[int, typer.Option(
         "--batch-rows", help="Rows scored per batch (memory use scales with it)")] = 100_000,
     cluster: _options.Cluster = None,

@@ -80,6 +80,13 @@ class Parts:
     files: tuple[str, ...]        # the filesystem's paths, sorted
     protocol: str                 # "file" or "s3"
     options: dict[str, Any] = field(default_factory=dict)   # fsspec storage_options
+    # Hive keys (key=value directories) and their types, as the whole dataset types them
+    # (revcli.data.parts_dataset): every part reads them alike, as in-process.
+    hive: Any = None              # pyarrow schema of the keys, or None
+
+    @property
+    def is_directory(self) -> bool:
+        return not (len(self.files) == 1 and self.files[0] == self.root)
 
     @property
     def local(self) -> bool:
@@ -98,7 +105,11 @@ class Parts:
 
 
 def _list_parts(url: str, options: dict[str, Any]) -> Parts:
+    """The parts of ``url`` by revcli.parts' rule (``*.parquet``, no ``_``/``.`` names, sorted
+    by relative path), and their Hive keys typed as revcli.data.parts_dataset types them."""
     import fsspec
+
+    from revcli import parts as parts_mod
 
     url = str(url).removeprefix("file://")
     if url.startswith("s3:/") and not url.startswith("s3://"):  # it went through a Path
@@ -106,34 +117,53 @@ def _list_parts(url: str, options: dict[str, Any]) -> Parts:
     is_s3 = url.startswith("s3://")
     try:
         fs, root = fsspec.core.url_to_fs(url, **(options if is_s3 else {}))
+        root = root.rstrip("/")
         if fs.isdir(root):
-            found = fs.find(root)
-            files = sorted(f for f in found if f.endswith(PARQUET_SUFFIXES) and not any(
-                seg.startswith((".", "_")) for seg in f[len(root):].split("/")))
-            if not files:
-                raise DataError(f"{url} holds no parquet parts (*.parquet)")
+            if is_s3:
+                relatives = sorted(r for r in (f[len(root):].lstrip("/") for f in fs.find(root))
+                                   if parts_mod.is_part(r))
+            else:
+                relatives, _ = parts_mod.list_local(Path(root))
+            if not relatives:
+                raise NotFoundError(f"{url} holds no parquet parts (*.parquet files outside _ "
+                                    "and . names)")
+            files = [f"{root}/{r}" for r in relatives]
         elif fs.isfile(root):
-            files = [root]
+            relatives, files = [], [root]
         else:
             raise NotFoundError(f"{url} does not exist")
+        hive = None
+        keys = parts_mod.hive_keys(relatives)
+        if keys:
+            import pyarrow.dataset as ds
+
+            dataset = ds.dataset(files, filesystem=fs if is_s3 else None, format="parquet",
+                                 partition_base_dir=root, partitioning=(
+                                     ds.HivePartitioning.discover(infer_dictionary=False)))
+            import pyarrow as pa
+
+            hive = pa.schema([dataset.schema.field(k) for k in keys])
     except RevcliError:
         raise
-    except Exception as exc:  # s3fs / botocore: unreachable endpoint, access denied, ...
+    except Exception as exc:  # s3fs / botocore / arrow: unreachable endpoint, access denied
         raise StorageError(f"cannot list {url}: {first_line(exc)}") from None
     return Parts(url=url, root=root, files=tuple(files), protocol="s3" if is_s3 else "file",
-                 options=options if is_s3 else {})
+                 options=options if is_s3 else {}, hive=hive)
 
 
 def _read_part(file: str, parts: Parts, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """One part as pandas, on a worker: Hive ``key=value`` directories between the dataset's
-    root and the file become columns. A part that went missing is named."""
+    """One part as pandas, on a worker, its Hive keys as columns after the file's. A part that
+    went missing is named."""
     import pyarrow.dataset as ds
 
-    relative = file[len(parts.root):].strip("/").split("/")[:-1]
-    hive = [seg for seg in relative if "=" in seg]
     try:
         fs = None if parts.local else parts.filesystem()
-        dataset = ds.dataset(file, filesystem=fs, format="parquet")
+        if parts.hive is not None:
+            dataset = ds.dataset([file], filesystem=fs, format="parquet",
+                                 partition_base_dir=parts.root,
+                                 partitioning=ds.HivePartitioning(parts.hive))
+        else:
+            dataset = ds.dataset(file, filesystem=fs, format="parquet")
         table = dataset.to_table(columns=[c for c in columns if c in dataset.schema.names]
                                  if columns is not None else None)
     except FileNotFoundError:
@@ -142,12 +172,7 @@ def _read_part(file: str, parts: Parts, columns: Sequence[str] | None = None) ->
     except OSError as exc:
         raise DataError(f"part {parts.name(file)} is not a readable parquet file "
                         f"({first_line(exc)})") from None
-    frame = table.to_pandas()
-    for seg in hive:
-        key, _, value = seg.partition("=")
-        if columns is None or key in columns:
-            frame[key] = value  # text: the same dtype in every part
-    return frame
+    return table.to_pandas()
 
 
 def _empty_part(file: str, parts: Parts) -> pd.DataFrame:
@@ -156,42 +181,51 @@ def _empty_part(file: str, parts: Parts) -> pd.DataFrame:
 
 
 def _dataset_record(parts: Parts, known: DatasetRecord | None) -> DatasetRecord:
-    """The record of a dataset given as ``--data`` (``known``: the workspace's own). One file
-    hashes as the in-process path hashes it (same sha256, comparable runs); a directory hashes
-    its parts' names and sha256s; an S3 prefix its keys, sizes and ETags."""
+    """The record of a dataset given as ``--data`` (``known``: the workspace's own). A local
+    file or directory hashes as the in-process path hashes it (the same sha256: comparable
+    runs; cached once the run succeeded, as in-process); an S3 prefix its keys, sizes and
+    ETags (read where it is)."""
     import pyarrow.parquet as pq
+
+    from revcli import parts as parts_mod
 
     if known is not None:
         return known
     fs = parts.filesystem()
-    digest = hashlib.sha256()
-    rows = size = 0
-    schema = None
+    rows, sizes, schema = [], [], None
     for file in parts.files:
-        info = fs.info(file)
-        size += int(info.get("size") or 0)
-        if parts.local and len(parts.files) == 1:
-            sha = atomic.sha256_file(Path(file))
-        elif parts.local:
-            digest.update(f"{parts.name(file)}\0{atomic.sha256_file(Path(file))}\n".encode())
-        else:
-            digest.update(f"{parts.name(file)}\0{info.get('size')}\0"
-                          f"{info.get('ETag', '')}\n".encode())
+        sizes.append(int(fs.info(file).get("size") or 0))
         with fs.open(file, "rb") as fh:
             meta = pq.read_metadata(fh)
-        rows += meta.num_rows
+        rows.append(meta.num_rows)
         schema = schema or meta.schema.to_arrow_schema()
-    if not (parts.local and len(parts.files) == 1):
-        sha = digest.hexdigest()
     assert schema is not None
-    return DatasetRecord(
-        sha256=sha, path=Path(parts.root), source=parts.url, rows=rows,
-        columns=[{"name": n, "dtype": str(t)} for n, t in
-                 zip(schema.names, schema.types, strict=True)],
-        created="", bytes=size,
-        extra={"pending": True} if parts.local and len(parts.files) == 1 and parts.root ==
-        parts.files[0] else {"parts": len(parts.files)},
-        mtime_ns=Path(parts.root).stat().st_mtime_ns if parts.local else None)
+    if parts.hive is not None:
+        for key in parts.hive:
+            schema = schema.append(key)
+    columns = [{"name": n, "dtype": str(t)} for n, t in zip(schema.names, schema.types,
+                                                            strict=True)]
+    common = {"path": Path(parts.root), "rows": sum(rows), "columns": columns, "created": "",
+              "bytes": sum(sizes)}
+    if parts.local and not parts.is_directory:
+        return DatasetRecord(sha256=atomic.sha256_file(parts.root),
+                             source=str(Path(parts.root).resolve()), extra={"pending": True},
+                             mtime_ns=Path(parts.root).stat().st_mtime_ns, **common)
+    relatives = [f[len(parts.root):].lstrip("/") for f in parts.files]
+    if parts.local:
+        shas = parts_mod.hash_local(Path(parts.root), relatives)
+        entries = [parts_mod.Part(path=r, bytes=b, rows=n, sha256=h)
+                   for (r, h), b, n in zip(shas, sizes, rows, strict=True)]
+        return DatasetRecord(sha256=parts_mod.dataset_sha256(shas),
+                             source=str(Path(parts.root).resolve()) + "/",
+                             extra={"pending": True}, parts=[p.to_dict() for p in entries],
+                             **common)
+    digest = hashlib.sha256()
+    for file, size in zip(parts.files, sizes, strict=True):
+        digest.update(f"{parts.name(file)}\0{size}\0{fs.info(file).get('ETag', '')}\n"
+                      .encode())
+    return DatasetRecord(sha256=digest.hexdigest(), source=parts.url,
+                         extra={"parts": len(parts.files)}, **common)
 
 
 # -- on the workers: one part at a time -----------------------------------------------------------
@@ -343,8 +377,8 @@ class ClusterPrepared:
         strategies.get(strategy).check_data(proxy)
 
     def commit(self) -> DatasetRecord:
-        """A ``--data`` file is cached once the run succeeded, as in-process; a directory or a
-        prefix of parts is read where it is (caching parts is ``revcli fetch``'s)."""
+        """A local ``--data`` file or directory is cached once the run succeeded, as
+        in-process; an S3 prefix is read where it is (``revcli fetch`` caches it)."""
         if self.dataset.extra.get("pending"):
             return pipeline.Prepared.commit(self)  # type: ignore[arg-type]
         return self.dataset
@@ -562,6 +596,11 @@ class DaskEngine:
         (sample,) = self.compute(sample)
         sample = pd.DataFrame(sample).reset_index(drop=True)
         record = dataclasses.replace(record, rows=rows)
+        if record.is_parts and record.extra.get("pending"):
+            # checked on the cluster: caching the parts (commit) need not read them again
+            record = dataclasses.replace(record, parts=[
+                {**p, "converters": f.get("converters", 0)}
+                for p, f in zip(record.parts, facts, strict=True)])
         return ClusterPrepared(workspace=workspace, dataset=record, parts=parts, frame=frame,
                                table=Columns(features, drop), split=split, counts=counts,
                                baselines=baselines, column_stats=stats, sample=sample,

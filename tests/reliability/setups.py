@@ -364,6 +364,30 @@ def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
     return run
 
 
+def evil_pending(run_id: str | None = None, garbage: bool = False) -> Setup:
+    """A hostile pickle left as a pending run for `revcli runs sync`, with a forged model.json
+    and pending.json that record its true sha256. ``run_id``: the run the pending file names
+    (None: it never reached the store, as in ``models/unlogged-<hex>/``; ``"{run}"``: the
+    template's real run). ``garbage``: pending.json is not JSON at all."""
+    def run(ctx: Ctx) -> None:
+        rid = ctx.fmt(run_id) if run_id else None
+        directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
+        sha = write_evil(directory / "model.joblib", ctx.root / MARKER)
+        (directory / "model.json").write_text(json.dumps(
+            forged_meta(ctx, sha, rid or directory.name), indent=2))
+        if garbage:
+            (directory / "pending.json").write_text("{not json")
+            return
+        pending = {"run_id": rid, "experiment": "Revenue_Prediction_Regression",
+                   "experiment_id": None, "run_name": "planted", "parent_run_id": None,
+                   "note": None, "user_tags": {}, "tags": {"revcli.model_sha256": sha,
+                                                          "revcli.strategy": "all"},
+                   "params": {}, "metrics": {}, "plots": {}, "dataset": {}}
+        (directory / "pending.json").write_text(json.dumps(pending))
+        frame().drop(columns=["revenue"]).head(5).to_parquet(directory / "sample.parquet")
+    return run
+
+
 def no_marker(ctx: Ctx, outcome: Any) -> list[str]:
     return [f"the hostile pickle ran: {MARKER} was created"] if (ctx.root / MARKER).exists() \
         else []
@@ -417,3 +441,69 @@ def wait(seconds: float) -> Setup:
     def run(ctx: Ctx) -> None:
         time.sleep(seconds)
     return run
+
+
+# -- datasets made of parts (revcli.parts) ----------------------------------------------------
+
+PART_DAYS = ("2015-03-01", "2015-03-02", "2015-03-03")
+
+
+def parts_dir(name: str, break_second: Callable[[Path], None] | None = None) -> Setup:
+    """Write the demo frame as three Hive parts ``<name>/dt=<day>/part-0.parquet`` (with a
+    ``_SUCCESS`` beside them), then ``break_second(path of the second part)``."""
+    def run(ctx: Ctx) -> None:
+        import numpy as np
+
+        f = frame()
+        for day, rows in zip(PART_DAYS, np.array_split(np.arange(len(f)), 3), strict=True):
+            path = ctx.root / name / f"dt={day}" / "part-0.parquet"
+            path.parent.mkdir(parents=True)
+            f.iloc[rows].to_parquet(path, index=False)
+        (ctx.root / name / "_SUCCESS").write_text("")
+        if break_second is not None:
+            break_second(ctx.root / name / f"dt={PART_DAYS[1]}" / "part-0.parquet")
+    return run
+
+
+def part_bytes(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(data)
+
+
+def part_frame(mutate: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def run(path: Path) -> None:
+        import pandas as pd
+
+        mutate(pd.read_parquet(path)).to_parquet(path, index=False)
+    return run
+
+
+def no_parts(name: str) -> Setup:
+    """A directory with only the files an export leaves beside its parts."""
+    def run(ctx: Ctx) -> None:
+        (ctx.root / name / "_temporary").mkdir(parents=True)
+        (ctx.root / name / "_SUCCESS").write_text("")
+        (ctx.root / name / "notes.txt").write_text("no parts here")
+    return run
+
+
+def cached_parts(name: str, damage: Callable[[Path], None]) -> Setup:
+    """Fetch the parts directory ``name`` into the workspace (current), then ``damage(the
+    cached directory)``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import fetch
+        from revcli.workspace import Workspace
+
+        parts_dir(name)(ctx)
+        record = fetch.fetch_local(Workspace(ctx.ws), ctx.root / name)
+        damage(record.path)
+    return run
+
+
+def killed_parts_fetch(ctx: Ctx) -> None:
+    """The temp directory a `revcli fetch <prefix>` killed with SIGKILL leaves behind."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that is gone
+    orphan = ctx.ws / "datasets" / f".incoming.{proc.pid}.k1ll3d.parts.tmp"
+    (orphan / "dt=2015-03-01").mkdir(parents=True)
+    (orphan / "dt=2015-03-01" / "part-0.parquet").write_bytes(b"x" * 4096)
+    ctx.values["orphan"] = str(orphan)
