@@ -775,10 +775,11 @@ class DaskEngine:
         for file in parts.files:
             with fs.open(file, "rb") as fh:
                 lengths.append(pq.read_metadata(fh).num_rows)
-        names = list(footers[0].names)
+        names = [*footers[0].names, *(parts.hive.names if parts.hive is not None else [])]
         features = loaded.features
         ids, ignored = predict_mod.columns_of(parts.url, names, features, reporter)
-        schema = predict_mod.output_schema(loaded, [footers[0].field(c) for c in ids])
+        schema = predict_mod.output_schema(loaded, [
+            footers[0].field(c) if c in footers[0].names else parts.hive.field(c) for c in ids])
         outputs = loaded.model.output_columns()
         offsets = np.r_[0, np.cumsum(lengths)[:-1]]
         tasks = [dask.delayed(_predict_part)(f, parts, loaded.model, features, ids, int(o),

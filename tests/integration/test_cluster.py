@@ -234,3 +234,42 @@ def test_cluster_local_is_started_and_stopped_by_revcli(table, isolated) -> None
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before
             and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [p.cmdline() for p in left]
+
+
+def test_hive_parts_read_on_the_cluster_as_in_process(cluster, table, isolated,
+                                                      tmp_path) -> None:
+    """Hive key=value directories: the same columns and types, the same dataset sha256, the same
+    row order as the in-process reader of parts (revcli.data.parts_dataset)."""
+    import joblib
+
+    from revcli import predict, train
+    from revcli.data import read_parquet
+
+    frame, _, _ = table
+    hive = tmp_path / "hive"
+    for weekend, rows in frame.groupby(frame["is_weekend"].astype(int)):
+        directory = hive / f"weekend={weekend}"
+        directory.mkdir(parents=True)
+        half = len(rows) // 2
+        rows.iloc[:half].to_parquet(directory / "part-0.parquet", index=False)
+        rows.iloc[half:].to_parquet(directory / "part-1.parquet", index=False)
+    (hive / "_SUCCESS").write_text("")
+    st = _settings(isolated, cluster=cluster, strategy="converting_only")
+    result = train.train(st, data=hive, plots=False)
+    assert result.dataset.sha256 == fetch.inspect_local(hive).sha256
+    assert "weekend" in result.features
+    in_process = read_parquet(hive)
+    model = joblib.load(result.model_path)
+    assert model.featurizer_.kinds_["weekend"] == "number"  # int32, as parts_dataset types it
+    assert str(in_process["weekend"].dtype) == "int32"
+    # cached on success, as `train --data <dir>` does in-process
+    assert result.dataset.sha256 in {r.sha256 for r in
+                                     __import__("revcli.workspace").workspace.Workspace(
+                                         isolated).datasets()}
+    scored = predict.predict(st, data=hive, out=tmp_path / "scored.parquet",
+                             run=result.run_id)
+    here = predict.predict(_settings(isolated), data=hive, out=tmp_path / "here.parquet",
+                           run=result.run_id)
+    a, b = pd.read_parquet(scored.output), pd.read_parquet(here.output)
+    np.testing.assert_array_equal(a["row"].to_numpy(), b["row"].to_numpy())
+    assert np.abs(a["prediction"].to_numpy() - b["prediction"].to_numpy()).max() <= 1e-6
