@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from revcli.predict import PredictResult
     from revcli.settings import Settings
 
+_DIED = ("Dask workers died while running revcli's tasks (each retry too): out of memory? give "
+         "each worker more --worker-memory, or use more workers; nothing was saved")
 _MISMATCH = ("the Dask scheduler or workers cannot load revcli's tasks: they need the same revcli "
              "(and library) versions as this process; pip install 'revcli[dask]' there, the "
              "same version, and restart them")
@@ -389,7 +391,7 @@ class ClusterPrepared:
 def _quiet_logs() -> None:
     for name in ("distributed", "distributed.worker", "distributed.scheduler",
                  "distributed.nanny", "distributed.core", "distributed.client"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _memory_limit(text: str | None) -> Any:
@@ -437,7 +439,7 @@ class DaskEngine:
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
                     memory_limit=_memory_limit(settings.worker_memory),
-                    dashboard_address=":0", silence_logs=logging.ERROR)
+                    dashboard_address=":0", silence_logs=logging.CRITICAL)
                 client = distributed.Client(cluster, set_as_default=True)
             else:
                 if not address.startswith(("tcp://", "tls://", "ucx://", "ws://", "wss://")):
@@ -501,10 +503,8 @@ class DaskEngine:
             raise
         except FileNotFoundError as exc:
             raise DataError(f"a part is missing: {first_line(exc)}") from None
-        except KilledWorker as exc:
-            raise ClusterError(f"a Dask worker died while working on a task ({first_line(exc)});"
-                               " out of memory? give more --worker-memory or more workers"
-                               ) from None
+        except KilledWorker:
+            raise ClusterError(_DIED) from None
         except (FutureCancelledError, OSError) as exc:
             raise ClusterError(f"the Dask cluster failed: {first_line(exc)}") from None
         except RuntimeError as exc:
@@ -735,8 +735,7 @@ class DaskEngine:
         from distributed.scheduler import KilledWorker
 
         if isinstance(exc, KilledWorker):
-            raise ClusterError(f"a Dask worker died during the fit ({first_line(exc)}); out of "
-                               "memory? give more --worker-memory or more workers") from None
+            raise ClusterError(_DIED) from None
         if isinstance(exc, FileNotFoundError):
             raise DataError(f"a part is missing: {first_line(exc)}") from None
         raise exc
@@ -823,9 +822,8 @@ class DaskEngine:
             return future.result()
         except RevcliError:
             raise
-        except KilledWorker as exc:
-            raise ClusterError(f"a Dask worker died while scoring ({first_line(exc)}); out of "
-                               "memory? give more --worker-memory or more workers") from None
+        except KilledWorker:
+            raise ClusterError(_DIED) from None
 
 
 def _predict_with(X: pd.DataFrame, estimator: Any) -> np.ndarray:

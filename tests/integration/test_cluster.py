@@ -273,3 +273,22 @@ def test_hive_parts_read_on_the_cluster_as_in_process(cluster, table, isolated,
     a, b = pd.read_parquet(scored.output), pd.read_parquet(here.output)
     np.testing.assert_array_equal(a["row"].to_numpy(), b["row"].to_numpy())
     assert np.abs(a["prediction"].to_numpy() - b["prediction"].to_numpy()).max() <= 1e-6
+
+
+@pytest.mark.slow
+def test_workers_out_of_memory_is_one_line_exit_2(table, isolated) -> None:
+    """Workers that cannot live within --worker-memory die (Dask's nanny kills them) on every
+    retry: one Error: line, exit 2, nothing saved."""
+    from typer.testing import CliRunner
+
+    from revcli.cli import app
+
+    _, _, parts = table
+    done = CliRunner().invoke(app, ["train", "--cluster", "local", "--cluster-workers", "1",
+                                    "--worker-memory", "200MB", "--data", str(parts),
+                                    "--no-plots"])
+    assert done.exit_code == 2, done.output[-2000:]
+    errors = [line for line in done.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: Dask workers died")
+    assert "Traceback" not in done.output and " - ERROR - " not in done.output
+    assert not (isolated / "models").exists() or not any((isolated / "models").iterdir())
