@@ -502,6 +502,9 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
     the converters with its own order values, as the seed scored it.
     """
+    from revcli import engines
+
+    engines.in_process_only(settings, "compare strategies", reporter)
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
     chosen = list(dict.fromkeys(strategy_names or strategies.names()))
     sort_key(sort)

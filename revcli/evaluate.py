@@ -275,6 +275,9 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
     ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
     """
+    from revcli import engines
+
+    engines.in_process_only(settings, "evaluate", reporter)
     if segment_sort not in reports.SEGMENT_SORTS:
         raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
                           f"{', '.join(reports.SEGMENT_SORTS)}")

@@ -103,3 +103,24 @@ def test_a_cluster_address_that_is_no_address_is_refused() -> None:
     pytest.importorskip("distributed")
     done = CliRunner().invoke(app, ["train", "--cluster", "somewhere"])
     assert done.exit_code == 2 and "give local or a scheduler address" in done.output
+
+
+def test_commands_that_run_in_process_only_say_so_when_a_cluster_is_set() -> None:
+    from revcli import engines
+    from revcli.progress import Reporter
+
+    class Recorder(Reporter):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    recorder = Recorder()
+    engines.in_process_only(settings.resolve(env={}), "tune", recorder)
+    assert recorder.warnings == []
+    st = settings.resolve(env={"DASK_SCHEDULER_ADDRESS": "tcp://scheduler:8786"})
+    assert st.cluster == "tcp://scheduler:8786"
+    engines.in_process_only(st, "tune", recorder)
+    assert recorder.warnings == ["tune runs in this process: the cluster setting "
+                                 "(env:DASK_SCHEDULER_ADDRESS) is used by train and predict only"]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from revcli.settings import Settings
 
 __all__ = ["DASK", "IN_PROCESS", "LOCAL_CLUSTER", "Engine", "check", "cluster_estimators",
-           "open_engine"]
+           "in_process_only", "open_engine"]
 
 
 def cluster_estimators() -> list[str]:
@@ -56,6 +56,14 @@ def check(settings: Settings, estimators: Iterable[str] = ()) -> None:
         raise ConfigError("--split time runs in this process only; on a cluster each row's side "
                           "is decided by a hash of its id (README: Beyond one machine); drop "
                           "--split time or --cluster")
+
+
+def in_process_only(settings: Settings, command: str, reporter: Reporter = SILENT) -> None:
+    """Say so when a cluster is set (REVCLI_CLUSTER, DASK_SCHEDULER_ADDRESS, the config file)
+    for a command that runs in this process only, rather than ignore it silently."""
+    if settings.cluster:
+        reporter.warn(f"{command} runs in this process: the cluster setting "
+                      f"({settings.source_of('cluster')}) is used by train and predict only")
 
 
 @contextlib.contextmanager

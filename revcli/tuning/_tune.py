@@ -398,6 +398,9 @@ def tune(settings: Settings, *, data: str | Path | None = None,
     and log everything to MLflow. Resumes the study of the same setup if there is one.
     ``note`` and ``tags`` describe the parent run (``--note``, ``--tag``)."""
     clock = time.perf_counter()
+    from revcli import engines
+
+    engines.in_process_only(settings, "tune", reporter)
     session = _open(settings, data, drop_features, study_name, fresh, reporter,
                     {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})})
     try:
