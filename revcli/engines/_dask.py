@@ -414,7 +414,7 @@ class DaskEngine:
         self.client = client
         self.cluster = cluster          # a LocalCluster revcli started, else None
         self.settings = settings
-        self._saved_levels: dict[str, int] = {}
+        self.reporter: Reporter = SILENT
 
     @classmethod
     def connect(cls, settings: Settings, reporter: Reporter = SILENT) -> DaskEngine:
@@ -459,6 +459,7 @@ class DaskEngine:
                                f"{first_line(exc)}; start it (dask scheduler) or fix --cluster "
                                "/ DASK_SCHEDULER_ADDRESS") from None
         engine = cls(client, cluster, settings)
+        engine.reporter = reporter
         reporter.note(f"Dask dashboard: {engine.dashboard}")
         return engine
 
@@ -491,14 +492,22 @@ class DaskEngine:
 
     # -- running tasks ---------------------------------------------------------------------
 
-    def compute(self, *things: Any) -> Any:
-        """``dask.compute`` on this cluster, a worker's death or a lost part as one line."""
+    def compute(self, *things: Any, label: str | None = None) -> Any:
+        """``dask.compute`` on this cluster, a worker's death or a lost part as one line;
+        with ``label``, a progress bar that follows the tasks (one per part) as they finish."""
         import dask
+        from distributed import as_completed
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
         try:
-            return dask.compute(*things, scheduler=self.client)
+            if label is None:
+                return dask.compute(*things, scheduler=self.client)
+            futures = self.client.compute(list(things))
+            with self.reporter.task(label, total=len(futures), unit="parts") as task:
+                for _ in as_completed(futures):
+                    task.advance(1)
+            return tuple(f.result() for f in futures)
         except RevcliError:
             raise
         except FileNotFoundError as exc:
@@ -548,7 +557,8 @@ class DaskEngine:
         (meta,) = self.compute(dask.delayed(_empty_part)(parts.files[0], parts))
         read = [dask.delayed(_read_part)(f, parts) for f in parts.files]
         facts = self.compute(*[dask.delayed(_check_part)(p, parts.name(f), drop)
-                               for p, f in zip(read, parts.files, strict=True)])
+                               for p, f in zip(read, parts.files, strict=True)],
+                             label="reading and checking the parts")
         rows = sum(f["rows"] for f in facts)
         if rows == 0:
             raise DataError(f"{parts.url} has no rows")
@@ -573,7 +583,7 @@ class DaskEngine:
         frame = self.client.persist(frame)
         spec = self._featurizer_spec(settings)
         sums = self.compute(*[dask.delayed(_part_sums)(p, features, not spec.handles_missing)
-                              for p in frame.to_delayed()])
+                              for p in frame.to_delayed()], label="splitting; encoding statistics")
         counts = {k: sum(s[k] for s in sums) for k in
                   ("train_rows", "test_rows", "train_converters", "test_converters")}
         if not counts["train_converters"] or not counts["test_converters"]:
@@ -621,7 +631,8 @@ class DaskEngine:
 
         features = prepared.table.features
         per_part = self.compute(*[dask.delayed(_audit_counts)(p, features)
-                                  for p in prepared.frame.to_delayed()])
+                                  for p in prepared.frame.to_delayed()],
+                                label="leakage audit")
         n_orders = prepared.counts["train_converters"]
         findings = []
         for name in features:
