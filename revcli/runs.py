@@ -2,7 +2,7 @@
 
 The one path ``train``, ``tune`` (its refit best model) and ``compare strategies`` share after
 :mod:`revcli.pipeline` has fitted and scored a model: targets and honesty (:func:`pipeline.judge`),
-importance, the model saved as joblib with its ``model.json`` *before* anything is
+importance, the model saved (skops, revcli.serialization) with its ``model.json`` *before* anything is
 sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run through
 :func:`revcli.tracking.log_training`.
 """
@@ -26,7 +26,8 @@ from revcli.workspace import DatasetRecord, Workspace
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"  # revcli.serialization.SKOPS_FILE: no pickle in a workspace
+LEGACY_MODEL_FILE = "model.joblib"  # what older workspaces hold (loaded under the sha256 rule)
 META_FILE = "model.json"
 RESULT_FILE = "scorecard.json"
 
@@ -150,28 +151,29 @@ def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline
 
 def save_model(workspace: Workspace, name: str, model: Any, meta: Mapping[str, Any],
                result: Mapping[str, Any] | None = None) -> tuple[Path, str]:
-    """joblib file + model.json (with its sha256) [+ the scorecard] under ``models/<name>/``,
+    """skops file + model.json (with its sha256) [+ the scorecard] under ``models/<name>/``,
     each written atomically."""
     import shutil
 
-    import joblib
-
+    from revcli import serialization
     from revcli.errors import StorageError
 
     directory = workspace.model_dir(name)
     new = not directory.exists()
     path = directory / MODEL_FILE
     try:
-        with atomic.atomic_path(path) as tmp:
-            joblib.dump(model, tmp)
+        with atomic.atomic_path(path, suffix=".skops") as tmp:
+            serialization.dump(model, tmp)
             sha = atomic.sha256_file(tmp)
         atomic.write_json(directory / META_FILE, {**meta, "model_sha256": sha,
                                                   "model_file": path.name})
         if result is not None:
             atomic.write_json(directory / RESULT_FILE, result)
-    except OSError as exc:
+    except BaseException as exc:
         if new:  # nothing half-written: not even an empty directory
             shutil.rmtree(directory, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
         raise StorageError(f"cannot save the fitted model in {directory}: "
                            f"{exc.strerror or exc}; free some space or choose another "
                            "--workspace") from None

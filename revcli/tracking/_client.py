@@ -88,7 +88,7 @@ def _scope() -> Iterator[None]:
 
 # Libraries whose versions a run records, by distribution name (import name may differ).
 _LIBRARIES = ("scikit-learn", "xgboost-cpu", "xgboost", "numpy", "pandas", "pyarrow", "mlflow",
-              "optuna", "joblib", "cloudpickle")
+              "optuna", "joblib", "skops")
 
 
 def library_versions() -> dict[str, str]:
@@ -104,7 +104,7 @@ def model_requirements() -> list[str]:
     versions = library_versions()
     return [f"{dist}=={versions[dist]}" for dist in
             ("scikit-learn", "xgboost-cpu" if "xgboost-cpu" in versions else "xgboost", "numpy",
-             "pandas", "pyarrow", "cloudpickle", "mlflow") if dist in versions]
+             "pandas", "pyarrow", "skops", "mlflow") if dist in versions]
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -310,9 +310,10 @@ class Tracker:
         return self.call("log the model", _model.log_model, self, run_id, model, sample,
                          list(code_paths))
 
-    def load_model(self, run: LoggedRun) -> Any:
-        """The model a run logged to MLflow (downloaded and unpickled: callers decide whether
-        it is trusted)."""
+    def load_model(self, run: LoggedRun) -> tuple[Any, str]:
+        """The model a run logged to MLflow and its format: a skops file is loaded with
+        revcli's trusted types only; an older cloudpickle one is unpickled (callers decide
+        whether it is trusted)."""
         from revcli.tracking import _model
 
         return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run)

@@ -65,16 +65,38 @@ def table_signature(sample: Any, predictions: Any) -> Any:
     return ModelSignature(Schema(inputs), outputs)
 
 
+def _stage_code(directory: Path) -> str:
+    """A copy of the few revcli modules a logged model needs at load time
+    (:data:`revcli.serialization.MODEL_MODULES`), as a ``revcli`` package under ``directory``:
+    the model's ``code/`` instead of the whole package."""
+    import shutil
+
+    import revcli
+    from revcli.serialization import MODEL_MODULES
+
+    source = Path(revcli.__file__).parent
+    target = directory / "revcli"
+    for module in MODEL_MODULES:
+        relative = Path(*module.split(".")[1:])
+        file = (relative / "__init__.py" if (source / relative).is_dir()
+                else relative.with_suffix(".py"))
+        (target / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / file, target / file)
+    return str(target)
+
+
 def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
               code_paths: Sequence[str] = ()) -> str:
-    """Log ``model`` (sklearn flavour, cloudpickle, pinned requirements, a signature from the
-    ``sample`` rows and the model's own predictions on them) as ``model`` of run ``run_id``;
-    returns ``models:/<model id>``."""
+    """Log ``model`` as ``model`` of run ``run_id``: a skops file (no pickle) with revcli's
+    trusted types, MLflow's sklearn flavour and a pyfunc flavour whose loader is revcli's own
+    (:func:`revcli.serialization._load_pyfunc`), pinned requirements, the few revcli modules
+    the model's classes live in, and a signature from the ``sample`` rows and the model's own
+    predictions on them; returns ``models:/<model id>``."""
     import mlflow.sklearn
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    import revcli
+    from revcli import serialization
 
     _skip_package_scan()
     client = tracker.client
@@ -92,11 +114,11 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
             local = Path(tmp) / MODEL_NAME
             mlflow.sklearn.save_model(
                 model, path=str(local), mlflow_model=description, signature=signature,
-                # skops refuses tree models without a trusted-types list; the strategies are
-                # revcli's own classes, shipped with the model (code_paths).
-                serialization_format="cloudpickle",
+                serialization_format="skops",
+                skops_trusted_types=serialization.trusted_types(),
                 pip_requirements=model_requirements(),
-                code_paths=[*code_paths, str(Path(revcli.__file__).parent)])
+                code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
+            _pyfunc_through_revcli(local)
             client.log_model_artifacts(logged.model_id, str(local))
     except BaseException:
         import contextlib
@@ -106,6 +128,19 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         raise
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return f"models:/{logged.model_id}"
+
+
+def _pyfunc_through_revcli(local: Path) -> None:
+    """Point the saved model's pyfunc flavour at revcli's loader: MLflow's sklearn loader
+    refuses every format, skops included, under ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``
+    (it takes the trusted types from the MLmodel file, which the model's writer controls);
+    revcli's loader takes them from revcli itself, so the safe file loads with pickle off."""
+    from mlflow.models import Model
+    from mlflow.pyfunc import FLAVOR_NAME
+
+    description = Model.load(str(local))
+    description.flavors[FLAVOR_NAME]["loader_module"] = "revcli.serialization"
+    description.save(str(local / "MLmodel"))
 
 
 def log_dataset(tracker: Tracker, run_id: str, *, name: str, digest: str, source: str,
@@ -138,12 +173,14 @@ def _mlflow_type(arrow: str) -> str:
             "float": "float"}.get(arrow, arrow)
 
 
-def load_model(tracker: Tracker, run: Any) -> Any:
-    """Download the run's logged ``model`` from its artifact location and load it with the
-    sklearn flavour (the tracking URI is passed, never set globally)."""
+def load_model(tracker: Tracker, run: Any) -> tuple[Any, str]:
+    """Download the run's logged ``model`` and load it (the tracking URI is passed, never set
+    globally): a skops file through :func:`revcli.serialization.load` (trusted types only),
+    an older cloudpickle one with MLflow's sklearn flavour (callers decide whether it is
+    trusted). Returns the model and its format (SKOPS or PICKLE)."""
     import mlflow.artifacts
-    import mlflow.sklearn
 
+    from revcli import serialization
     from revcli.errors import NotFoundError
     from revcli.tracking.registry import logged_model_id
 
@@ -152,6 +189,10 @@ def load_model(tracker: Tracker, run: Any) -> Any:
         raise NotFoundError(f"run {run.run_id} logged no MLflow model named {MODEL_NAME!r}")
     location = tracker.client.get_logged_model(model_id).artifact_location
     with tempfile.TemporaryDirectory(prefix="revcli-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
-                                                    tracking_uri=tracker.uri)
-        return mlflow.sklearn.load_model(local)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                         tracking_uri=tracker.uri))
+        if (local / serialization.SKOPS_FILE).is_file():
+            return serialization.load(local / serialization.SKOPS_FILE), serialization.SKOPS
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(str(local)), serialization.PICKLE
