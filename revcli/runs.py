@@ -9,16 +9,18 @@ sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import atomic, leakage, metrics, pipeline, targets, tracking
-from revcli.errors import RevcliError, TrackingError
+from revcli.errors import RevcliError, TrackingError, first_line
 from revcli.progress import SILENT, Reporter
 from revcli.tracking import RunRecord
 from revcli.workspace import DatasetRecord, Workspace
@@ -149,31 +151,62 @@ def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline
     }
 
 
-def save_model(workspace: Workspace, name: str, model: Any, meta: Mapping[str, Any],
-               result: Mapping[str, Any] | None = None) -> tuple[Path, str]:
-    """skops file + model.json (with its sha256) [+ the scorecard] under ``models/<name>/``,
-    each written atomically."""
-    import shutil
+def model_path(directory: Path) -> Path:
+    """The model file of a ``models/<run>/`` directory: ``model.skops``, or the
+    ``model.joblib`` of a model an older revcli saved."""
+    skops, legacy = directory / MODEL_FILE, directory / LEGACY_MODEL_FILE
+    return legacy if legacy.is_file() and not skops.is_file() else skops
 
+
+@contextlib.contextmanager
+def staged_model(workspace: Workspace, model: Any) -> Iterator[tuple[Path, str]]:
+    """The model dumped (skops, revcli.serialization) to a temp file in ``models/`` and its
+    sha256, before any run exists: the run is then created with the hash as its tag, so the
+    store vouches for the file from the run's first moment (``revcli runs sync`` loads nothing
+    the store does not vouch for). :func:`save_model` moves the file into place; otherwise it
+    is removed."""
     from revcli import serialization
     from revcli.errors import StorageError
 
+    stack = contextlib.ExitStack()
+    try:
+        tmp = stack.enter_context(atomic.temp_path(workspace.models_dir, suffix=".skops"))
+        serialization.dump(model, tmp)
+        sha = atomic.sha256_file(tmp)
+    except BaseException as exc:
+        stack.close()
+        if not isinstance(exc, OSError):
+            raise
+        raise StorageError(f"cannot save the fitted model in {workspace.models_dir}: "
+                           f"{exc.strerror or exc}; free some space or choose another "
+                           "--workspace") from None
+    with stack:
+        yield tmp, sha
+
+
+def save_model(workspace: Workspace, name: str, staged: tuple[Path, str],
+               meta: Mapping[str, Any], result: Mapping[str, Any] | None = None
+               ) -> tuple[Path, str]:
+    """The :func:`staged_model` file + model.json (with its sha256) [+ the scorecard] under
+    ``models/<name>/``, each written atomically."""
+    import shutil
+
+    from revcli.errors import StorageError
+
+    tmp, sha = staged
     directory = workspace.model_dir(name)
     new = not directory.exists()
     path = directory / MODEL_FILE
     try:
-        with atomic.atomic_path(path, suffix=".skops") as tmp:
-            serialization.dump(model, tmp)
-            sha = atomic.sha256_file(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
         atomic.write_json(directory / META_FILE, {**meta, "model_sha256": sha,
                                                   "model_file": path.name})
         if result is not None:
             atomic.write_json(directory / RESULT_FILE, result)
-    except BaseException as exc:
+    except OSError as exc:
         if new:  # nothing half-written: not even an empty directory
             shutil.rmtree(directory, ignore_errors=True)
-        if not isinstance(exc, OSError):
-            raise
         raise StorageError(f"cannot save the fitted model in {directory}: "
                            f"{exc.strerror or exc}; free some space or choose another "
                            "--workspace") from None
@@ -201,86 +234,93 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
 
     reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
-    record = record_of(prepared, settings, fitted, honesty, spec.command,
-                       {**spec.tags, **worker_tags()})
-    params = run_params(prepared, settings, fitted, hyper, spec.params)
-    unreachable: RevcliError | None = None
-    try:
-        run_id = spec.run_id or tracking.start(
-            tracker, experiment_id, record, run_name=spec.run_name,
-            parent_run_id=spec.parent_run_id, note=spec.note, tags=spec.user_tags)
-    except RevcliError as exc:
-        # A finished fit is never thrown away: saved under a local name, logged by `runs sync`.
-        unreachable, run_id = exc, f"{UNLOGGED}{uuid.uuid4().hex}"
-    meta = {
-        "run_id": run_id,
-        "strategy": settings.strategy,
-        "estimator": settings.estimator,
-        "params": dict(hyper),
-        "options": fitted.model.options(),
-        "features": prepared.table.features,
-        "dropped_features": prepared.table.dropped,
-        "encoding": fitted.model.featurizer_.describe(),
-        "dataset_sha256": prepared.dataset.sha256,
-        "split_hash": prepared.split.hash,
-        "split": prepared.split.describe(),
-        "seed": settings.seed,
-        "test_size": settings.test_size,
-        "metrics": card.to_dict()["metrics"],
-        "baseline_value": card.baseline_value,
-        "baseline_order_value": prepared.baselines.order_value,
-        "leakage": honesty.flagged,
-        "leaks": list(honesty.leaks),
-        "honest": honesty.honest,
-        "too_good": honesty.too_good,
-        "revcli_version": record.version,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    prepared.commit()
-    model_path, model_sha = save_model(prepared.workspace, run_id, fitted.model, meta)
-    record.model_sha256 = model_sha
-    plot_paths: dict[str, Path] = {}
-    if spec.plots:
-        label = f"{settings.strategy}: {card.population}"
-        from revcli import plots
+    with staged_model(prepared.workspace, fitted.model) as staged:
+        record = record_of(prepared, settings, fitted, honesty, spec.command,
+                           {**spec.tags, **worker_tags()}, model_sha256=staged[1])
+        params = run_params(prepared, settings, fitted, hyper, spec.params)
+        unreachable: RevcliError | None = None
+        try:
+            if spec.run_id:
+                run_id = spec.run_id
+                # best effort: if the store fails here, the logging below fails and says so
+                with contextlib.suppress(RevcliError):
+                    tracker.set_tag(run_id, tracking.record.SHA_TAG, staged[1])
+            else:
+                run_id = tracking.start(
+                    tracker, experiment_id, record, run_name=spec.run_name,
+                    parent_run_id=spec.parent_run_id, note=spec.note, tags=spec.user_tags)
+        except RevcliError as exc:
+            # A finished fit is never thrown away: saved under a local name, logged by
+            # `runs sync`.
+            unreachable, run_id = exc, f"{UNLOGGED}{uuid.uuid4().hex}"
+        meta = {
+            "run_id": run_id,
+            "strategy": settings.strategy,
+            "estimator": settings.estimator,
+            "params": dict(hyper),
+            "options": fitted.model.options(),
+            "features": prepared.table.features,
+            "dropped_features": prepared.table.dropped,
+            "encoding": fitted.model.featurizer_.describe(),
+            "dataset_sha256": prepared.dataset.sha256,
+            "split_hash": prepared.split.hash,
+            "split": prepared.split.describe(),
+            "seed": settings.seed,
+            "test_size": settings.test_size,
+            "metrics": card.to_dict()["metrics"],
+            "baseline_value": card.baseline_value,
+            "baseline_order_value": prepared.baselines.order_value,
+            "leakage": honesty.flagged,
+            "leaks": list(honesty.leaks),
+            "honest": honesty.honest,
+            "too_good": honesty.too_good,
+            "revcli_version": record.version,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        prepared.commit()
+        model_path, model_sha = save_model(prepared.workspace, run_id, staged, meta)
+        plot_paths: dict[str, Path] = {}
+        if spec.plots:
+            label = f"{settings.strategy}: {card.population}"
+            from revcli import plots
 
-        start = time.perf_counter()
-        plot_paths = plots.training_set(prepared.workspace.plots_dir / run_id, label, y_eval,
-                                        pred_eval, importance)
-        timings["plots"] = time.perf_counter() - start
-    result = TrainResult(
-        run_id=run_id, experiment=settings.experiment, tracking_uri=tracker.shown,
-        strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
-        dataset=prepared.dataset, features=prepared.table.features,
-        dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
-        honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
-        plots=plot_paths, importance=importance.values, timings=timings,
-        notes=list(prepared.notes), importance_method=importance.method)
-    atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
-    sample = prepared.X_test.iloc[:5]
-    pending = Pending(
-        directory=model_path.parent, run_id=None if unreachable else run_id,
-        experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
-        parent_run_id=spec.parent_run_id, note=spec.note, user_tags=dict(spec.user_tags),
-        tags=record.to_tags(), params={k: str(v) for k, v in params.items()},
-        metrics=tracking.score_metrics(card),
-        plots={k: str(v.relative_to(prepared.workspace.root)) for k, v in plot_paths.items()},
-        dataset=dataset_input(prepared))
-    pending.save(sample)
-    if unreachable is not None:
-        raise TrackingError(f"{unreachable}; {_saved(model_path.parent)}")
-    try:
-        result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
-                                       timings)
-    except RevcliError as exc:
-        tracking.fail(tracker, run_id)
-        raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None
-    except BaseException:
-        tracking.fail(tracker, run_id, "KILLED")
-        raise
-    # the plots are a step of their own: the rest is saving and logging
-    timings["log"] = time.perf_counter() - log_start - timings.get("plots", 0.0)
-    return result
+            start = time.perf_counter()
+            plot_paths = plots.training_set(prepared.workspace.plots_dir / run_id, label, y_eval,
+                                            pred_eval, importance)
+            timings["plots"] = time.perf_counter() - start
+        result = TrainResult(
+            run_id=run_id, experiment=settings.experiment, tracking_uri=tracker.shown,
+            strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
+            dataset=prepared.dataset, features=prepared.table.features,
+            dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
+            honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
+            plots=plot_paths, importance=importance.values, timings=timings,
+            notes=list(prepared.notes), importance_method=importance.method)
+        atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
+        sample = prepared.X_test.iloc[:5]
+        pending = Pending(
+            directory=model_path.parent, run_id=None if unreachable else run_id,
+            experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
+            parent_run_id=spec.parent_run_id, note=spec.note, user_tags=dict(spec.user_tags),
+            tags=record.to_tags(), params={k: str(v) for k, v in params.items()},
+            metrics=tracking.score_metrics(card),
+            plots={k: str(v.relative_to(prepared.workspace.root)) for k, v in plot_paths.items()},
+            dataset=dataset_input(prepared))
+        pending.save(sample)
+        if unreachable is not None:
+            raise TrackingError(f"{unreachable}; {_saved(model_path.parent)}")
+        try:
+            result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
+                                           timings)
+        except RevcliError as exc:
+            tracking.fail(tracker, run_id)
+            raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None
+        except BaseException:
+            tracking.fail(tracker, run_id, "KILLED")
+            raise
+        # the plots are a step of their own: the rest is saving and logging
+        timings["log"] = time.perf_counter() - log_start - timings.get("plots", 0.0)
+        return result
 
 
 UNLOGGED = "unlogged-"
@@ -332,10 +372,23 @@ class Pending:
 
     @classmethod
     def load(cls, directory: Path) -> Pending:
+        """The pending run of ``directory``; DataError when its file is not one revcli wrote."""
+        import dataclasses
         import json
 
-        data = json.loads((directory / PENDING_FILE).read_text())
-        return cls(directory=directory, **data)
+        from revcli.errors import DataError
+
+        path = directory / PENDING_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            names = {f.name for f in dataclasses.fields(cls)} - {"directory"}
+            if not isinstance(data, dict) or set(data) != names:
+                raise ValueError("not the fields of a pending run")
+            return cls(directory=directory, **data)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path} is not a pending run revcli wrote ({first_line(exc, 80)}); "
+                            f"remove the directory with `revcli runs delete {directory.name}` "
+                            "or move it away, then sync again") from None
 
     def log(self, tracker: tracking.Tracker, model: Any, sample: Any,
             scorecard: dict[str, Any], timings: dict[str, float] | None = None) -> str | None:
@@ -381,12 +434,15 @@ def pending_runs(workspace: Workspace) -> list[Path]:
     return sorted(p.parent for p in workspace.models_dir.glob(f"*/{PENDING_FILE}"))
 
 
-def sync(settings: Settings, reporter: Reporter = SILENT) -> list[Synced]:
+def sync(settings: Settings, trust: bool = False,
+         reporter: Reporter = SILENT) -> list[Synced]:
     """Log every saved model whose run did not reach MLflow (``pending.json``): into its run
-    when the store has it, else as a new run (the workspace's files are renamed after it)."""
-    import joblib
-    import pandas as pd
+    when the store has it, else as a new run (the workspace's files are renamed after it).
 
+    A model is loaded through :func:`revcli.modelref.load_file`, the one loader: a pickle only
+    when its sha256 is the ``revcli.model_sha256`` tag of its run in the store (the run is
+    created with it), else only with ``trust`` -- a file planted in ``models/`` runs no code.
+    Each directory is claimed before it is logged, so two syncs never log one run twice."""
     workspace = Workspace(settings.workspace).ensure()
     directories = pending_runs(workspace)
     if not directories:
@@ -394,24 +450,85 @@ def sync(settings: Settings, reporter: Reporter = SILENT) -> list[Synced]:
     tracker, _ = tracking.connect(settings, workspace, experiment=False)
     done = []
     for directory in directories:
-        pending = Pending.load(directory)
-        reporter.step(f"logging {directory.name}")
-        created = pending.run_id is None or tracker.find_run(pending.run_id) is None
-        if created:
-            experiment_id = tracker.experiment_id(pending.experiment)
-            assert experiment_id is not None
-            pending.run_id = tracking.start(
-                tracker, experiment_id, tracking.RunRecord.from_tags(pending.tags),
-                run_name=pending.run_name, parent_run_id=pending.parent_run_id,
-                note=pending.note, tags=pending.user_tags)
-            directory = _rename(workspace, pending, directory)
-        model = joblib.load(directory / MODEL_FILE)  # this workspace's own file, hash recorded
-        sample = pd.read_parquet(directory / SAMPLE_FILE)
-        scorecard = _read_json(directory / RESULT_FILE)
-        scorecard["run_id"] = pending.run_id
-        pending.log(tracker, model, sample, scorecard)
-        done.append(Synced(directory, pending.run_id, created))
+        with _claim(directory) as claim:
+            if claim is None or not (directory / PENDING_FILE).is_file():
+                reporter.note(f"{directory.name} is being synced by another process; skipped")
+                continue
+            done.append(_sync_one(workspace, tracker, claim, trust, reporter))
     return done
+
+
+def _sync_one(workspace: Workspace, tracker: tracking.Tracker, claim: Claim, trust: bool,
+              reporter: Reporter) -> Synced:
+    directory = claim.path.parent
+    import pandas as pd
+
+    from revcli import modelref
+
+    pending = Pending.load(directory)
+    reporter.step(f"logging {directory.name}")
+    run = tracker.find_run(pending.run_id) if pending.run_id else None
+    # Checked before anything is sent: a file no record vouches for creates no run either.
+    loaded = modelref.load_file(model_path(directory), trust=trust, tracker=tracker, run=run,
+                                reporter=reporter)
+    created = run is None
+    if created:
+        experiment_id = tracker.experiment_id(pending.experiment)
+        assert experiment_id is not None
+        pending.run_id = tracking.start(
+            tracker, experiment_id, tracking.RunRecord.from_tags(pending.tags),
+            run_name=pending.run_name, parent_run_id=pending.parent_run_id,
+            note=pending.note, tags=pending.user_tags)
+        directory = _rename(workspace, pending, directory)
+        claim.path = directory / CLAIM_FILE  # it moved with the directory
+    sample = pd.read_parquet(directory / SAMPLE_FILE)
+    scorecard = _read_json(directory / RESULT_FILE)
+    scorecard["run_id"] = pending.run_id
+    assert pending.run_id is not None
+    try:
+        pending.log(tracker, loaded.model, sample, scorecard)
+    except RevcliError:
+        tracking.fail(tracker, pending.run_id)
+        raise
+    return Synced(directory, pending.run_id, created)
+
+
+CLAIM_FILE = "sync.claim"
+
+
+@dataclass
+class Claim:
+    path: Path  # the claim file, in the directory being synced
+
+
+@contextlib.contextmanager
+def _claim(directory: Path) -> Iterator[Claim | None]:
+    """This process's hold on ``directory`` for syncing (None when another live process holds
+    it): a claim file created exclusively with the holder's identity; a claim whose process is
+    provably gone is taken over."""
+    import json
+
+    from revcli import processes
+
+    path = directory / CLAIM_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_json(path)
+            if not processes.gone(holder or None):
+                break
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(processes.identity(), fh)
+        claim = Claim(path)
+        try:
+            yield claim
+        finally:
+            claim.path.unlink(missing_ok=True)
+        return
+    yield None
 
 
 def _rename(workspace: Workspace, pending: Pending, directory: Path) -> Path:
@@ -547,7 +664,8 @@ def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
         if path.is_dir() and now - path.stat().st_mtime > 3600:
             _remove_tree(path, cleanup)
     for path in [*workspace.root.glob(f"{atomic.INCOMING}*"),
-                 *workspace.datasets_dir.glob(f"{atomic.INCOMING}*")]:
+                 *workspace.datasets_dir.glob(f"{atomic.INCOMING}*"),
+                 *workspace.models_dir.glob(f"{atomic.INCOMING}*")]:
         pid = atomic.writer_pid(path)
         if pid is not None and processes.pid_gone(pid):
             cleanup.freed += path.stat().st_size

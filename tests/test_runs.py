@@ -73,3 +73,39 @@ def test_delete_and_gc(small_settings, monkeypatch) -> None:
 def test_sync_with_nothing_pending_does_nothing(small_settings) -> None:
     assert runs.sync(small_settings) == []
 
+
+
+def test_a_claimed_directory_is_skipped_and_a_dead_claim_taken_over(small_settings,
+                                                                   tmp_path) -> None:
+    import json
+
+    from revcli import processes
+
+    directory = tmp_path / "models" / "unlogged-x"
+    directory.mkdir(parents=True)
+    with runs._claim(directory) as first:
+        assert first is not None and first.path.is_file()
+        with runs._claim(directory) as second:
+            assert second is None  # held by a live process: this one
+    assert not (directory / runs.CLAIM_FILE).exists()
+    dead = {**processes.identity(), "pid": _dead_pid(), "start": None}
+    (directory / runs.CLAIM_FILE).write_text(json.dumps(dead))
+    with runs._claim(directory) as taken:
+        assert taken is not None
+        assert json.loads(taken.path.read_text())["pid"] == processes.identity()["pid"]
+
+
+def test_sync_skips_a_pending_run_another_sync_holds(small_settings) -> None:
+    seed_store(small_settings.workspace)
+    directory = Workspace(small_settings.workspace).models_dir / ("unlogged-" + "a" * 32)
+    directory.mkdir(parents=True)
+    (directory / runs.PENDING_FILE).write_text("{}")
+    with runs._claim(directory):
+        assert runs.sync(small_settings) == []  # not loaded, not logged, not an error
+    assert (directory / runs.PENDING_FILE).is_file()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

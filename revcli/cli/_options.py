@@ -76,6 +76,10 @@ Note = Annotated[str | None, typer.Option(
 Tag = Annotated[list[str] | None, typer.Option(
     "--tag", help="key=value tag for the MLflow run, repeatable", show_default=False)]
 
+Trust = Annotated[bool, typer.Option(
+    "--trust", help="Load a model file whose sha256 does not match its record, or has none "
+    "(unpickling runs code: only for files you know)")]
+
 
 def parse_tags(items: list[str] | None) -> dict[str, str]:
     """``--tag key=value`` (repeatable) as a dict; a key without ``=`` is refused."""

@@ -16,9 +16,6 @@ Run = Annotated[str | None, typer.Option(
 ModelFile = Annotated[Path | None, typer.Option(
     "--model", "-m", help="A model file (joblib) written by revcli train; its sha256 is checked "
     "against model.json beside it or its MLflow run before it is loaded", show_default=False)]
-Trust = Annotated[bool, typer.Option(
-    "--trust", help="Load a model file whose sha256 does not match its record, or has none "
-    "(unpickling runs code: only for files you know)")]
 
 
 def evaluate(
@@ -39,7 +36,7 @@ def evaluate(
     allow_leak: Annotated[bool, typer.Option(
         "--allow-leak", help="Let a model whose scores rest on a leaking feature (or are too "
         "good to be true) pass the gate; the leak is still reported")] = False,
-    trust: Trust = False,
+    trust: _options.Trust = False,
     segment_sort: Annotated[str, typer.Option(
         "--segment-sort", help="Rank segments by vs_baseline (model RMSE ÷ baseline RMSE), "
         "rmse, mae or bias (|log predicted ÷ actual total|)")] = "vs_baseline",

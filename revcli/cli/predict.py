@@ -16,7 +16,7 @@ from revcli.cli._console import (
     safe,
     stdout_to_stderr,
 )
-from revcli.cli.evaluate import ModelFile, Run, Trust
+from revcli.cli.evaluate import ModelFile, Run
 
 
 def predict(
@@ -28,7 +28,7 @@ def predict(
         "file and renamed when complete)", show_default=False)],
     run: Run = None,
     model: ModelFile = None,
-    trust: Trust = False,
+    trust: _options.Trust = False,
     batch_rows: Annotated[int, typer.Option(
         "--batch-rows", help="Rows scored per batch (memory use scales with it)")] = 100_000,
     tracking_uri: _options.TrackingUri = None,

@@ -23,6 +23,7 @@ def _size(n: int) -> str:
 
 @app.command("sync")
 def sync(
+    trust: _options.Trust = False,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
     config: _options.Config = None,
@@ -33,7 +34,9 @@ def sync(
 
     When the tracking store stops answering after a fit, revcli keeps the fitted model, its
     scorecard and plots in `models/<run>/` with a `pending.json` of what was still to send;
-    this sends it, into the original run when the store has it, else as a new run.
+    this sends it, into the original run when the store has it, else as a new run. A model
+    file is loaded only when its run in the store vouches for its sha256 (runs are created with
+    it); one whose run never reached the store needs `--trust`.
 
     Example:
 
@@ -44,7 +47,7 @@ def sync(
     reporter = ConsoleReporter(quiet=quiet or json)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
-        done = core.sync(settings, reporter=reporter)
+        done = core.sync(settings, trust=trust, reporter=reporter)
     reporter.close()
     if json:
         print_json({"synced": [d.to_dict() for d in done]})

@@ -310,13 +310,14 @@ class Tracker:
         return self.call("log the model", _model.log_model, self, run_id, model, sample,
                          list(code_paths))
 
-    def load_model(self, run: LoggedRun) -> tuple[Any, str]:
+    def load_model(self, run: LoggedRun, *, pickle: bool = False) -> tuple[Any, str | None]:
         """The model a run logged to MLflow and its format: a skops file is loaded with
         revcli's trusted types only; an older cloudpickle one is unpickled (callers decide
-        whether it is trusted)."""
+        whether it is trusted: ``pickle``; without it, (None, None))."""
         from revcli.tracking import _model
 
-        return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run)
+        return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run,
+                         pickle)
 
     def log_dataset(self, run_id: str, *, name: str, digest: str, source: str,
                     schema: Mapping[str, str], rows: int, context: str = "training") -> None:

@@ -173,11 +173,12 @@ def _mlflow_type(arrow: str) -> str:
             "float": "float"}.get(arrow, arrow)
 
 
-def load_model(tracker: Tracker, run: Any) -> tuple[Any, str]:
+def load_model(tracker: Tracker, run: Any, pickle: bool = False) -> tuple[Any, str | None]:
     """Download the run's logged ``model`` and load it (the tracking URI is passed, never set
     globally): a skops file through :func:`revcli.serialization.load` (trusted types only),
     an older cloudpickle one with MLflow's sklearn flavour (callers decide whether it is
-    trusted). Returns the model and its format (SKOPS or PICKLE)."""
+    trusted: ``pickle``). Returns the model and its format (SKOPS or PICKLE), or (None, None)
+    for a pickle when ``pickle`` is false."""
     import mlflow.artifacts
 
     from revcli import serialization
@@ -193,6 +194,8 @@ def load_model(tracker: Tracker, run: Any) -> tuple[Any, str]:
                                                          tracking_uri=tracker.uri))
         if (local / serialization.SKOPS_FILE).is_file():
             return serialization.load(local / serialization.SKOPS_FILE), serialization.SKOPS
+        if not pickle:
+            return None, None
         import mlflow.sklearn
 
         return mlflow.sklearn.load_model(str(local)), serialization.PICKLE

@@ -21,6 +21,8 @@ NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
 GIT_TAG = "mlflow.source.git.commit"
 LIB_PREFIX = PREFIX + "lib."
+# The tag that vouches for a saved model file: revcli.modelref loads nothing else without --trust.
+SHA_TAG = PREFIX + "model_sha256"
 NONE = "none"
 
 # Commands, as recorded in revcli.command.

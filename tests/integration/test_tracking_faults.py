@@ -44,7 +44,8 @@ def test_a_server_that_dies_after_the_fit_loses_nothing_and_sync_logs_it(
 
     # train asks for the experiment and for runs left by dead processes, fits, then logs
     tracking_proxy.fail_after = survives
-    dead = invoke("train", "-e", "ridge", "--json")
+    # another model than the first run's (whose tag would vouch for the very same bytes)
+    dead = invoke("train", "-e", "ridge", "-p", "alpha=3", "--json")
     assert dead.exit_code == 2, dead.output
     errors = [line for line in dead.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "revcli runs sync" in errors[0], dead.stderr
@@ -55,7 +56,11 @@ def test_a_server_that_dies_after_the_fit_loses_nothing_and_sync_logs_it(
     assert pending[0].name.startswith("unlogged-") is created
 
     tracking_proxy.fail_after = None
-    synced = invoke("runs", "sync", "--json")
+    if created:  # no run ever vouched for the file's sha256: loading it needs --trust
+        refused = invoke("runs", "sync")
+        assert refused.exit_code == 2 and "--trust" in refused.stderr, refused.output
+        assert list(models.glob("*/pending.json")) == [pending[0] / "pending.json"]
+    synced = invoke("runs", "sync", "--json", *(["--trust"] if created else []))
     assert synced.exit_code == 0, synced.output
     [done] = json.loads(synced.stdout)["synced"]
     assert done["created"] is created and not list(models.glob("*/pending.json"))

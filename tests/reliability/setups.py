@@ -364,6 +364,30 @@ def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
     return run
 
 
+def evil_pending(run_id: str | None = None, garbage: bool = False) -> Setup:
+    """A hostile pickle left as a pending run for `revcli runs sync`, with a forged model.json
+    and pending.json that record its true sha256. ``run_id``: the run the pending file names
+    (None: it never reached the store, as in ``models/unlogged-<hex>/``; ``"{run}"``: the
+    template's real run). ``garbage``: pending.json is not JSON at all."""
+    def run(ctx: Ctx) -> None:
+        rid = ctx.fmt(run_id) if run_id else None
+        directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
+        sha = write_evil(directory / "model.joblib", ctx.root / MARKER)
+        (directory / "model.json").write_text(json.dumps(
+            forged_meta(ctx, sha, rid or directory.name), indent=2))
+        if garbage:
+            (directory / "pending.json").write_text("{not json")
+            return
+        pending = {"run_id": rid, "experiment": "Revenue_Prediction_Regression",
+                   "experiment_id": None, "run_name": "planted", "parent_run_id": None,
+                   "note": None, "user_tags": {}, "tags": {"revcli.model_sha256": sha,
+                                                          "revcli.strategy": "all"},
+                   "params": {}, "metrics": {}, "plots": {}, "dataset": {}}
+        (directory / "pending.json").write_text(json.dumps(pending))
+        frame().drop(columns=["revenue"]).head(5).to_parquet(directory / "sample.parquet")
+    return run
+
+
 def no_marker(ctx: Ctx, outcome: Any) -> list[str]:
     return [f"the hostile pickle ran: {MARKER} was created"] if (ctx.root / MARKER).exists() \
         else []

@@ -372,6 +372,15 @@ def _hostile_models() -> list[Case]:
           **kw),
         C(k, "predict-real-run-swapped", f"{pr} --run {{run}}", setup=S.evil_run_dir("{run}"),
           **kw),
+        # issue 21: `runs sync` loads a pending model only when its run in the store vouches
+        C(k, "sync-unlogged-pending", "runs sync", setup=S.evil_pending(),
+          says=("--trust",), **kw),
+        C(k, "sync-pending-of-a-real-run-swapped", "runs sync", setup=S.evil_pending("{run}"),
+          says=("is not the model",), **kw),
+        C(k, "sync-pending-of-an-unknown-run", "runs sync", setup=S.evil_pending(S.FAKE_RUN),
+          **kw),
+        C(k, "sync-garbage-pending", "runs sync", setup=S.evil_pending(garbage=True),
+          says=("pending.json is not a pending run",), **kw),
     ]
 
 
