@@ -3,10 +3,10 @@
 A skops file (what revcli writes: :mod:`revcli.serialization`) is built from the types on
 revcli's one list of trusted types and nothing else, so it loads without a record of who wrote
 it; a file holding any other type is refused naming it. A pickle (``model.joblib`` of older
-workspaces, a ``.pkl`` from S3) runs code when it is loaded, so its sha256 is checked BEFORE it is
-loaded against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow run (the run
-named by this workspace's ``models/<run id>/model.json``, or found by the hash). A ``model.json``
-beside a file is never proof on its own: whoever wrote the file could write the sidecar too. A
+workspaces, a ``.pkl`` from S3) runs code when it is loaded, so its sha256 is checked BEFORE it
+is loaded against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow
+run, or its ``revcli.pickle_sha256`` (the pickle ``push`` made of it); the run named by this
+workspace's ``models/<run id>/model.json``, or found by the hash. A ``model.json`` beside a file is never proof on its own: whoever wrote the file could write the sidecar too. A
 mismatch or a file with no record is refused unless the caller trusts it (``--trust``); once
 loaded, a file that does not hold one of revcli's strategies is refused too.
 
@@ -34,6 +34,17 @@ if TYPE_CHECKING:
     from revcli.workspace import Workspace
 
 SHA_TAG = tracking.record.SHA_TAG
+#: The sha256 of the pickle ``push`` wrote from a run's skops model (the default
+#: ``regression_model.pkl``): a record revcli wrote too, so that pickle loads under the rule.
+PICKLE_SHA_TAG = "revcli.pickle_sha256"
+
+
+def _recorded(run: LoggedRun | None) -> set[str]:
+    """The sha256s run ``run`` vouches for: its model and the pickle push made of it."""
+    if run is None:
+        return set()
+    tags = run.raw.data.tags if run.raw is not None else {}
+    return {sha for sha in (run.record.model_sha256, tags.get(PICKLE_SHA_TAG)) if sha}
 
 
 @dataclass
@@ -194,11 +205,11 @@ def load_file(path: str | Path, *, trust: bool = False,
         if meta is not None:
             run = tracker.find_run(str(meta.get("run_id") or path.parent.name))
         else:
-            found = tracker.runs_tagged(SHA_TAG, sha)
+            found = tracker.runs_tagged(SHA_TAG, sha) or tracker.runs_tagged(PICKLE_SHA_TAG, sha)
             run = found[0] if found else None
     tagged = run.record.model_sha256 if run is not None else None
     safe = serialization.format_of(path) == serialization.SKOPS
-    if tagged == sha and run is not None:
+    if run is not None and sha in _recorded(run):
         checked = f"sha256 matches MLflow run {run.run_id} (tag {SHA_TAG})"
         meta = {**{k: v for k, v in run.model_meta().items() if v not in (None, "")},
                 **(meta or {})}
@@ -208,7 +219,7 @@ def load_file(path: str | Path, *, trust: bool = False,
         checked = ("skops, trusted types only (no run vouches for its sha256)" if run is None
                    else f"skops, trusted types only (not the file MLflow run {run.run_id} "
                    "logged)")
-        if run is not None and tagged != sha:
+        if run is not None:
             reporter.warn(f"{path} is not the model MLflow run {run.run_id} logged; loading "
                           "it as a safe skops file without that run's record")
             run = None

@@ -2,9 +2,9 @@
 
 The one path ``train``, ``tune`` (its refit best model) and ``compare strategies`` share after
 :mod:`revcli.pipeline` has fitted and scored a model: targets and honesty (:func:`pipeline.judge`),
-importance, the model saved (skops, revcli.serialization) with its ``model.json`` *before* anything is
-sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run through
-:func:`revcli.tracking.log_training`.
+importance, the model saved (skops, revcli.serialization) with its ``model.json`` *before*
+anything is sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run
+through :func:`revcli.tracking.log_training`.
 """
 
 from __future__ import annotations
