@@ -7,7 +7,8 @@ workspaces, a ``.pkl`` from S3) runs code when it is loaded, so its sha256 is ch
 is loaded against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow
 run, or its ``revcli.pickle_sha256`` (the pickle ``push`` made of it); the run named by this
 workspace's ``models/<run id>/model.json``, or found by the hash. A ``model.json`` beside a
-file is never proof on its own: whoever wrote the file could write the sidecar too. A mismatch or a file with no record is refused unless the caller trusts it (``--trust``); once
+file is never proof on its own: whoever wrote the file could write the sidecar too. A
+mismatch or a file with no record is refused unless the caller trusts it (``--trust``); once
 loaded, a file that does not hold one of revcli's strategies is refused too.
 
 Run references (``--run``) are resolved by :func:`revcli.tracking.resolve`: a run id, a unique
