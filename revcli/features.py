@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 NUMBER, CATEGORY, DATETIME = "number", "category", "datetime"
 OTHER, MISSING = "__other__", "__missing__"
+RAW = "raw:"  # passthrough columns (revcli.strategies._two_stage.RAW)
 # Levels kept as their own category: seen on at least this share of the training rows (and at
 # most MAX_LEVELS of them), so a one-hot encoding stays small and rare levels do not overfit.
 MIN_FREQUENCY = 0.005
@@ -119,19 +120,22 @@ class Featurizer(TransformerMixin, BaseEstimator):
     ``native_categories``: the estimator takes pandas categoricals itself (XGBoost with
     ``enable_categorical``, histogram gradient boosting); else categories are one-hot encoded.
     ``handles_missing``: the estimator takes NaN itself; else numbers are imputed with an
-    indicator. ``scale``: numbers (and calendar features) are standardised with the training
+    indicator. ``passthrough``: table columns added as they are, named ``raw:<column>``, beside
+    the encoding (what a classifier fitted elsewhere reads; not in ``feature_names_out_``).
+    ``scale``: numbers (and calendar features) are standardised with the training
     mean and standard deviation, as linear models need (a month index near 500 beside 0/1 flags
     would otherwise dominate a penalised fit).
     """
 
     def __init__(self, native_categories: bool = False, handles_missing: bool = False,
                  scale: bool = False, min_frequency: float = MIN_FREQUENCY,
-                 max_levels: int = MAX_LEVELS) -> None:
+                 max_levels: int = MAX_LEVELS, passthrough: tuple[str, ...] = ()) -> None:
         self.native_categories = native_categories
         self.handles_missing = handles_missing
         self.scale = scale
         self.min_frequency = min_frequency
         self.max_levels = max_levels
+        self.passthrough = passthrough
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Featurizer:
         self.columns_ = [str(c) for c in X.columns]
@@ -218,7 +222,10 @@ class Featurizer(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"the table lacks {len(missing)} feature column(s) the model "
                              f"needs: {', '.join(missing)}")
-        return self._encode(X)
+        frame = self._encode(X)
+        for name in self.passthrough:  # as they are, for a classifier fitted elsewhere
+            frame[f"{RAW}{name}"] = X[name].to_numpy()
+        return frame
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")

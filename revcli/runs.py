@@ -56,6 +56,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     importance_method: str = pipeline.PERMUTATION
+    classifier: dict[str, Any] | None = None  # a classifier fitted elsewhere (--classifier)
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -91,6 +92,7 @@ class TrainResult:
             "importance_method": self.importance_method,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
+            "classifier": self.classifier,
         }
 
 
@@ -108,6 +110,7 @@ class RunSpec:
     user_tags: dict[str, str] = field(default_factory=dict)  # --tag k=v, as given
     plots: bool = True
     importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
+    classifier: dict[str, Any] | None = None   # the source of a classifier fitted elsewhere
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -275,6 +278,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             "honest": honesty.honest,
             "too_good": honesty.too_good,
             "revcli_version": record.version,
+            "classifier": spec.classifier,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         prepared.commit()
@@ -295,7 +299,8 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
             honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
             plots=plot_paths, importance=importance.values, timings=timings,
-            notes=list(prepared.notes), importance_method=importance.method)
+            notes=list(prepared.notes), importance_method=importance.method,
+            classifier=spec.classifier)
         atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
         sample = prepared.X_test.iloc[:5]
         pending = Pending(

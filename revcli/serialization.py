@@ -57,7 +57,9 @@ def trusted_types() -> list[str]:
     from revcli.log_target import LogTargetRegressor
     from revcli.model import RevenueModel
 
-    own = [RevenueModel, Featurizer, LogTargetRegressor,
+    from revcli.strategies._two_stage import ExternalClassifier
+
+    own = [RevenueModel, Featurizer, LogTargetRegressor, ExternalClassifier,
            *(strategies.get(name) for name in strategies.names())]
     return sorted({*(_name(cls) for cls in own), *ESTIMATOR_TYPES})
 

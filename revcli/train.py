@@ -86,14 +86,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
           run_name: str | None = None, plots: bool = True,
           importance: str = pipeline.NATIVE, note: str | None = None,
           tags: Mapping[str, str] | None = None, from_run: str | None = None,
-          from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
+          from_study: str | None = None, classifier: str | None = None, trust: bool = False,
+          reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
 
     ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
     ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
     estimator and hyperparameters (``params`` and explicit settings override them).
     ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
-    ``timings`` of the result: seconds per step (``--timings``).
+    ``timings`` of the result: seconds per step (``--timings``). ``classifier``: a reference
+    to a classifier fitted elsewhere (revcli.classifier) as two_stage's P(order) stage; only
+    stage 2 is fitted (a pickled one needs ``trust``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -126,6 +129,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
     timings["tracking"] = opening.seconds
     timings["tracking_wait"] = time.perf_counter() - start
 
+    external = None
+    if classifier is not None:
+        from revcli import classifier as classifier_mod
+        from revcli import strategies
+
+        if not strategies.get(settings.strategy).has_classifier:
+            raise ConfigError(f"--classifier is the first stage of two_stage; strategy "
+                              f"{settings.strategy!r} has no classifier stage")
+        reporter.step(f"loading the classifier {classifier}")
+        external = classifier_mod.load(tracker, classifier, trust=trust, reporter=reporter)
+        external.check_columns(prepared.table.features)
     start = time.perf_counter()
     findings = pipeline.audit(prepared, reporter)
     timings["audit"] = time.perf_counter() - start
@@ -134,12 +148,15 @@ def train(settings: Settings, *, data: str | Path | None = None,
 
         plots_mod.preload()
     start = time.perf_counter()
-    fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
+    fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter, external=external)
     timings["fit"] = fitted.fit_seconds
     timings["score"] = time.perf_counter() - start - fitted.fit_seconds
     result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
                          RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                 note=note, tags=origin,
+                                 note=note,
+                                 tags={**origin, **(external.tags() if external else {})},
+                                 params=external.params() if external else {},
+                                 classifier=external.source() if external else None,
                                  user_tags=dict(tags or {})),
                          reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
