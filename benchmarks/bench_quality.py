@@ -86,9 +86,7 @@ def settings_for(root: Path, strategy: str, estimator: str, split: str, **extra:
 def fit(root: Path, path: Path, split: str, strategy: str, model: str,
         tune_seconds: float, drop: tuple[str, ...] = (LEAK,)) -> tuple[Any, Any, float]:
     """(fitted model, its settings, seconds): the model as `train` or `tune` leaves it."""
-    from revcli import serialization
-
-    from revcli import train
+    from revcli import serialization, train
     from revcli.tuning import tune
 
     start = time.perf_counter()

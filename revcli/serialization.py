@@ -56,7 +56,6 @@ def trusted_types() -> list[str]:
     from revcli.features import Featurizer
     from revcli.log_target import LogTargetRegressor
     from revcli.model import RevenueModel
-
     from revcli.strategies._two_stage import ExternalClassifier
 
     own = [RevenueModel, Featurizer, LogTargetRegressor, ExternalClassifier,

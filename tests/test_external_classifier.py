@@ -62,7 +62,6 @@ def test_train_with_the_registered_classifier_then_predict_elsewhere(
     assert c["uri"] == "models:/conversion@champion" and c["run_id"] == clf_run
     assert c["version"] == "1" and len(c["sha256"]) == 64
     # stage 1 is theirs: the scorecard's ROC AUC is the external classifier's on the test rows
-    from sklearn.metrics import roc_auc_score
 
     from revcli import serialization
 
@@ -75,7 +74,6 @@ def test_train_with_the_registered_classifier_then_predict_elsewhere(
     run = MlflowClient(store).get_run(body["run_id"])
     assert run.data.params["classifier.uri"] == "models:/conversion@champion"
     assert run.data.tags["revcli.classifier_sha256"] == c["sha256"]
-    from revcli import split as split_mod  # noqa: F401  (the holdout is the run's own)
 
     p = model.order_probability(raw.drop(columns=["revenue", "is_ordered"]))
     theirs = inner.predict_proba(raw[COLUMNS].astype("float64"))[:, 1]
@@ -134,3 +132,14 @@ def test_missing_columns_and_pickles_are_refused(store, small_demo, isolated) ->
     wrong = runner.invoke(app, ["train", "-s", "converting_only", "--classifier",
                                 "models:/conversion@champion", "--no-plots"])
     assert wrong.exit_code == 2 and "classifier stage" in wrong.stderr
+
+
+def test_compare_strategies_adds_two_stage_with_the_classifier(store, small_demo) -> None:
+    _register(store, small_demo)
+    result = CliRunner().invoke(app, ["compare", "strategies", "-s", "two_stage",
+                                      "--classifier", "models:/conversion@champion", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["label"]: r for r in json.loads(result.stdout)["rows"]}
+    ours, theirs = rows["two_stage / xgb"], rows["two_stage+models:/conversion@champion / xgb"]
+    assert ours["run_id"] != theirs["run_id"]
+    assert theirs["metrics"]["auc"] != ours["metrics"]["auc"]  # another stage 1, same rows
