@@ -140,6 +140,10 @@ def prepare(settings: Settings, data: str | Path | None = None,
     reporter.step(f"loading {record.short} ({record.rows:,} rows)")
     frame = read_parquet(record.path)
     table = validate_table(frame, drop_features=drop_features)
+    for name in table.empty:
+        message = (f"column {name!r} is missing on every row: left out of the features")
+        reporter.warn(message)
+        notes.append(message)
     split = make(settings, frame, table.ordered)
     return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
 

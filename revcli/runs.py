@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import atomic, leakage, metrics, pipeline, targets, tracking
-from revcli.errors import RevcliError, TrackingError, first_line
+from revcli.errors import DataError, RevcliError, TrackingError, first_line
 from revcli.progress import SILENT, Reporter
 from revcli.tracking import RunRecord
 from revcli.workspace import DatasetRecord, Workspace
@@ -237,6 +237,11 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
 
     reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
+    # What MLflow cannot describe fails here, before any run or pending record exists (a
+    # pending run that `runs sync` could never log would be left otherwise).
+    from revcli.tracking._model import describe
+
+    describe(fitted.model, prepared.X_test.iloc[:5])
     with staged_model(prepared.workspace, fitted.model) as staged:
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
@@ -317,6 +322,13 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         try:
             result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
                                            timings)
+        except DataError as exc:
+            # The model's own problem (MLflow's model code refused it): a retry by `runs sync`
+            # would fail the same way, so nothing is left pending.
+            tracking.fail(tracker, run_id)
+            (model_path.parent / PENDING_FILE).unlink(missing_ok=True)
+            (model_path.parent / SAMPLE_FILE).unlink(missing_ok=True)
+            raise DataError(f"{exc} (run {run_id} is marked FAILED)") from None
         except RevcliError as exc:
             tracking.fail(tracker, run_id)
             raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None

@@ -65,6 +65,59 @@ def table_signature(sample: Any, predictions: Any) -> Any:
     return ModelSignature(Schema(inputs), outputs)
 
 
+def describe(model: Any, sample: Any) -> Any:
+    """The model's MLflow signature (:func:`table_signature`), checked before any run exists:
+    MLflow's failure to describe a column is a problem of the data or the model (DataError
+    naming the column), never of the tracking store."""
+    from revcli.errors import DataError, first_line
+
+    try:
+        return table_signature(sample, model.predict(sample))
+    except Exception as exc:  # MLflow's type inference fails in many ways; all mean the data
+        column = _undescribable(sample)
+        named = f" (column {column!r})" if column is not None else ""
+        raise DataError(f"MLflow cannot describe the model's input{named}: "
+                        f"{type(exc).__name__}: {first_line(exc, 160)}; drop or convert that "
+                        "column") from None
+
+
+def _undescribable(sample: Any) -> str | None:
+    """The first column MLflow's signature inference fails on alone, if one does."""
+    from mlflow.models import infer_signature
+
+    for name in sample.columns:
+        frame = sample[[name]]
+        if str(frame[name].dtype) == "category":
+            frame = frame.astype(str)
+        try:
+            infer_signature(frame)
+        except Exception:
+            return str(name)
+    return None
+
+
+def _no_space(exc: OSError, where: Path | str, model: Any, what: str) -> Exception:
+    """A full disk while logging, named as such: the directory and about how much it needs."""
+    from revcli.errors import StorageError
+
+    directory = Path(exc.filename).parent if exc.filename else Path(str(where))
+    try:
+        import skops.io
+
+        need = f"about {len(skops.io.dumps(model)) / 1e6:.1f} MB"
+    except Exception:
+        need = "more space"
+    return StorageError(f"no space left on the device of {directory} ({what}): the model needs "
+                        f"{need} there; free some space (the run can then be logged with "
+                        "`revcli runs sync`)")
+
+
+def _full(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+
+
 def _stage_code(directory: Path) -> str:
     """A copy of the few revcli modules a logged model needs at load time
     (:data:`revcli.serialization.MODEL_MODULES`), as a ``revcli`` package under ``directory``:
@@ -97,6 +150,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
     from mlflow.models import Model
 
     from revcli import serialization
+    from revcli.errors import DataError, RevcliError, first_line
 
     _skip_package_scan()
     client = tracker.client
@@ -107,19 +161,35 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
-        signature = table_signature(sample, model.predict(sample))
+        signature = describe(model, sample)
         # In the workspace, not TMPDIR: a full or tiny TMPDIR must not fail a logged run.
         scratch = tracker.workspace.root if tracker.workspace is not None else None
         with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:
             local = Path(tmp) / MODEL_NAME
-            mlflow.sklearn.save_model(
-                model, path=str(local), mlflow_model=description, signature=signature,
-                serialization_format="skops",
-                skops_trusted_types=serialization.trusted_types(),
-                pip_requirements=model_requirements(),
-                code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
-            _pyfunc_through_revcli(local)
-            client.log_model_artifacts(logged.model_id, str(local))
+            try:
+                mlflow.sklearn.save_model(
+                    model, path=str(local), mlflow_model=description, signature=signature,
+                    serialization_format="skops",
+                    skops_trusted_types=serialization.trusted_types(),
+                    pip_requirements=model_requirements(),
+                    code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
+                _pyfunc_through_revcli(local)
+            except OSError as exc:
+                if _full(exc):
+                    raise _no_space(exc, tmp, model, "saving the MLflow model") from None
+                raise
+            except RevcliError:
+                raise
+            except Exception as exc:  # MLflow's model code: a problem of the model
+                raise DataError(f"MLflow cannot save the model: {type(exc).__name__}: "
+                                f"{first_line(exc, 200)}") from None
+            try:
+                client.log_model_artifacts(logged.model_id, str(local))
+            except OSError as exc:
+                if _full(exc):
+                    raise _no_space(exc, logged.artifact_location.removeprefix("file://"),
+                                    model, "storing the model's artifacts") from None
+                raise
     except BaseException:
         import contextlib
 
