@@ -52,10 +52,21 @@ def start_from(settings: Settings, *, from_run: str | None = None,
         from revcli.tuning import _study
 
         url = settings.storage or _study.default_url(workspace)
+        if url == _study.default_url(workspace) and not (
+                workspace.studies_dir / _study.STUDY_DB).is_file():
+            raise NotFoundError(f"no study {from_study!r}: workspace {workspace.root} has no "
+                                "studies (it never ran `revcli tune`; give --storage for "
+                                "studies kept elsewhere)")
         storage = _study.open_storage(url, None)
         if not _study.study_exists(storage, str(from_study)):
-            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; `revcli tune` "
-                                "prints the name of the study it worked on")
+            import optuna
+
+            names = sorted(s.study_name for s in optuna.study.get_all_study_summaries(
+                storage, include_best_trial=False))
+            listed = (f"studies there: {', '.join(names[:10])}"
+                      f"{f' (+{len(names) - 10} more)' if len(names) > 10 else ''}"
+                      if names else "it holds no study")
+            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; {listed}")
         import optuna
 
         study = optuna.load_study(study_name=str(from_study), storage=storage)

@@ -185,10 +185,22 @@ class Tracker:
         found = self.call(f"read experiment {name!r}", find)
         if found is not None or not create:
             return found
-        location = (self.workspace.artifact_location()
-                    if self.workspace is not None and self.is_workspace_store else None)
+        location = self.default_artifact_location()
         return str(self.call(f"create experiment {name!r}", self.client.create_experiment, name,
                              artifact_location=location))
+
+    def default_artifact_location(self) -> str | None:
+        """Where the artifacts of an experiment revcli creates go: the workspace's when the
+        store is the workspace's own; beside the database for any other sqlite store
+        (``<its directory>/mlartifacts``, as ``mlflow server --default-artifact-root`` puts
+        them), never ``./mlruns`` of whatever directory the command ran in; the server's
+        choice for a server."""
+        if self.workspace is not None and self.is_workspace_store:
+            return self.workspace.artifact_location()
+        if self.uri.startswith("sqlite:///"):
+            database = Path(self.uri.removeprefix("sqlite:///").split("?")[0])
+            return (database.resolve().parent / "mlartifacts").as_uri()
+        return None
 
     def experiments(self, limit: int = 1000) -> list[Any]:
         return list(self.call("list experiments", self.client.search_experiments,
