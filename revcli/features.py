@@ -155,10 +155,13 @@ class Featurizer(TransformerMixin, BaseEstimator):
             elif k == NUMBER:
                 numbers = _as_float(values)
                 gaps = np.isnan(numbers)
-                if gaps.any() and not self.handles_missing:
-                    self.missing_.append(str(name))
+                if not self.handles_missing:
+                    # learned for every number: a gap first seen at predict time is imputed
+                    # too (with no indicator: the encoded columns are fixed at fit)
                     self.medians_[str(name)] = (float(np.median(numbers[~gaps]))
                                                 if (~gaps).any() else 0.0)
+                if gaps.any() and not self.handles_missing:
+                    self.missing_.append(str(name))
         self.scales_: dict[str, tuple[float, float]] = {}
         if self.scale:
             encoded = self._encode(X)
@@ -199,6 +202,8 @@ class Featurizer(TransformerMixin, BaseEstimator):
                     gaps = np.isnan(numbers)
                     out[f"{name}__missing"] = gaps.astype(np.float32)
                     numbers = np.where(gaps, self.medians_[name], numbers)
+                elif not self.handles_missing and name in self.medians_:
+                    numbers = np.where(np.isnan(numbers), self.medians_[name], numbers)
                 out[name] = numbers.astype(np.float32)
             elif k == DATETIME:
                 for part, numbers in calendar(values).items():
@@ -251,7 +256,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "kinds_")
         return {"kinds": dict(self.kinds_), "levels": {k: list(v) for k, v in
                                                        self.levels_.items()},
-                "imputed": {k: self.medians_[k] for k in self.missing_},
+                "imputed": {k: self.medians_[k] for k in self.missing_ if k in self.medians_},
                 "native_categories": self.native_categories, "scaled": sorted(self.scales_),
                 "encoded_columns": len(self.feature_names_out_)}
 

@@ -100,7 +100,9 @@ def _no_space(exc: OSError, where: Path | str, model: Any, what: str) -> Excepti
     """A full disk while logging, named as such: the directory and about how much it needs."""
     from revcli.errors import StorageError
 
-    directory = Path(exc.filename).parent if exc.filename else Path(str(where))
+    directory = Path(str(where))
+    if directory.name.startswith(".revcli-model-"):  # the staging directory, gone by now
+        directory = directory.parent
     try:
         import skops.io
 
@@ -108,8 +110,19 @@ def _no_space(exc: OSError, where: Path | str, model: Any, what: str) -> Excepti
     except Exception:
         need = "more space"
     return StorageError(f"no space left on the device of {directory} ({what}): the model needs "
-                        f"{need} there; free some space (the run can then be logged with "
-                        "`revcli runs sync`)")
+                        f"{need} there; free some space")
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError an exception was raised from (MLflow wraps skops' write errors)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, OSError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
 
 
 def _full(exc: OSError) -> bool:
@@ -180,7 +193,10 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
                 raise
             except RevcliError:
                 raise
-            except Exception as exc:  # MLflow's model code: a problem of the model
+            except Exception as exc:  # MLflow's model code: a problem of the model ...
+                cause = _os_cause(exc)
+                if cause is not None and _full(cause):  # ... unless the disk filled under it
+                    raise _no_space(cause, tmp, model, "saving the MLflow model") from None
                 raise DataError(f"MLflow cannot save the model: {type(exc).__name__}: "
                                 f"{first_line(exc, 200)}") from None
             try:

@@ -441,3 +441,77 @@ def wait(seconds: float) -> Setup:
     def run(ctx: Ctx) -> None:
         time.sleep(seconds)
     return run
+
+
+# -- Arrow column kinds (issue 18.3, 21.5) ----------------------------------------------------
+
+def _kinds(n: int) -> dict[str, Any]:
+    import datetime as dt
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+
+    day = dt.date(2024, 1, 1)
+    return {
+        "struct": lambda: pa.array([{"a": i, "b": "x"} for i in range(n)]),
+        "list": lambda: pa.array([[i, i + 1] for i in range(n)]),
+        "map": lambda: pa.array([[("k", i)] for i in range(n)],
+                                pa.map_(pa.string(), pa.int64())),
+        "binary": lambda: pa.array([b"ab"] * n, pa.binary()),
+        "duration": lambda: pa.array(np.arange(n), pa.duration("s")),
+        "time-of-day": lambda: pa.array([dt.time(i % 24) for i in range(n)]),
+        "decimal": lambda: pa.array([decimal.Decimal(i % 24) for i in range(n)],
+                                    pa.decimal128(12, 2)),
+        "float16": lambda: pa.array((np.arange(n) % 24).astype(np.float16)),
+        "date": lambda: pa.array([day + dt.timedelta(days=i % 300) for i in range(n)]),
+        "dictionary-text": lambda: pa.array([("a", "b", "c")[i % 3] for i in range(n)]
+                                            ).dictionary_encode(),
+        "dictionary-int": lambda: pa.array([i % 24 for i in range(n)]).dictionary_encode(),
+        "large-string": lambda: pa.array([("u", "v")[i % 2] for i in range(n)],
+                                         pa.large_string()),
+        "all-null": lambda: pa.nulls(n),
+        "all-null-string": lambda: pa.nulls(n, pa.string()),
+        "all-null-double": lambda: pa.nulls(n, pa.float64()),
+        "all-null-timestamp": lambda: pa.nulls(n, pa.timestamp("us")),
+        "all-null-bool": lambda: pa.nulls(n, pa.bool_()),
+        "all-null-decimal": lambda: pa.nulls(n, pa.decimal128(10, 2)),
+    }
+
+
+REFUSED_KINDS = ("struct", "list", "map", "binary", "duration", "time-of-day")
+ENCODED_KINDS = ("decimal", "float16", "date", "dictionary-text", "dictionary-int",
+                 "large-string", "all-null", "all-null-string", "all-null-double",
+                 "all-null-timestamp", "all-null-bool", "all-null-decimal")
+
+
+def arrow_column(name: str, kind: str, column: str = "extra") -> Setup:
+    """The demo table with a column of Arrow ``kind`` (added as ``column``, or replacing it
+    when the table has one), written with pyarrow as a warehouse export would be."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame(), preserve_index=False)
+        values = _kinds(table.num_rows)[kind]()
+        if column in table.column_names:
+            table = table.set_column(table.column_names.index(column), column, values)
+        else:
+            table = table.append_column(column, values)
+        pq.write_table(table, ctx.root / name)
+    return run
+
+
+def non_utf8_config(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        (ctx.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx.root / rel).write_bytes("seed = 7 # r\xe9sum\xe9\n".encode("latin-1"))
+    return run
+
+
+def external_sqlite_store(ctx: Ctx) -> None:
+    """MLFLOW_TRACKING_URI at a sqlite store in another directory (a migrated one)."""
+    from tests.workspaces import seed_store
+
+    seed_store(ctx.root / "elsewhere")
+    ctx.env["MLFLOW_TRACKING_URI"] = "sqlite:///elsewhere/mlflow.db"
