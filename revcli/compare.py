@@ -502,8 +502,8 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     (not an expected revenue) is paired there with P(order) from the classifier of a strategy
     with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
     the converters with its own order values, as the seed scored it. ``classifier`` (a
-    reference, revcli.classifier) adds two_stage with that classifier as its first stage, for
-    each estimator, beside the others on the same rows.
+    reference, revcli.tracking.classifier) adds two_stage with that classifier as its first
+    stage, for each estimator, beside the others on the same rows.
     """
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
     chosen = list(dict.fromkeys(strategy_names or strategies.names()))
@@ -527,7 +527,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     runs.close_dead_runs(tracker, experiment_id)
     external = None
     if classifier is not None:
-        from revcli import classifier as classifier_mod
+        from revcli.tracking import classifier as classifier_mod
 
         reporter.step(f"loading the classifier {classifier}")
         external = classifier_mod.load(tracker, classifier, trust=trust, reporter=reporter)
@@ -552,19 +552,20 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                                  reporter=reporter)
             run_ids[s] = result.run_id
         if external is not None:
-            st = settings.replace(strategy="two_stage", estimator=name)
+            staged = next(n for n in strategies.names() if strategies.get(n).has_classifier)
+            st = settings.replace(strategy=staged, estimator=name)
             theirs = pipeline.fit_and_score(prepared, st, hyper[name], reporter,
                                             external=external)
             result = runs.finish(prepared, st, theirs, hyper[name], findings, tracker,
                                  experiment_id, runs.RunSpec(
                                      command=tracking.record.COMPARE,
-                                     run_name=f"compare two_stage+classifier/{name}",
+                                     run_name=f"compare {staged}+classifier/{name}",
                                      tags={"compare_batch": batch, **external.tags()},
                                      params=external.params(), classifier=external.source(),
                                      plots=plots),
                                  reporter=reporter)
             rows.append(LeaderRow(
-                label=f"two_stage+{external.uri} / {name}", strategy="two_stage",
+                label=f"{staged}+{external.uri} / {name}", strategy=staged,
                 estimator=name, run_id=result.run_id,
                 metrics=_all_sessions_and_converters(theirs.scorecard), leakage=leaks,
                 note=f"stage 1: the classifier {external.uri}"))

@@ -161,8 +161,8 @@ def build(settings: Settings, params: Mapping[str, Any], *, n_jobs: int | None =
           external: Any = None) -> RevenueModel:
     """The unfitted model of ``settings`` (or ``strategy`` / ``estimator``): the featurizer
     the estimator needs, then the strategy. Every bad name, parameter or option fails here,
-    before any data is read. ``external`` (revcli.classifier.External): a classifier fitted
-    elsewhere as the strategy's classifier stage, fed its own columns as they are."""
+    before any data is read. ``external`` (revcli.tracking.classifier.External): a classifier
+    fitted elsewhere as the strategy's classifier stage, fed its own columns as they are."""
     from revcli import estimators, features
     from revcli.model import RevenueModel
 

@@ -106,8 +106,8 @@ def train(settings: Settings, *, data: str | Path | None = None,
     estimator and hyperparameters (``params`` and explicit settings override them).
     ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
     ``timings`` of the result: seconds per step (``--timings``). ``classifier``: a reference
-    to a classifier fitted elsewhere (revcli.classifier) as two_stage's P(order) stage; only
-    stage 2 is fitted (a pickled one needs ``trust``).
+    to a classifier fitted elsewhere (revcli.tracking.classifier) as two_stage's P(order)
+    stage; only stage 2 is fitted (a pickled one needs ``trust``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -142,8 +142,8 @@ def train(settings: Settings, *, data: str | Path | None = None,
 
     external = None
     if classifier is not None:
-        from revcli import classifier as classifier_mod
         from revcli import strategies
+        from revcli.tracking import classifier as classifier_mod
 
         if not strategies.get(settings.strategy).has_classifier:
             raise ConfigError(f"--classifier is the first stage of two_stage; strategy "

@@ -109,7 +109,8 @@ def test_train_with_the_registered_classifier_then_predict_elsewhere(
 
 
 def test_missing_columns_and_pickles_are_refused(store, small_demo, isolated) -> None:
-    from revcli import classifier, tracking
+    from revcli import tracking
+    from revcli.tracking import classifier
     from revcli.workspace import Workspace
 
     frame = small_demo.copy()
