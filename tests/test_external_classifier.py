@@ -106,6 +106,26 @@ def test_train_with_the_registered_classifier_then_predict_elsewhere(
 
     frame = pd.read_parquet(out)
     assert np.allclose(frame["p_order"], theirs[:300])
+    # ... and by run id from a fresh workspace: the MLflow copy is skops, no --trust needed
+    by_run = runner.invoke(app, ["predict", "--run", body["run_id"], "--tracking-uri", store,
+                                 "--data", str(data), "--out", str(tmp_path / "r.parquet"),
+                                 "--workspace", str(tmp_path / "fresh")])
+    assert by_run.exit_code == 0, by_run.output
+    assert np.allclose(pd.read_parquet(tmp_path / "r.parquet")["p_order"], theirs[:300])
+    # ... and through MLflow's pyfunc with pickle deserialization off, in a fresh process
+    import subprocess
+    import sys
+
+    script = ("import json, sys, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+              "m = mlflow.pyfunc.load_model(f'runs:/{sys.argv[2]}/model'); "
+              "print(json.dumps([float(v) for v in m.predict(pd.read_parquet(sys.argv[3]))[:3]]))")
+    done = subprocess.run([sys.executable, "-c", script, store, body["run_id"], str(data)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+                               "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert np.allclose(json.loads(done.stdout.strip().splitlines()[-1]),
+                       model.predict(small_demo.head(3).drop(columns=["revenue", "is_ordered"])))
 
 
 def test_missing_columns_and_pickles_are_refused(store, small_demo, isolated) -> None:
