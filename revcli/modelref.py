@@ -176,8 +176,12 @@ def _ours(path: Path | str, model: Any) -> Any:
     return model
 
 
-def _refuse(message: str, trust: bool, reporter: Reporter) -> str:
+def _refuse(message: str, trust: bool, reporter: Reporter, safe: bool = False) -> str:
     if not trust:
+        if safe:  # a skops file runs no code, but it is not the model the run names
+            raise DataError(f"{message}; refusing to use it as that run's model (changed or "
+                            "swapped since training): pass --trust only if you know where "
+                            "the file came from")
         raise DataError(f"{message}; refusing to unpickle it (a pickle can run code): pass "
                         "--trust only if you know where the file came from")
     reporter.warn(f"{message}; loading it anyway (--trust)")
@@ -214,16 +218,10 @@ def load_file(path: str | Path, *, trust: bool = False,
         checked = f"sha256 matches MLflow run {run.run_id} (tag {SHA_TAG})"
         meta = {**{k: v for k, v in run.model_meta().items() if v not in (None, "")},
                 **(meta or {})}
-    elif safe:
+    elif safe and run is None:
         # Loading it runs no code, so no record is needed; without one, its metadata comes
         # from beside it and proves nothing (the same as --trust's).
-        checked = ("skops, trusted types only (no run vouches for its sha256)" if run is None
-                   else f"skops, trusted types only (not the file MLflow run {run.run_id} "
-                   "logged)")
-        if run is not None:
-            reporter.warn(f"{path} is not the model MLflow run {run.run_id} logged; loading "
-                          "it as a safe skops file without that run's record")
-            run = None
+        checked = "skops, trusted types only (no run vouches for its sha256)"
         meta = meta or _meta_beside(path)
     else:
         if run is not None:
@@ -237,7 +235,7 @@ def load_file(path: str | Path, *, trust: bool = False,
             reason = (f"{path} (sha256 {sha[:12]}…) matches no record revcli wrote: no MLflow "
                       f"run{where} is tagged {SHA_TAG} with that hash (a model.json beside a "
                       "file proves nothing)")
-        checked = _refuse(reason, trust, reporter)
+        checked = _refuse(reason, trust, reporter, safe=safe)
         meta = meta or _meta_beside(path)
     run_id = run.run_id if run is not None else meta.get("run_id")
     model = _ours(path, serialization.load(path)) if safe else _unpickle(path)

@@ -331,6 +331,22 @@ def write_evil(path: Path, marker: Path) -> str:
     return sha256_file(path)
 
 
+def evil_skops(rel: str) -> Setup:
+    """A skops file (what revcli writes) holding a type no list trusts: a revcli model whose
+    strategy carries an object that would call ``open(marker, "w")`` when built."""
+    def run(ctx: Ctx) -> None:
+        import skops.io
+
+        from revcli import serialization
+
+        model = serialization.load(model_file(ctx.ws / "models" / ctx.run))
+        model.strategy_.payload_ = _Boom(str(ctx.root / MARKER))
+        path = ctx.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        skops.io.dump(model, path)
+    return run
+
+
 def forged_meta(ctx: Ctx, sha: str, run_id: str, model_file: str = "model.joblib") -> dict:
     """The template run's own model.json, pointing at ``sha``: everything else looks genuine."""
     meta = json.loads((ctx.ws / "models" / ctx.run / "model.json").read_text())
@@ -351,12 +367,20 @@ def evil_file(rel: str, sidecar: str | None = None, push_style: bool = False) ->
     return run
 
 
+def model_file(directory: Path) -> Path:
+    """The run's model file to swap: its ``model.skops`` when it has one (a pickle under that
+    name must still be refused), else an older workspace's ``model.joblib``."""
+    skops = directory / "model.skops"
+    return skops if skops.exists() else directory / "model.joblib"
+
+
 def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
-    """A hostile pickle as ``models/<run id>/model.joblib`` of the workspace, with a forged
-    model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real) id."""
+    """A hostile pickle as the model file of ``models/<run id>/`` in the workspace, with a
+    forged model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real)
+    id, whose model.skops it replaces."""
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else FAKE_RUN
-        path = ctx.ws / "models" / rid / "model.joblib"
+        path = model_file(ctx.ws / "models" / rid)
         sha = write_evil(path, ctx.root / MARKER)
         if with_meta:
             meta = forged_meta(ctx, sha, rid)
@@ -372,9 +396,10 @@ def evil_pending(run_id: str | None = None, garbage: bool = False) -> Setup:
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else None
         directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
-        sha = write_evil(directory / "model.joblib", ctx.root / MARKER)
+        path = model_file(directory)
+        sha = write_evil(path, ctx.root / MARKER)
         (directory / "model.json").write_text(json.dumps(
-            forged_meta(ctx, sha, rid or directory.name), indent=2))
+            forged_meta(ctx, sha, rid or directory.name, model_file=path.name), indent=2))
         if garbage:
             (directory / "pending.json").write_text("{not json")
             return

@@ -347,7 +347,13 @@ def _hostile_models() -> list[Case]:
     pr = f"predict {data} --out o.parquet"
     evil = "evil/model.joblib"
     kw = {"check": S.no_marker}
+    foreign = S.evil_skops("evil/model.skops")
     return [
+        # skops: a file with a type off revcli's list is refused naming it, --trust or not
+        C(k, "evaluate-skops-foreign-type", f"{ev} --model evil/model.skops", setup=foreign,
+          says=("does not trust",), **kw),
+        C(k, "predict-skops-foreign-type-trust", f"{pr} --model evil/model.skops --trust",
+          setup=foreign, says=("does not trust",), **kw),
         C(k, "evaluate-model-no-sidecar", f"{ev} --model {evil}", setup=S.evil_file(evil), **kw),
         C(k, "evaluate-model-forged-model-json", f"{ev} --model {evil}",
           setup=S.evil_file(evil, "model.json"), **kw),
@@ -483,9 +489,9 @@ def _corruption() -> list[Case]:
         C(k, "dataset-replaced-evaluate", "evaluate --run {run} --no-plots --no-track",
           setup=S.replace_dataset_with("other.parquet")),
         C(k, "model-appended-evaluate", "evaluate --run {run} --no-plots --no-track",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
         C(k, "model-appended-predict", "predict --run {run} --data t.parquet --out o.parquet",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
         # The model itself is verified by its MLflow run; a damaged model.json is said, and the
         # run's record stands in for it.
         C(k, "model-json-garbage-predict", "predict --run {run} --data t.parquet --out o.parquet",
