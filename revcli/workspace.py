@@ -5,7 +5,7 @@ Layout (default ``./.revcli``, moved with ``--workspace`` or ``REVCLI_WORKSPACE`
     current.json                    {"dataset": "<sha256>"}: the dataset commands use by default
     datasets/<sha256>.parquet       content-addressed copies of every registered table
     datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, ...
-    models/<run_id>/model.joblib    every trained model, with model.json (sha256, features, ...)
+    models/<run_id>/model.skops     every trained model, with model.json (sha256, features, ...)
     mlflow.db, mlartifacts/         the default MLflow tracking store and its artifacts
     plots/<run_id>/*.png            plots written by train and evaluate
     studies/                        Optuna studies of `revcli tune`
