@@ -69,7 +69,7 @@ def evaluate(
 
         revcli evaluate --run 3f2a9c1e
         revcli evaluate --run champion --level good
-        revcli evaluate --model models/<run>/model.skops --data other.parquet --gate configs/targets.toml
+        revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 
