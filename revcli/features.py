@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 NUMBER, CATEGORY, DATETIME = "number", "category", "datetime"
 OTHER, MISSING = "__other__", "__missing__"
+RAW = "raw:"  # passthrough columns (revcli.strategies._two_stage.RAW)
 # Levels kept as their own category: seen on at least this share of the training rows (and at
 # most MAX_LEVELS of them), so a one-hot encoding stays small and rare levels do not overfit.
 MIN_FREQUENCY = 0.005
@@ -147,7 +148,7 @@ def column_statistics(X: pd.DataFrame, medians: bool = True) -> list[ColumnStati
             numbers = _as_float(values)
             gaps = np.isnan(numbers)
             stat.gaps = bool(gaps.any())
-            if stat.gaps and medians:
+            if medians:  # every number's: a gap first seen at predict time is imputed
                 stat.median = float(np.median(numbers[~gaps])) if (~gaps).any() else 0.0
         stats.append(stat)
     return stats
@@ -159,19 +160,22 @@ class Featurizer(TransformerMixin, BaseEstimator):
     ``native_categories``: the estimator takes pandas categoricals itself (XGBoost with
     ``enable_categorical``, histogram gradient boosting); else categories are one-hot encoded.
     ``handles_missing``: the estimator takes NaN itself; else numbers are imputed with an
-    indicator. ``scale``: numbers (and calendar features) are standardised with the training
+    indicator. ``passthrough``: table columns added as they are, named ``raw:<column>``, beside
+    the encoding (what a classifier fitted elsewhere reads; not in ``feature_names_out_``).
+    ``scale``: numbers (and calendar features) are standardised with the training
     mean and standard deviation, as linear models need (a month index near 500 beside 0/1 flags
     would otherwise dominate a penalised fit).
     """
 
     def __init__(self, native_categories: bool = False, handles_missing: bool = False,
                  scale: bool = False, min_frequency: float = MIN_FREQUENCY,
-                 max_levels: int = MAX_LEVELS) -> None:
+                 max_levels: int = MAX_LEVELS, passthrough: tuple[str, ...] = ()) -> None:
         self.native_categories = native_categories
         self.handles_missing = handles_missing
         self.scale = scale
         self.min_frequency = min_frequency
         self.max_levels = max_levels
+        self.passthrough = passthrough
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Featurizer:
         return self.fit_statistics(column_statistics(X, medians=not self.handles_missing), X)
@@ -195,10 +199,13 @@ class Featurizer(TransformerMixin, BaseEstimator):
             self.kinds_[stat.name] = stat.kind
             if stat.kind == CATEGORY:
                 self.levels_[stat.name] = self._levels(stat.counts, stat.rows)
-            elif stat.kind == NUMBER and stat.gaps and not self.handles_missing:
-                self.missing_.append(stat.name)
+            elif stat.kind == NUMBER and not self.handles_missing:
+                # learned for every number: a gap first seen at predict time is imputed too
+                # (with no indicator: the encoded columns are fixed at fit)
                 self.medians_[stat.name] = (0.0 if stat.median is None
                                             or np.isnan(stat.median) else float(stat.median))
+                if stat.gaps:
+                    self.missing_.append(stat.name)
         self.scales_: dict[str, tuple[float, float]] = {}
         if self.scale:
             if X is None:
@@ -242,6 +249,8 @@ class Featurizer(TransformerMixin, BaseEstimator):
                     gaps = np.isnan(numbers)
                     out[f"{name}__missing"] = gaps.astype(np.float32)
                     numbers = np.where(gaps, self.medians_[name], numbers)
+                elif not self.handles_missing and name in self.medians_:
+                    numbers = np.where(np.isnan(numbers), self.medians_[name], numbers)
                 out[name] = numbers.astype(np.float32)
             elif k == DATETIME:
                 for part, numbers in calendar(values).items():
@@ -265,7 +274,10 @@ class Featurizer(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"the table lacks {len(missing)} feature column(s) the model "
                              f"needs: {', '.join(missing)}")
-        return self._encode(X)
+        frame = self._encode(X)
+        for name in self.passthrough:  # as they are, for a classifier fitted elsewhere
+            frame[f"{RAW}{name}"] = X[name].to_numpy()
+        return frame
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
@@ -291,7 +303,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "kinds_")
         return {"kinds": dict(self.kinds_), "levels": {k: list(v) for k, v in
                                                        self.levels_.items()},
-                "imputed": {k: self.medians_[k] for k in self.missing_},
+                "imputed": {k: self.medians_[k] for k in self.missing_ if k in self.medians_},
                 "native_categories": self.native_categories, "scaled": sorted(self.scales_),
                 "encoded_columns": len(self.feature_names_out_)}
 

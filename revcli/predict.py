@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import atomic, modelref, tracking
-from revcli.data import features_for, is_id_column, open_parquet
+from revcli.data import conform, features_for, is_id_column, open_parquet
 from revcli.errors import ConfigError, DataError
 from revcli.progress import SILENT, Reporter
 from revcli.workspace import Workspace
@@ -166,7 +166,7 @@ def predict_file(settings: Settings, *, data: str | Path, out: str | Path,
             with reporter.task(f"scoring {data.name}", total=total, unit="rows") as task:
                 for batch in source.iter_batches(batch_size=batch_rows,
                                                  columns=[*features, *ids]):
-                    frame = batch.to_pandas()
+                    frame = conform(batch).to_pandas()
                     try:
                         X = features_for(frame, features)
                     except DataError as exc:

@@ -2,9 +2,9 @@
 
 The one path ``train``, ``tune`` (its refit best model) and ``compare strategies`` share after
 :mod:`revcli.pipeline` has fitted and scored a model: targets and honesty (:func:`pipeline.judge`),
-importance, the model saved as joblib with its ``model.json`` *before* anything is
-sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run through
-:func:`revcli.tracking.log_training`.
+importance, the model saved (skops, revcli.serialization) with its ``model.json`` *before*
+anything is sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run
+through :func:`revcli.tracking.log_training`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revcli import atomic, leakage, metrics, pipeline, targets, tracking
-from revcli.errors import RevcliError, TrackingError, first_line
+from revcli.errors import DataError, RevcliError, TrackingError, first_line
 from revcli.progress import SILENT, Reporter
 from revcli.tracking import RunRecord
 from revcli.workspace import DatasetRecord, Workspace
@@ -28,7 +28,8 @@ from revcli.workspace import DatasetRecord, Workspace
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"  # revcli.serialization.SKOPS_FILE: no pickle in a workspace
+LEGACY_MODEL_FILE = "model.joblib"  # what older workspaces hold (loaded under the sha256 rule)
 META_FILE = "model.json"
 RESULT_FILE = "scorecard.json"
 
@@ -57,6 +58,7 @@ class TrainResult:
     importance_method: str = pipeline.PERMUTATION
     # where it ran (revcli.engines): {"kind": "in-process"} or the Dask cluster's description
     engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
+    classifier: dict[str, Any] | None = None  # a classifier fitted elsewhere (--classifier)
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -93,6 +95,7 @@ class TrainResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
             "engine": self.engine,
+            "classifier": self.classifier,
         }
 
 
@@ -111,6 +114,7 @@ class RunSpec:
     plots: bool = True
     importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
     engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
+    classifier: dict[str, Any] | None = None   # the source of a classifier fitted elsewhere
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -154,23 +158,32 @@ def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline
     }
 
 
+def model_path(directory: Path) -> Path:
+    """The model file of a ``models/<run>/`` directory: ``model.skops``, or the
+    ``model.joblib`` of a model an older revcli saved."""
+    skops, legacy = directory / MODEL_FILE, directory / LEGACY_MODEL_FILE
+    return legacy if legacy.is_file() and not skops.is_file() else skops
+
+
 @contextlib.contextmanager
 def staged_model(workspace: Workspace, model: Any) -> Iterator[tuple[Path, str]]:
-    """The model dumped to a temp file in ``models/`` and its sha256, before any run exists:
-    the run is then created with the hash as its tag, so the store vouches for the file from
-    the run's first moment (``revcli runs sync`` loads nothing the store does not vouch for).
-    :func:`save_model` moves the file into place; otherwise it is removed."""
-    import joblib
-
+    """The model dumped (skops, revcli.serialization) to a temp file in ``models/`` and its
+    sha256, before any run exists: the run is then created with the hash as its tag, so the
+    store vouches for the file from the run's first moment (``revcli runs sync`` loads nothing
+    the store does not vouch for). :func:`save_model` moves the file into place; otherwise it
+    is removed."""
+    from revcli import serialization
     from revcli.errors import StorageError
 
     stack = contextlib.ExitStack()
     try:
-        tmp = stack.enter_context(atomic.temp_path(workspace.models_dir, suffix=".joblib"))
-        joblib.dump(model, tmp)
+        tmp = stack.enter_context(atomic.temp_path(workspace.models_dir, suffix=".skops"))
+        serialization.dump(model, tmp)
         sha = atomic.sha256_file(tmp)
-    except OSError as exc:
+    except BaseException as exc:
         stack.close()
+        if not isinstance(exc, OSError):
+            raise
         raise StorageError(f"cannot save the fitted model in {workspace.models_dir}: "
                            f"{exc.strerror or exc}; free some space or choose another "
                            "--workspace") from None
@@ -228,6 +241,11 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
 
     reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
+    # What MLflow cannot describe fails here, before any run or pending record exists (a
+    # pending run that `runs sync` could never log would be left otherwise).
+    from revcli.tracking._model import describe
+
+    describe(fitted.model, prepared.X_test.iloc[:5])
     with staged_model(prepared.workspace, fitted.model) as staged:
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
@@ -269,6 +287,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             "honest": honesty.honest,
             "too_good": honesty.too_good,
             "revcli_version": record.version,
+            "classifier": spec.classifier,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         prepared.commit()
@@ -290,7 +309,8 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
             plots=plot_paths, importance=importance.values, timings=timings,
             notes=list(prepared.notes), importance_method=importance.method,
-            engine=spec.engine)
+            engine=spec.engine,
+            classifier=spec.classifier)
         atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
         sample = prepared.X_test.iloc[:5]
         pending = Pending(
@@ -307,6 +327,13 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         try:
             result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
                                            timings)
+        except DataError as exc:
+            # The model's own problem (MLflow's model code refused it): a retry by `runs sync`
+            # would fail the same way, so nothing is left pending.
+            tracking.fail(tracker, run_id)
+            (model_path.parent / PENDING_FILE).unlink(missing_ok=True)
+            (model_path.parent / SAMPLE_FILE).unlink(missing_ok=True)
+            raise DataError(f"{exc} (run {run_id} is marked FAILED)") from None
         except RevcliError as exc:
             tracking.fail(tracker, run_id)
             raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None
@@ -464,7 +491,7 @@ def _sync_one(workspace: Workspace, tracker: tracking.Tracker, claim: Claim, tru
     reporter.step(f"logging {directory.name}")
     run = tracker.find_run(pending.run_id) if pending.run_id else None
     # Checked before anything is sent: a file no record vouches for creates no run either.
-    loaded = modelref.load_file(directory / MODEL_FILE, trust=trust, tracker=tracker, run=run,
+    loaded = modelref.load_file(model_path(directory), trust=trust, tracker=tracker, run=run,
                                 reporter=reporter)
     created = run is None
     if created:

@@ -172,6 +172,10 @@ def read_toml(path: str | os.PathLike[str], what: str, missing_hint: str = "",
         raise ConfigError(f"{what} {path} is a directory, not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start} is "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); TOML files are UTF-8: "
+                          "save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 

@@ -52,10 +52,21 @@ def start_from(settings: Settings, *, from_run: str | None = None,
         from revcli.tuning import _study
 
         url = settings.storage or _study.default_url(workspace)
+        if url == _study.default_url(workspace) and not (
+                workspace.studies_dir / _study.STUDY_DB).is_file():
+            raise NotFoundError(f"no study {from_study!r}: workspace {workspace.root} has no "
+                                "studies (it never ran `revcli tune`; give --storage for "
+                                "studies kept elsewhere)")
         storage = _study.open_storage(url, None)
         if not _study.study_exists(storage, str(from_study)):
-            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; `revcli tune` "
-                                "prints the name of the study it worked on")
+            import optuna
+
+            names = sorted(s.study_name for s in optuna.study.get_all_study_summaries(
+                storage, include_best_trial=False))
+            listed = (f"studies there: {', '.join(names[:10])}"
+                      f"{f' (+{len(names) - 10} more)' if len(names) > 10 else ''}"
+                      if names else "it holds no study")
+            raise NotFoundError(f"no study {from_study!r} in {_study.mask(url)}; {listed}")
         import optuna
 
         study = optuna.load_study(study_name=str(from_study), storage=storage)
@@ -86,14 +97,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
           run_name: str | None = None, plots: bool = True,
           importance: str = pipeline.NATIVE, note: str | None = None,
           tags: Mapping[str, str] | None = None, from_run: str | None = None,
-          from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
+          from_study: str | None = None, classifier: str | None = None, trust: bool = False,
+          reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
 
     ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
     ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
     estimator and hyperparameters (``params`` and explicit settings override them).
     ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
-    ``timings`` of the result: seconds per step (``--timings``).
+    ``timings`` of the result: seconds per step (``--timings``). ``classifier``: a reference
+    to a classifier fitted elsewhere (revcli.tracking.classifier) as two_stage's P(order)
+    stage; only stage 2 is fitted (a pickled one needs ``trust``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -128,6 +142,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
         timings["tracking"] = opening.seconds
         timings["tracking_wait"] = time.perf_counter() - start
 
+        external = None
+        if classifier is not None:
+            from revcli import strategies
+            from revcli.tracking import classifier as classifier_mod
+
+            if not strategies.get(settings.strategy).has_classifier:
+                raise ConfigError(f"--classifier is the first stage of two_stage; strategy "
+                                  f"{settings.strategy!r} has no classifier stage")
+            reporter.step(f"loading the classifier {classifier}")
+            external = classifier_mod.load(tracker, classifier, trust=trust, reporter=reporter)
+            external.check_columns(prepared.table.features)
         start = time.perf_counter()
         findings = engine.audit(prepared, reporter)
         timings["audit"] = time.perf_counter() - start
@@ -136,13 +161,17 @@ def train(settings: Settings, *, data: str | Path | None = None,
 
             plots_mod.preload()
         start = time.perf_counter()
-        fitted = engine.fit_and_score(prepared, settings, hyper, reporter)
+        fitted = engine.fit_and_score(prepared, settings, hyper, reporter, external=external)
         timings["fit"] = fitted.fit_seconds
         timings["score"] = time.perf_counter() - start - fitted.fit_seconds
         result = runs.finish(prepared, settings, fitted, hyper, findings, tracker,
                              experiment_id,
                              RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                     note=note, tags={**origin, **engine.tags()},
+                                     note=note,
+                                     tags={**origin, **engine.tags(),
+                                           **(external.tags() if external else {})},
+                                     params=external.params() if external else {},
+                                     classifier=external.source() if external else None,
                                      user_tags=dict(tags or {}), engine=engine.describe()),
                              reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock

@@ -7,7 +7,7 @@ Layout (default ``./.revcli``, moved with ``--workspace`` or ``REVCLI_WORKSPACE`
     datasets/<sha256>/              ... or of a dataset made of parts (revcli.parts): the parquet
                                     parts with their relative paths (Hive key=value/ dirs) kept
     datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, parts...
-    models/<run_id>/model.joblib    every trained model, with model.json (sha256, features, ...)
+    models/<run_id>/model.skops     every trained model, with model.json (sha256, features, ...)
     mlflow.db, mlartifacts/         the default MLflow tracking store and its artifacts
     plots/<run_id>/*.png            plots written by train and evaluate
     studies/                        Optuna studies of `revcli tune`

@@ -113,3 +113,10 @@ def parse_tags(items: list[str] | None) -> dict[str, str]:
 def resolve(config: Path | None, **flags: Any) -> settings_mod.Settings:
     """Settings for one command: flags given on the command line over env, file and defaults."""
     return settings_mod.resolve(flags=flags, config_file=config)
+
+
+Classifier = Annotated[str | None, typer.Option(
+    "--classifier", help="two_stage: use this classifier fitted elsewhere as the P(order) stage "
+    "and fit only the order value (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model "
+    "or a run id in the tracking store; sklearn or xgboost flavour; a pickle needs --trust)",
+    show_default=False)]

@@ -55,6 +55,7 @@ def predict(
         revcli predict --run champion --data s3-export.parquet --out scored.csv --json
         revcli predict --model models/model.joblib --data sessions.parquet --out scored.parquet
         revcli predict --run 3f2a9c1e --cluster local --data ./sessions/ --out ./scored/
+        revcli predict --model regression_model.skops --data sessions.parquet --out scored.parquet
     """
     from revcli import predict as core
 

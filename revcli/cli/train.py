@@ -34,6 +34,8 @@ def train(
         "--from-study", help="Start from the best trial of this tune study (its storage: "
         "--storage / REVCLI_STORAGE, else the workspace's)", show_default=False)] = None,
     drop_feature: _options.DropFeature = None,
+    classifier: _options.Classifier = None,
+    trust: _options.Trust = False,
     combine: _options.Combine = None,
     threshold: _options.Threshold = None,
     data: _options.Data = None,
@@ -88,6 +90,7 @@ def train(
         revcli train --timings --importance permutation
         revcli train -s two_stage --cluster local --data ./sessions/
         revcli train --cluster tcp://scheduler:8786 --json
+        revcli train -s two_stage --classifier models:/conversion@champion
     """
     from revcli import estimators
     from revcli import train as core
@@ -106,7 +109,8 @@ def train(
                                 drop_features=drop_feature or [], run_name=run_name,
                                 plots=not no_plots, importance=importance, note=note,
                                 tags=_options.parse_tags(tag),
-                                from_run=from_run, from_study=from_study, reporter=reporter)
+                                from_run=from_run, from_study=from_study,
+                                classifier=classifier, trust=trust, reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
@@ -139,5 +143,9 @@ def _render(result: Any, quiet: bool) -> None:
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "
                   f"{split['train_converters']:,} / {split['test_converters']:,})")
         out.print(f"model {safe(result.model_path)} (sha256 {result.model_sha256[:12]})")
+        if result.classifier:
+            c = result.classifier
+            out.print(f"stage 1: classifier {safe(c['uri'])} (run {c['run_id'] or '?'}, "
+                      f"sha256 {c['sha256'][:12]}; embedded in the model)")
         if result.plots:
             out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")

@@ -43,8 +43,10 @@ class Engine(Protocol):
         ...
 
     def fit_and_score(self, prepared: Prepared, settings: Settings,
-                      params: Mapping[str, Any], reporter: Reporter) -> Fitted:
-        """Fit the encoding and the strategy on the training rows; score the holdout."""
+                      params: Mapping[str, Any], reporter: Reporter,
+                      external: Any = None) -> Fitted:
+        """Fit the encoding and the strategy on the training rows; score the holdout.
+        ``external``: a classifier fitted elsewhere, two_stage's first stage (--classifier)."""
         ...
 
     def predict(self, settings: Settings, *, data: str | Path, out: str | Path,

@@ -662,7 +662,11 @@ class DaskEngine:
     # -- fit and score -----------------------------------------------------------------------
 
     def fit_and_score(self, prepared: ClusterPrepared, settings: Settings,
-                      params: Mapping[str, Any], reporter: Reporter) -> pipeline.Fitted:
+                      params: Mapping[str, Any], reporter: Reporter,
+                      external: Any = None) -> pipeline.Fitted:
+        if external is not None:
+            raise ConfigError("--classifier runs in-process only: drop --cluster to train "
+                              "two_stage on a classifier fitted elsewhere")
         features = prepared.table.features
         model = pipeline.build(settings, params, n_jobs=threads.resolve(
             settings.n_jobs, prepared.counts["train_rows"]))

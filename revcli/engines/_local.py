@@ -33,8 +33,9 @@ class InProcess:
         return pipeline.audit(prepared, reporter)
 
     def fit_and_score(self, prepared: pipeline.Prepared, settings: Settings,
-                      params: Mapping[str, Any], reporter: Reporter) -> pipeline.Fitted:
-        return pipeline.fit_and_score(prepared, settings, params, reporter)
+                      params: Mapping[str, Any], reporter: Reporter,
+                      external: Any = None) -> pipeline.Fitted:
+        return pipeline.fit_and_score(prepared, settings, params, reporter, external=external)
 
     def predict(self, settings: Settings, *, data: str | Path, out: str | Path,
                 run: str | None, model: str | Path | None, trust: bool, batch_rows: int,

@@ -61,7 +61,7 @@ def _one_line_error(result, fragment: str) -> None:
 
 @pytest.mark.parametrize(("frame", "fragment"), [
     (pd.DataFrame({"revenue": [1.0, 0.0], "z": pd.to_timedelta([1, 2], "s")}),
-     "column 'z' has dtype"),
+     "column 'z' holds durations"),
     (pd.DataFrame({"revenue": [1.0, float("nan")], "x": [1, 2]}), "missing values"),
     (pd.DataFrame({"revenue": [1.0, -2.0], "x": [1, 2]}), "negative"),
     (pd.DataFrame({"revenue": pd.Series([], dtype=float), "x": pd.Series([], dtype=int)}),

@@ -88,25 +88,43 @@ def test_push_uploads_model_and_metadata_and_registers_a_version(invoke, s3_env,
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     model_json = json.loads((runs.workspace / "models" / runs.ridge / "model.json").read_text())
-    sha = model_json["model_sha256"]
-    assert body["model_sha256"] == sha and body["version"] == "1"
+    skops_sha = model_json["model_sha256"]
+    assert body["version"] == "1"
     assert body["metadata_uri"] == f"s3://{bucket}/regression_model.json"
 
     client = s3_env.client()
     obj = client.get_object(Bucket=bucket, Key="regression_model.pkl")
     data = obj["Body"].read()
-    assert hashlib.sha256(data).hexdigest() == sha == obj["Metadata"]["sha256"]
-    assert data == (runs.workspace / "models" / runs.ridge / "model.joblib").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    assert body["model_sha256"] == sha == obj["Metadata"]["sha256"]
     assert obj["Metadata"]["revcli-run-id"] == runs.ridge
+    # the safe file beside it is the workspace's own skops file, byte for byte
+    safe = client.get_object(Bucket=bucket, Key="regression_model.skops")
+    safe_data = safe["Body"].read()
+    assert safe_data == (runs.workspace / "models" / runs.ridge / "model.skops").read_bytes()
+    assert hashlib.sha256(safe_data).hexdigest() == skops_sha == safe["Metadata"]["sha256"]
+    # the pickle loads under the sha256 rule (its hash is a tag of the run), the skops file
+    # anywhere
+    from revcli import modelref, tracking
+
+    for key in ("regression_model.pkl", "regression_model.skops"):
+        local = runs.workspace.parent / key
+        local.write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        loaded = modelref.load_file(local, tracker=tracking.Tracker(runs.tracking_uri, None))
+        assert loaded.run_id == runs.ridge, key
 
     meta_obj = client.get_object(Bucket=bucket, Key="regression_model.json")
     raw = meta_obj["Body"].read()
     assert hashlib.sha256(raw).hexdigest() == meta_obj["Metadata"]["sha256"]
     meta = json.loads(raw)
     assert meta["run_id"] == runs.ridge
-    assert meta["model"] == {"uri": f"s3://{bucket}/regression_model.pkl", "sha256": sha,
-                             "bytes": len(data), "format": "joblib",
-                             "loads_with": "joblib.load (revcli installed)"}
+    assert {k: meta["model"][k] for k in ("uri", "sha256", "bytes", "format")} == {
+        "uri": f"s3://{bucket}/regression_model.pkl", "sha256": sha, "bytes": len(data),
+        "format": "pickle"}
+    assert [(f["uri"], f["sha256"], f["format"]) for f in meta["files"]] == [
+        (f"s3://{bucket}/regression_model.pkl", sha, "pickle"),
+        (f"s3://{bucket}/regression_model.skops", skops_sha, "skops")]
+    assert "revcli.model.RevenueModel" in meta["files"][1]["trusted_types"]
     assert meta["metrics"]["rmse"] == pytest.approx(runs.rmse[runs.ridge])
     assert meta["params"]["estimator"] == "ridge"
     assert meta["dataset_sha256"] == model_json["dataset_sha256"]
@@ -136,7 +154,13 @@ def test_push_uploads_model_and_metadata_and_registers_a_version(invoke, s3_env,
     assert json.loads(candidate.stdout)["model_uri"] == f"s3://{bucket}/candidates/mean.pkl"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="candidates/")
             ["Contents"]}
-    assert keys == {"candidates/mean.pkl", "candidates/mean.json"}
+    assert keys == {"candidates/mean.pkl", "candidates/mean.skops", "candidates/mean.json"}
+
+    only = invoke(*target(runs.mean), "--key", "safe/mean.pkl", "--format", "skops", "--json")
+    assert only.exit_code == 0, only.output
+    assert json.loads(only.stdout)["model_uri"] == f"s3://{bucket}/safe/mean.skops"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="safe/")["Contents"]}
+    assert keys == {"safe/mean.skops", "safe/mean.json"}
 
 
 def test_the_promotion_gate(invoke, s3_env, bucket, runs, target) -> None:

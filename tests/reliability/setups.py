@@ -331,6 +331,22 @@ def write_evil(path: Path, marker: Path) -> str:
     return sha256_file(path)
 
 
+def evil_skops(rel: str) -> Setup:
+    """A skops file (what revcli writes) holding a type no list trusts: a revcli model whose
+    strategy carries an object that would call ``open(marker, "w")`` when built."""
+    def run(ctx: Ctx) -> None:
+        import skops.io
+
+        from revcli import serialization
+
+        model = serialization.load(model_file(ctx.ws / "models" / ctx.run))
+        model.strategy_.payload_ = _Boom(str(ctx.root / MARKER))
+        path = ctx.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        skops.io.dump(model, path)
+    return run
+
+
 def forged_meta(ctx: Ctx, sha: str, run_id: str, model_file: str = "model.joblib") -> dict:
     """The template run's own model.json, pointing at ``sha``: everything else looks genuine."""
     meta = json.loads((ctx.ws / "models" / ctx.run / "model.json").read_text())
@@ -351,12 +367,20 @@ def evil_file(rel: str, sidecar: str | None = None, push_style: bool = False) ->
     return run
 
 
+def model_file(directory: Path) -> Path:
+    """The run's model file to swap: its ``model.skops`` when it has one (a pickle under that
+    name must still be refused), else an older workspace's ``model.joblib``."""
+    skops = directory / "model.skops"
+    return skops if skops.exists() else directory / "model.joblib"
+
+
 def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
-    """A hostile pickle as ``models/<run id>/model.joblib`` of the workspace, with a forged
-    model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real) id."""
+    """A hostile pickle as the model file of ``models/<run id>/`` in the workspace, with a
+    forged model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real)
+    id, whose model.skops it replaces."""
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else FAKE_RUN
-        path = ctx.ws / "models" / rid / "model.joblib"
+        path = model_file(ctx.ws / "models" / rid)
         sha = write_evil(path, ctx.root / MARKER)
         if with_meta:
             meta = forged_meta(ctx, sha, rid)
@@ -372,9 +396,10 @@ def evil_pending(run_id: str | None = None, garbage: bool = False) -> Setup:
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else None
         directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
-        sha = write_evil(directory / "model.joblib", ctx.root / MARKER)
+        path = model_file(directory)
+        sha = write_evil(path, ctx.root / MARKER)
         (directory / "model.json").write_text(json.dumps(
-            forged_meta(ctx, sha, rid or directory.name), indent=2))
+            forged_meta(ctx, sha, rid or directory.name, model_file=path.name), indent=2))
         if garbage:
             (directory / "pending.json").write_text("{not json")
             return
@@ -443,6 +468,78 @@ def wait(seconds: float) -> Setup:
     return run
 
 
+# -- Arrow column kinds (issue 18.3, 21.5) ----------------------------------------------------
+
+def _kinds(n: int) -> dict[str, Any]:
+    import datetime as dt
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+
+    day = dt.date(2024, 1, 1)
+    return {
+        "struct": lambda: pa.array([{"a": i, "b": "x"} for i in range(n)]),
+        "list": lambda: pa.array([[i, i + 1] for i in range(n)]),
+        "map": lambda: pa.array([[("k", i)] for i in range(n)],
+                                pa.map_(pa.string(), pa.int64())),
+        "binary": lambda: pa.array([b"ab"] * n, pa.binary()),
+        "duration": lambda: pa.array(np.arange(n), pa.duration("s")),
+        "time-of-day": lambda: pa.array([dt.time(i % 24) for i in range(n)]),
+        "decimal": lambda: pa.array([decimal.Decimal(i % 24) for i in range(n)],
+                                    pa.decimal128(12, 2)),
+        "float16": lambda: pa.array((np.arange(n) % 24).astype(np.float16)),
+        "date": lambda: pa.array([day + dt.timedelta(days=i % 300) for i in range(n)]),
+        "dictionary-text": lambda: pa.array([("a", "b", "c")[i % 3] for i in range(n)]
+                                            ).dictionary_encode(),
+        "dictionary-int": lambda: pa.array([i % 24 for i in range(n)]).dictionary_encode(),
+        "large-string": lambda: pa.array([("u", "v")[i % 2] for i in range(n)],
+                                         pa.large_string()),
+        "all-null": lambda: pa.nulls(n),
+        "all-null-string": lambda: pa.nulls(n, pa.string()),
+        "all-null-double": lambda: pa.nulls(n, pa.float64()),
+        "all-null-timestamp": lambda: pa.nulls(n, pa.timestamp("us")),
+        "all-null-bool": lambda: pa.nulls(n, pa.bool_()),
+        "all-null-decimal": lambda: pa.nulls(n, pa.decimal128(10, 2)),
+    }
+
+
+REFUSED_KINDS = ("struct", "list", "map", "binary", "duration", "time-of-day")
+ENCODED_KINDS = ("decimal", "float16", "date", "dictionary-text", "dictionary-int",
+                 "large-string", "all-null", "all-null-string", "all-null-double",
+                 "all-null-timestamp", "all-null-bool", "all-null-decimal")
+
+
+def arrow_column(name: str, kind: str, column: str = "extra") -> Setup:
+    """The demo table with a column of Arrow ``kind`` (added as ``column``, or replacing it
+    when the table has one), written with pyarrow as a warehouse export would be."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame(), preserve_index=False)
+        values = _kinds(table.num_rows)[kind]()
+        if column in table.column_names:
+            table = table.set_column(table.column_names.index(column), column, values)
+        else:
+            table = table.append_column(column, values)
+        pq.write_table(table, ctx.root / name)
+    return run
+
+
+def non_utf8_config(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        (ctx.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx.root / rel).write_bytes("seed = 7 # r\xe9sum\xe9\n".encode("latin-1"))
+    return run
+
+
+def external_sqlite_store(ctx: Ctx) -> None:
+    """MLFLOW_TRACKING_URI at a sqlite store in another directory (a migrated one)."""
+    from tests.workspaces import seed_store
+
+    seed_store(ctx.root / "elsewhere")
+    ctx.env["MLFLOW_TRACKING_URI"] = "sqlite:///elsewhere/mlflow.db"
 # -- datasets made of parts (revcli.parts) ----------------------------------------------------
 
 PART_DAYS = ("2015-03-01", "2015-03-02", "2015-03-03")

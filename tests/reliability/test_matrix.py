@@ -347,7 +347,13 @@ def _hostile_models() -> list[Case]:
     pr = f"predict {data} --out o.parquet"
     evil = "evil/model.joblib"
     kw = {"check": S.no_marker}
+    foreign = S.evil_skops("evil/model.skops")
     return [
+        # skops: a file with a type off revcli's list is refused naming it, --trust or not
+        C(k, "evaluate-skops-foreign-type", f"{ev} --model evil/model.skops", setup=foreign,
+          says=("does not trust",), **kw),
+        C(k, "predict-skops-foreign-type-trust", f"{pr} --model evil/model.skops --trust",
+          setup=foreign, says=("does not trust",), **kw),
         C(k, "evaluate-model-no-sidecar", f"{ev} --model {evil}", setup=S.evil_file(evil), **kw),
         C(k, "evaluate-model-forged-model-json", f"{ev} --model {evil}",
           setup=S.evil_file(evil, "model.json"), **kw),
@@ -483,9 +489,9 @@ def _corruption() -> list[Case]:
         C(k, "dataset-replaced-evaluate", "evaluate --run {run} --no-plots --no-track",
           setup=S.replace_dataset_with("other.parquet")),
         C(k, "model-appended-evaluate", "evaluate --run {run} --no-plots --no-track",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
         C(k, "model-appended-predict", "predict --run {run} --data t.parquet --out o.parquet",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
         # The model itself is verified by its MLflow run; a damaged model.json is said, and the
         # run's record stands in for it.
         C(k, "model-json-garbage-predict", "predict --run {run} --data t.parquet --out o.parquet",
@@ -507,6 +513,83 @@ def _s3() -> list[Case]:
     ]
 
 
+def _column_kinds() -> list[Case]:
+    """Every Arrow column kind through every command that reads a table: refused in one line
+    naming the column, or encoded (issue 18.3 / 21.5: a struct passed fetch and broke every
+    later train; an all-null or decimal column failed in MLflow's signature code)."""
+    k = "column_kind"
+    out = []
+    for kind in S.REFUSED_KINDS:
+        setup = S.arrow_column("k.parquet", kind)
+        says = ("'extra'",)
+        out += [
+            C(k, f"fetch-{kind}", "fetch k.parquet", setup=setup, says=says),
+            C(k, f"train-{kind}", f"{TRAIN} --data k.parquet", setup=setup, says=says),
+            C(k, f"tune-{kind}", f"{TUNE} --data k.parquet", setup=setup, says=says),
+            C(k, f"compare-{kind}", "compare strategies -e ridge -s converting_only "
+              "--data k.parquet", setup=setup, says=says),
+            C(k, f"evaluate-{kind}", "evaluate --run {run} --data k.parquet --no-plots "
+              "--no-track", setup=setup, says=says),
+            # a feature the model reads, arriving as this kind at predict time
+            C(k, f"predict-{kind}", "predict --run {run} --data k.parquet --out o.parquet",
+              setup=S.arrow_column("k.parquet", kind, column="hour_of_day"),
+              says=("'hour_of_day'",)),
+        ]
+    for kind in S.ENCODED_KINDS:
+        setup = S.arrow_column("k.parquet", kind)
+        out += [
+            C(k, f"fetch-{kind}", "fetch k.parquet", setup=setup, exit=0),
+            C(k, f"train-{kind}", f"{TRAIN} --data k.parquet", setup=setup, exit=0,
+              check=nothing_pending),
+        ]
+    for kind in ("decimal", "float16", "dictionary-int", "all-null-double"):
+        out.append(C(k, f"predict-feature-as-{kind}", "predict --run {run} --data k.parquet "
+                     "--out o.parquet", setup=S.arrow_column("k.parquet", kind,
+                                                             column="hour_of_day"), exit=0))
+    return out
+
+
+def nothing_pending(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A run MLflow took completely: no pending.json a `runs sync` would have to replay."""
+    left = sorted(str(p.relative_to(ctx.ws)) for p in ctx.ws.glob("models/*/pending.json"))
+    return [f"pending runs left: {left}"] if left else []
+
+
+def no_mlruns_here(ctx: Ctx, outcome: Outcome) -> list[str]:
+    problems = []
+    if (ctx.root / "mlruns").exists():
+        problems.append("the command made ./mlruns in the directory it ran in")
+    if not (ctx.root / "elsewhere" / "mlartifacts").is_dir():
+        problems.append("no elsewhere/mlartifacts beside the store")
+    return problems
+
+
+def _named_failures() -> list[Case]:
+    """Failures named as what they are (issue 18.3, 21.7)."""
+    k = "named_failure"
+    return [
+        C(k, "from-study-never-tuned", "train -e ridge --no-plots --from-study nope",
+          fresh=True, says=("no study 'nope'",), never=("unable to open",)),
+        C(k, "from-study-unknown-lists-studies", "train -e ridge --no-plots --from-study nope",
+          says=("no study 'nope'", "studies there:")),
+        C(k, "config-not-utf8", f"{TRAIN} --config latin1.toml",
+          setup=S.non_utf8_config("latin1.toml"), says=("not UTF-8",)),
+        C(k, "config-default-not-utf8", TRAIN,
+          setup=S.non_utf8_config("configs/revcli.toml"), says=("not UTF-8",)),
+        # plots on: matplotlib's font warning must not print a column name's raw ESC
+        C(k, "plot-glyph-escape", "train -e ridge --data h.parquet", unchanged=False,
+          setup=S.table("h.parquet", S.add_column("promo" + CLEAR, 1.0)), exit=0,
+          never=(ESC, "Glyph"), env=WIDE, subprocess=True),
+        C(k, "evaluate-plot-glyph-escape", "evaluate --run {hrun} --no-track",
+          setup=S.train_on(S.add_column("x" + CLEAR, lambda f: np.arange(len(f)) % 2)),
+          exit=0, never=(ESC, "Glyph"), env=WIDE, subprocess=True),
+        C(k, "external-sqlite-artifacts-beside-store", TRAIN, setup=S.external_sqlite_store,
+          exit=0, check=no_mlruns_here),
+        C(k, "full-disk-while-logging-names-the-disk", "train -e rf --no-plots",
+          # room for the workspace's model (4.7 MB), not for MLflow's copy of it as well
+          setup=S.full_disk_workspace(size="16m", leave=6_500_000), exit=2,
+          says=("no space left",), never=("unreachable",), unchanged=False),
+    ]
 def orphan_removed(ctx: Ctx, outcome: Outcome) -> list[str]:
     """prune removed the killed fetch's temp directory and kept the current dataset."""
     problems = []
@@ -590,7 +673,8 @@ def _controls() -> list[Case]:
 
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
-                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_parts()]
+                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_parts(),
+                     *_column_kinds(), *_named_failures()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
