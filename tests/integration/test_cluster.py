@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from revcli import demo, fetch, pipeline, settings
+from revcli import demo, fetch, pipeline, serialization, settings
 from revcli import split as split_mod
 from revcli.data import validate
 
@@ -98,7 +98,7 @@ def test_converting_only_on_the_cluster_is_within_1pct_of_in_process(cluster, ta
     cluster_rmse, local_rmse = result.scorecard.metrics["rmse"], fitted.scorecard.metrics["rmse"]
     assert abs(cluster_rmse / local_rmse - 1) < 0.01, (cluster_rmse, local_rmse)
     # the encoding is the same object, fitted from the cluster's sums
-    model = __import__("joblib").load(result.model_path)
+    model = serialization.load(result.model_path)
     assert model.featurizer_.describe() == fitted.model.featurizer_.describe()
     # the audit finds what the in-process audit finds, with the same AUC
     local_findings = pipeline.audit(prepared)
@@ -164,8 +164,16 @@ def test_two_stage_trains_and_predict_on_the_cluster_equals_in_process(cluster, 
             assert diff <= 1e-6, (column, diff)
 
     # The logged model is an ordinary revcli model: MLflow's pyfunc serves it without Dask.
+    # (Dask made unimportable: skops' own import walks scikit-learn, whose array-API shim
+    # imports Dask when it is installed, and the point is that the model needs none of it.)
     code = (
-        "import sys, mlflow, pandas as pd, numpy as np\n"
+        "import sys\n"
+        "class NoDask:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('dask', 'distributed'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoDask())\n"
+        "import mlflow, pandas as pd, numpy as np\n"
         f"m = mlflow.pyfunc.load_model({result.model_uri!r})\n"
         f"rows = pd.read_parquet({str(single)!r}).head(500)\n"
         "p = np.asarray(m.predict(rows)).ravel()\n"
@@ -240,8 +248,6 @@ def test_hive_parts_read_on_the_cluster_as_in_process(cluster, table, isolated,
                                                       tmp_path) -> None:
     """Hive key=value directories: the same columns and types, the same dataset sha256, the same
     row order as the in-process reader of parts (revcli.data.parts_dataset)."""
-    import joblib
-
     from revcli import predict, train
     from revcli.data import read_parquet
 
@@ -259,7 +265,7 @@ def test_hive_parts_read_on_the_cluster_as_in_process(cluster, table, isolated,
     assert result.dataset.sha256 == fetch.inspect_local(hive).sha256
     assert "weekend" in result.features
     in_process = read_parquet(hive)
-    model = joblib.load(result.model_path)
+    model = serialization.load(result.model_path)
     assert model.featurizer_.kinds_["weekend"] == "number"  # int32, as parts_dataset types it
     assert str(in_process["weekend"].dtype) == "int32"
     # cached on success, as `train --data <dir>` does in-process
