@@ -206,6 +206,9 @@ def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise DataError(f"the table lacks {len(missing)} feature(s) the model needs: "
                         f"{', '.join(missing)}")
+    from revcli.features import check_drift
+
+    check_drift(frame, features)  # a duplicated column: refused naming it
     X = frame[list(features)]
     _check_kinds(X, target=False)
     return _finite(X)

@@ -441,3 +441,33 @@ def wait(seconds: float) -> Setup:
     def run(ctx: Ctx) -> None:
         time.sleep(seconds)
     return run
+
+
+# -- input drift (issue 21, class 4) ----------------------------------------------------------
+
+def as_text_flags(column: str, true: str = "True", false: str = "False") -> Callable:
+    """A flag column as the strings a CSV or JSON export carries."""
+    def mutate(f: Any) -> Any:
+        f[column] = f[column].map({True: true, False: false}).astype(object)
+        return f
+    return mutate
+
+
+def duplicated_column(name: str, column: str) -> Setup:
+    """The demo table with ``column`` a second time (pandas cannot write that; Arrow can)."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pa.Table.from_pandas(frame(), preserve_index=False)
+        pq.write_table(pa.Table.from_arrays([*t.columns, t.column(column)],
+                                            names=[*t.column_names, column]), ctx.root / name)
+    return run
+
+
+def chain_mutations(*mutations: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def mutate(f: Any) -> Any:
+        for m in mutations:
+            f = m(f)
+        return f
+    return mutate

@@ -507,6 +507,53 @@ def _s3() -> list[Case]:
     ]
 
 
+def _drift() -> list[Case]:
+    """Issue 21, class 4: a table that drifted from the one the model was trained on (ridge,
+    trained without gaps, with bool flags). Handled as the encoding defines (a flag as text is
+    parsed) or refused in one line naming the column; never an unexpected exception."""
+    k = "drift"
+    conv = S.on_converters
+    pr = "predict --run {run} --data d.parquet --out o.parquet"
+    ev = "evaluate --run {run} --data d.parquet --no-plots --no-track"
+    gap = S.table("d.parquet", conv("hour_of_day", np.nan, float))
+    stamp_gap = S.table("d.parquet", conv("created_at", None))
+    flags = S.table("d.parquet", S.as_text_flags("is_weekend"))
+    flags_lower = S.table("d.parquet", S.as_text_flags("device_type_mobile", "true", "false"))
+    not_a_flag = S.table("d.parquet", S.chain_mutations(
+        S.as_text_flags("is_weekend"), conv("is_weekend", "maybe")))
+    dup = S.duplicated_column("d.parquet", "hour_of_day")
+    return [
+        C(k, "predict-gap-ridge", pr, setup=gap, says=("'hour_of_day'", "missing")),
+        C(k, "evaluate-gap-ridge", ev, setup=gap, says=("'hour_of_day'", "missing")),
+        C(k, "predict-timestamp-gap-ridge", pr, setup=stamp_gap, says=("'created_at'",)),
+        C(k, "evaluate-timestamp-gap-ridge", ev, setup=stamp_gap, says=("'created_at'",)),
+        C(k, "predict-flag-as-text", pr, setup=flags, exit=0, check=same_predictions),
+        C(k, "predict-flag-as-lowercase-text", pr, setup=flags_lower, exit=0,
+          check=same_predictions),
+        C(k, "evaluate-flag-as-text", ev, setup=flags, exit=0),
+        C(k, "predict-flag-not-a-flag", pr, setup=not_a_flag, says=("'is_weekend'", "maybe")),
+        C(k, "evaluate-flag-not-a-flag", ev, setup=not_a_flag, says=("'is_weekend'",)),
+        C(k, "predict-duplicated-column", pr, setup=dup, says=("'hour_of_day'",)),
+        C(k, "evaluate-duplicated-column", ev, setup=dup, says=("hour_of_day",)),
+    ]
+
+
+def same_predictions(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """Predictions of the drifted table equal those of the table the model knows."""
+    import pandas as pd
+
+    again = run_inprocess(["predict", "--run", ctx.run, "--data", "t.parquet", "--out",
+                           "ref.parquet"], {"REVCLI_WORKSPACE": str(ctx.ws)}, 60,
+                          ctx.monkeypatch)
+    if again.exit_code != 0:
+        return [f"the reference predict failed: {describe(again)[:160]}"]
+    got = pd.read_parquet(ctx.root / "o.parquet")["prediction"].to_numpy()
+    want = pd.read_parquet(ctx.root / "ref.parquet")["prediction"].to_numpy()
+    if len(got) != len(want) or not np.allclose(got, want):
+        return ["the drifted table's predictions differ from the original table's"]
+    return []
+
+
 def _controls() -> list[Case]:
     """Commands that must succeed and leave everything as it was: they show the snapshot has
     no false positives (nothing changes on read, see harness.SNAPSHOT_EXCLUDE)."""
@@ -522,7 +569,7 @@ def _controls() -> list[Case]:
 
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
-                     *_secrets(), *_signals(), *_corruption(), *_s3()]
+                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_drift()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
