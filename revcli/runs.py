@@ -579,6 +579,44 @@ def close_dead_runs(tracker: tracking.Tracker, experiment_id: str) -> list[str]:
     return closed
 
 
+def close_own_runs(tracker: tracking.Tracker, experiment_id: str, status: str) -> list[str]:
+    """End as ``status`` (FAILED, or KILLED for an interrupt or SIGTERM) the runs of this
+    experiment this very process left RUNNING: a command that fails after its run was created
+    (a full disk while saving the model, SIGTERM while logging) leaves no run RUNNING.
+    Never raises."""
+    from revcli import processes
+
+    me = {k: str(v) for k, v in processes.identity().items() if v is not None}
+    closed: list[str] = []
+    try:
+        found, _ = tracker.search([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=500)
+    except BaseException:
+        return closed
+    for run in found:
+        who = {k.removeprefix("worker."): str(v) for k, v in run.record.extra.items()
+               if k.startswith("worker.")}
+        if not who or who != me:
+            continue
+        try:
+            tracker.end_run(run.run_id, status)
+            closed.append(run.run_id)
+        except BaseException:
+            break
+    return closed
+
+
+@contextlib.contextmanager
+def closing_own_runs(tracker: tracking.Tracker, experiment_id: str) -> Iterator[None]:
+    """On any failure inside, :func:`close_own_runs` (KILLED for an interrupt), then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        close_own_runs(tracker, experiment_id,
+                       "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
 @dataclass
 class Cleanup:
     """What ``runs delete`` or ``gc`` removed."""

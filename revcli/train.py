@@ -137,10 +137,13 @@ def train(settings: Settings, *, data: str | Path | None = None,
     fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
     timings["fit"] = fitted.fit_seconds
     timings["score"] = time.perf_counter() - start - fitted.fit_seconds
-    result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                 note=note, tags=origin,
-                                 user_tags=dict(tags or {})),
-                         reporter=reporter, timings=timings)
+    # A failure after the run exists (a full disk saving the model, SIGTERM) ends it, never
+    # leaves it RUNNING.
+    with runs.closing_own_runs(tracker, experiment_id):
+        result = runs.finish(prepared, settings, fitted, hyper, findings, tracker,
+                             experiment_id, RunSpec(run_name=run_name, plots=plots,
+                                                    importance=importance, note=note,
+                                                    tags=origin, user_tags=dict(tags or {})),
+                             reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
     return result

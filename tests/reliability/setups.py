@@ -471,3 +471,78 @@ def chain_mutations(*mutations: Callable[[Any], Any]) -> Callable[[Any], Any]:
             f = m(f)
         return f
     return mutate
+
+
+# -- signals in the middle of the work (issue 21, class 3) ------------------------------------
+
+def _query(db: Path, sql: str) -> int:
+    if not db.is_file():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def running_runs(ctx: Ctx) -> int:
+    return _query(ctx.ws / "mlflow.db", "SELECT count(*) FROM runs WHERE status = 'RUNNING'")
+
+
+def running_trials(ctx: Ctx) -> int:
+    return _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state = 'RUNNING'")
+
+
+def a_run_is_running(ctx: Ctx) -> bool:
+    return running_runs(ctx) > 0
+
+
+def a_trial_is_running(ctx: Ctx, after: int = 3) -> bool:
+    """A trial is RUNNING and at least ``after`` trials of this search finished (so the
+    search is well under way, its MLflow parent run and trial runs being logged)."""
+    done = _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state != 'RUNNING'")
+    return running_trials(ctx) > 0 and done >= after + 1  # +1: the template's own trial
+
+
+def temp_files(ctx: Ctx) -> list[Path]:
+    return [p for p in ctx.root.rglob("*")
+            if p.name.startswith(".incoming.") or p.name.endswith(".tmp")]
+
+
+def a_temp_file_exists(ctx: Ctx) -> bool:
+    return bool(temp_files(ctx))
+
+
+def left_nothing_running(ctx: Ctx, outcome: Any) -> list[str]:
+    """After an interrupt: no run or trial RUNNING, no temp file anywhere in the case."""
+    problems = []
+    if running_runs(ctx):
+        problems.append(f"{running_runs(ctx)} MLflow run(s) left RUNNING")
+    if running_trials(ctx):
+        problems.append(f"{running_trials(ctx)} Optuna trial(s) left RUNNING")
+    left = temp_files(ctx)
+    if left:
+        problems.append(f"temp file(s) left: {', '.join(p.name for p in left[:3])}")
+    return problems
+
+
+def big_object(key: str, rows: int = 4_000_000) -> Setup:
+    """A ~32 MB parquet object (one float column: an object large enough to be caught in the
+    middle of its download) at ``s3://{bucket}/<key>``."""
+    def run(ctx: Ctx) -> None:
+        import boto3
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root.parent / f"{ctx.root.name}-object.parquet"  # outside the snapshot
+        rng = np.random.default_rng(0)
+        pq.write_table(pa.table({"revenue": rng.random(rows)}), path, compression="none")
+        client = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                              aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        client.upload_file(str(path), ctx.values["bucket"], key)
+        path.unlink()
+    return run

