@@ -58,6 +58,26 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 
 
 @contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temp directory beside ``target``; rename it onto ``target`` (replacing an
+    empty or missing one) if the block succeeds, else remove it with whatever was written: a
+    set of files (a run's plots) appears whole or not at all."""
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        with contextlib.suppress(FileNotFoundError, OSError):
+            target.rmdir()  # an empty directory left by an older revcli; a full one stays
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
 def temp_path(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temp file path in ``directory``; it is removed at the end unless the block
     moved it away (e.g. renamed it into a content-addressed name)."""

@@ -10,16 +10,20 @@ What one push does, in this order (anything that can fail fast goes first):
    not carry a leakage finding. A refusal or a loss raises :class:`~revcli.errors.GateFailed`
    (exit 1) *before anything is uploaded or registered*, so the S3 key keeps serving the
    champion; ``force`` overrides the gate and says what it overrode;
-3. registers (or, for a run pushed before, reuses) a version of the registered model from the
-   run's logged MLflow model, tagged with dataset sha, split hash, model sha and metric values;
-4. uploads the joblib file with boto3's managed transfer (multipart when large) and
-   ``x-amz-meta-sha256``, checks the stored size and sha256 with a HEAD, then uploads the
-   metadata JSON beside it;
-5. with ``promote``, moves the ``champion`` alias to the new version.
+3. uploads the joblib file with boto3's managed transfer (multipart when large) and
+   ``x-amz-meta-sha256``, and checks the stored size and sha256 with a HEAD;
+4. only then registers (or, for a run pushed before, reuses) a version of the registered model
+   from the run's logged MLflow model, tagged with dataset sha, split hash, model sha and metric
+   values, and uploads the metadata JSON beside the object;
+5. with ``promote``, moves the ``champion`` alias to the new version if it still points where
+   it did when the gate judged (a compare-and-set). A promotion holds the registry's promotion
+   lease from step 2 to here, so two promotions started together are judged one after the
+   other: the second against the first's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -272,7 +276,17 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
          storage: S3Storage | None = None, reporter: Reporter = SILENT) -> PushResult:
     """Upload the model of run ``ref`` (any run reference: id, prefix, name, alias) and its
     metadata to S3 and register it; with ``promote``, make it champion if the gate passes (or
-    ``force``); ``note`` describes the model version. See the module docstring for the order."""
+    ``force``); ``note`` describes the model version. See the module docstring for the order.
+    A promotion holds the registry's promotion lease from the gate to the alias
+    (:func:`revcli.tracking.registry.promotion_lease`): a compare-and-set."""
+    with contextlib.ExitStack() as held:
+        return _push(settings, ref, key=key, promote=promote, force=force, note=note,
+                     tags=tags, storage=storage, reporter=reporter, held=held)
+
+
+def _push(settings: Settings, ref: str, *, key: str | None, promote: bool, force: bool,
+          note: str | None, tags: Mapping[str, str] | None, storage: S3Storage | None,
+          reporter: Reporter, held: contextlib.ExitStack) -> PushResult:
     storage = storage or S3Storage.from_settings(settings)
     name = settings.registry_model
     tracking.registry.check_name(name)
@@ -304,6 +318,10 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
 
     gate = None
     if promote:
+        # One promotion at a time per registered model, from this judgement to the alias.
+        held.enter_context(tracking.registry.promotion_lease(
+            tracker, name, on_wait=lambda holder: reporter.step(
+                f"waiting for another push --promote of {name!r} to finish")))
         reporter.step(f"comparing with the {CHAMPION} of {name!r}")
         champion = _champion(tracker, name)
         gate = judge(facts, champion, metric, force=force)
@@ -331,15 +349,11 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
         **{f"revcli.metric.{k}": f"{v:.6g}" for k, v in scores.items() if k in metrics.METRICS},
         **(tags or {}),
     }
-    reporter.step(f"registering run {run_id} as a version of {name!r}")
-    version, reused = tracking.registry.register(tracker, name, run, version_tags,
-                                                 description=note)
-
     size = path.stat().st_size
     s3_meta = {"sha256": model_sha, "revcli-run-id": run_id,
                "revcli-dataset-sha256": facts.dataset_sha256 or "",
                "revcli-split-hash": facts.split_hash or "",
-               "revcli-registry": f"{name}/{version.version}"}
+               "revcli-registry": name}
     with reporter.task(f"uploading {location}", total=size, unit="bytes") as task:
         storage.upload_file(path, location, s3_meta, progress=task.advance)
     stored = storage.head(location)
@@ -347,6 +361,12 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
         raise StorageError(f"{location} at {storage.endpoint} does not hold what was uploaded "
                            f"(size {stored.size:,} vs {size:,}, sha256 "
                            f"{stored.metadata.get('sha256', 'missing')[:12]}); push again")
+
+    # Registered only now that the object is in place and checked: a failed upload leaves no
+    # registry version pointing at nothing.
+    reporter.step(f"registering run {run_id} as a version of {name!r}")
+    version, reused = tracking.registry.register(tracker, name, run, version_tags,
+                                                 description=note)
 
     document = {
         "run_id": run_id,
@@ -382,7 +402,8 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
 
     champion_version = None
     if promote and gate is not None and gate.promote:
-        tracking.registry.promote(tracker, name, str(version.version), gate.summary())
+        tracking.registry.promote_if(tracker, name, str(version.version),
+                                     gate.champion_version, gate.summary())
         champion_version = str(version.version)
     elif not promote:
         current = _champion(tracker, name)

@@ -135,7 +135,7 @@ class Case:
     argv: tuple[str, ...]
     setup: Callable[[Ctx], None] | None = None
     env: tuple[tuple[str, str], ...] = ()
-    exit: int | None = 2  # None: 0 or 2 are both acceptable, ``check`` decides
+    exit: int | tuple[int, ...] | None = 2  # None: 0 or 2; a tuple: any of those codes
     subprocess: bool = False
     fresh: bool = False  # a workspace that never had a dataset (only a migrated MLflow store)
     unchanged: bool | None = None  # default: True for failures, False for successes
@@ -149,6 +149,9 @@ class Case:
     signal_when: Callable[[Ctx], bool] | None = None
     send: int = signal.SIGINT
     s3: bool = False  # needs the real S3 gateway: ``{s3}`` is its endpoint, ``{bucket}`` fresh
+    # A second revcli command line started at the same moment as the case's own (two writers
+    # at once); its process is ``ctx.background`` for the check.
+    beside: str | None = None
     timeout: float = 60.0
 
     @property
@@ -330,6 +333,9 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
         problems.append(f"hung: no exit within {case.timeout:.0f} s")
     elif case.exit is None and outcome.exit_code not in (0, 2):
         problems.append(f"exit {outcome.exit_code} (want 0 or 2)")
+    elif isinstance(case.exit, tuple):
+        if outcome.exit_code not in case.exit:
+            problems.append(f"exit {outcome.exit_code} (want one of {case.exit})")
     elif case.exit is not None and outcome.exit_code != case.exit:
         problems.append(f"exit {outcome.exit_code} (want {case.exit})")
     if outcome.signal is not None:
@@ -342,7 +348,7 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
         tb_source = outcome.stderr if "Traceback" in outcome.stderr else outcome.stdout
         problems.append(f"traceback printed: {exception_line(tb_source)[:160]}")
     errors = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
-    failed = case.exit != 0 if case.exit is not None else outcome.exit_code != 0
+    failed = (case.exit != 0 if isinstance(case.exit, int) else outcome.exit_code != 0)
     if failed:
         if len(errors) != 1:
             problems.append(f"{len(errors)} 'Error:' lines on stderr (want 1)")

@@ -546,3 +546,119 @@ def big_object(key: str, rows: int = 4_000_000) -> Setup:
         client.upload_file(str(path), ctx.values["bucket"], key)
         path.unlink()
     return run
+
+
+# -- two writers at once (issue 21, class 2) --------------------------------------------------
+
+def train_current(estimator: str, key: str) -> Setup:
+    """Train ``estimator`` (converting_only) on the current dataset, as the template's ridge
+    run was: same dataset, split and population, so the promotion gate compares the two. Its
+    run id as ``{key}``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import settings, train
+
+        (ctx.root / "empty.toml").write_text("")
+        s = settings.resolve(flags={"workspace": str(ctx.ws), "estimator": estimator,
+                                    "n_jobs": 1}, config_file=ctx.root / "empty.toml", env={})
+        ctx.values[key] = train.train(s, plots=False).run_id
+    return run
+
+
+def start_beside(ctx: Ctx, argv: str, env: dict[str, str]) -> None:
+    """Start ``revcli <argv>`` as a real process (``Case.beside``); ``ctx.background``."""
+    import shlex
+
+    from tests.reliability.harness import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "revcli",
+                             *(ctx.fmt(a) for a in shlex.split(argv))],
+                            cwd=ctx.root, env=cli_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    ctx.background = proc  # type: ignore[attr-defined]
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    ctx.cleanups.append(stop)
+
+
+def one_champion_the_better(first: str, second: str, bucket_key: str) -> Callable:
+    """After two `push --promote` at once of runs ``{first}`` and ``{second}``: exactly one
+    champion, the version of the one with the lower rmse; the S3 key holds that model; each
+    push exited 0 (promoted) or 1 (lost)."""
+    def check(ctx: Ctx, outcome: Any) -> list[str]:
+        import boto3
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+        a, b = ctx.values[first], ctx.values[second]
+        rmse = {r: client.get_run(r).data.metrics["rmse"] for r in (a, b)}
+        better, worse = (a, b) if rmse[a] < rmse[b] else (b, a)
+        proc = ctx.background  # type: ignore[attr-defined]
+        _out, err = proc.communicate(timeout=120)
+        problems = []
+        if proc.returncode not in (0, 1):
+            problems.append(f"the other push exited {proc.returncode}: "
+                            f"{err.decode(errors='replace').strip().splitlines()[-1:]}")
+        names = [m.name for m in client.search_registered_models()]
+        models = [n for n in names if not n.endswith(".promotion-lease")]
+        if len(models) != 1:
+            return [*problems, f"registered models: {names}"]
+        if len(names) != len(models):
+            problems.append(f"a promotion lease was left behind: {names}")
+        model = client.get_registered_model(models[0])
+        aliases = dict(model.aliases or {})
+        if list(aliases) != ["champion"]:
+            return [*problems, f"aliases: {aliases}"]
+        run_of = client.get_model_version(models[0], aliases["champion"]).run_id
+        if run_of != better:
+            problems.append(f"the champion is run {run_of[:12]}, not the better {better[:12]} "
+                            f"(rmse {rmse[better]:.4g}; the other {rmse[worse]:.4g})")
+        s3 = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                          aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        held = s3.head_object(Bucket=ctx.values["bucket"], Key=bucket_key)["Metadata"]
+        if held.get("revcli-run-id") != better:
+            problems.append(f"s3://{ctx.values['bucket']}/{bucket_key} holds run "
+                            f"{held.get('revcli-run-id', '?')[:12]}, not the champion")
+        return problems
+    return check
+
+
+# -- a failed command changes nothing (issue 21, class 6) -------------------------------------
+
+def proxy_in_front(fail_after: int) -> Setup:
+    """A fault-injecting proxy in front of the S3 gateway (``{proxy}``): it lets
+    ``fail_after`` requests through and answers every later one with 503 SlowDown (a server
+    that fails in the middle of a push)."""
+    def run(ctx: Ctx) -> None:
+        from tests.integration.servers import FaultProxy
+
+        port = int(ctx.values["s3"].rsplit(":", 1)[1])
+        proxy = FaultProxy(upstream_port=port, fail_after=fail_after).start()
+        ctx.values["proxy"] = proxy.endpoint
+        ctx.env["AWS_MAX_ATTEMPTS"] = "1"
+        ctx.cleanups.append(proxy.close)
+    return run
+
+
+def no_registered_version(ctx: Ctx, outcome: Any) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+    versions = client.search_model_versions()
+    models = [m.name for m in client.search_registered_models()]
+    return ([f"{len(versions)} model version(s) registered by a failed push"] if versions
+            else []) + ([f"registered models left: {models}"] if models else [])
+
+
+def plots_whole(ctx: Ctx, outcome: Any) -> list[str]:
+    """No run's plot directory half-written, no run RUNNING, no temp file."""
+    problems = left_nothing_running(ctx, outcome)
+    plots = ctx.ws / "plots"
+    for directory in (plots.iterdir() if plots.is_dir() else []):
+        pngs = list(directory.glob("*.png"))
+        if directory.is_dir() and 0 < len(pngs) < 3:
+            problems.append(f"plots/{directory.name} is half-written ({len(pngs)} PNGs)")
+    return problems

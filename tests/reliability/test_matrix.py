@@ -590,6 +590,61 @@ def same_predictions(ctx: Ctx, outcome: Outcome) -> list[str]:
     return []
 
 
+def _concurrency() -> list[Case]:
+    """Issue 21, class 2: two `push --promote` with no champion yet, started together (real
+    processes, the workspace's sqlite store, the real S3 gateway), end with exactly one
+    champion, the better one: the template's ridge run and a mean run on the same dataset,
+    split and population (the check reads which has the lower rmse), in both orders."""
+    k = "concurrency"
+    push = "push --promote --endpoint-url {s3} --uri s3://{bucket}/m.pkl --run"
+
+    def names_template(ctx: Ctx) -> None:
+        ctx.values["ridge"] = ctx.run
+
+    mean = S.train_current("mean", "mean")
+    kw = {"s3": True, "subprocess": True, "exit": (0, 1), "unchanged": False, "timeout": 120,
+          "check": S.one_champion_the_better("ridge", "mean", "m.pkl")}
+    return [
+        C(k, f"push-promote-race-{a}-beside-{b}{n}", f"{push} {{{b}}}",
+          setup=S.chain(names_template, mean), beside=f"{push} {{{a}}}", **kw)
+        for a, b in (("ridge", "mean"), ("mean", "ridge")) for n in ("", "-again")
+    ]
+
+
+def _failed_changes_nothing() -> list[Case]:
+    """Issue 21, class 6: a failed command changes nothing -- no RUNNING run, no half-written
+    set of plots, no object key outside what was meant, no registry version pointing at an
+    object that is not there."""
+    k = "failed_command"
+    push = "push --run {run} --endpoint-url {s3} --uri s3://{bucket}/m.pkl"
+    s3 = {"s3": True}
+    return [
+        C(k, "push-key-dotdot", f"{push} --key ../../etc/passwd", says=("'..'",), **s3),
+        C(k, "push-key-dotdot-inside", f"{push} --key models/../../x.pkl", says=("'..'",), **s3),
+        C(k, "push-key-absolute", f"{push} --key /etc/passwd", says=("absolute",), **s3),
+        C(k, "push-uri-dotdot", "push --run {run} --endpoint-url {s3} --uri "
+          "s3://{bucket}/../x.pkl", says=("'..'",), **s3),
+        C(k, "push-key-empty-segment", f"{push} --key models//x.pkl", **s3),
+        # the bucket answers, then every request fails: the upload fails, nothing registered
+        C(k, "push-upload-fails-registers-nothing", "push --run {run} --endpoint-url {proxy} "
+          "--uri s3://{bucket}/m.pkl", setup=S.proxy_in_front(1),
+          check=S.no_registered_version, **s3),
+        C(k, "push-promote-upload-fails-registers-nothing", "push --run {run} --promote "
+          "--endpoint-url {proxy} --uri s3://{bucket}/m.pkl", setup=S.proxy_in_front(1),
+          unchanged=False, check=S.no_registered_version, **s3),  # the lease came and went
+        C(k, "full-disk-train-rf", "train -e rf --no-plots -p n_estimators=50", timeout=90,
+          setup=S.full_disk_workspace(), unchanged=False, check=S.left_nothing_running),
+        C(k, "full-disk-train-rf-plots", "train -e rf -p n_estimators=50", timeout=90,
+          setup=S.full_disk_workspace(), unchanged=False, check=S.plots_whole),
+        *(C(k, f"full-disk-train-rf-{left // 1000}k-left", "train -e rf --no-plots -p "
+            "n_estimators=50", timeout=90, setup=S.full_disk_workspace(size="64m", leave=left),
+            unchanged=False, check=S.left_nothing_running)
+          for left in (500_000, 1_500_000)),
+        C(k, "full-disk-evaluate-plots", "evaluate --run {run}", timeout=90,
+          setup=S.full_disk_workspace(leave=60_000), unchanged=False, check=S.plots_whole),
+    ]
+
+
 def json_error(ctx: Ctx, outcome: Outcome) -> list[str]:
     """With --json a failure still leaves stdout one JSON object: {"error": ..., ...} holding
     the Error line's text (an Airflow XCom reader gets JSON, not an empty stdout)."""
@@ -642,7 +697,8 @@ def _controls() -> list[Case]:
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
                      *_secrets(), *_signals(), *_corruption(), *_s3(), *_drift(),
-                     *_decided()]
+                     *_decided(), *_concurrency(),
+                     *_failed_changes_nothing()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
@@ -733,6 +789,8 @@ def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch,
         argv = [ctx.fmt(a) for a in case.argv]
         roots = [ctx.root]
         before = snapshot(roots)
+        if case.beside:
+            S.start_beside(ctx, case.beside, env)
         if case.subprocess:
             when = ((lambda: case.signal_when(ctx)) if case.signal_when is not None
                     else None)
