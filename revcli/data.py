@@ -75,7 +75,7 @@ def open_parquet(path: str | Path) -> Any:
 
     path = _existing_file(path)
     with parquet_errors(path):
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, page_checksum_verification=True)
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -94,7 +94,10 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.D
 
     path = _existing_file(path)
     with parquet_errors(path):
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        # Page checksums (revcli writes them: a page damaged in place fails here instead
+        # of reading back as wrong values) are verified where the file has them.
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None,
+                              page_checksum_verification=True)
     # Arrow's buffers are freed column by column as pandas takes them, and handed back to the
     # system at the end: else a table of millions of rows is held twice for the whole command.
     frame = table.to_pandas(self_destruct=True, split_blocks=True)

@@ -662,3 +662,42 @@ def plots_whole(ctx: Ctx, outcome: Any) -> list[str]:
         if directory.is_dir() and 0 < len(pngs) < 3:
             problems.append(f"plots/{directory.name} is half-written ({len(pngs)} PNGs)")
     return problems
+
+
+# -- a parquet page damaged in place (issue 21, class 7) --------------------------------------
+
+def flip_page_byte(path: Path, column: str = "hour_of_day") -> None:
+    """Flip one byte inside the last data page of ``column`` (PLAIN int32 values, so the file
+    still decodes: one value silently becomes another), keeping size and mtime."""
+    import pyarrow.parquet as pq
+
+    stat = path.stat()
+    meta = pq.read_metadata(path)
+    names = meta.schema.to_arrow_schema().names
+    chunk = meta.row_group(0).column(names.index(column))
+    at = chunk.data_page_offset + chunk.total_compressed_size - 2  # 3rd byte of the last value
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def checksummed_then_flipped(name: str) -> Setup:
+    """The demo table written as revcli writes parquet (with page checksums; uncompressed and
+    without dictionaries so the damage decodes), then one page byte flipped."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root / name
+        pq.write_table(pa.Table.from_pandas(frame(), preserve_index=False), path,
+                       write_page_checksum=True, compression="none", use_dictionary=False)
+        flip_page_byte(path)
+    return run
+
+
+def flip_cached_page(ctx: Ctx) -> None:
+    """The current cached dataset damaged in place (size and mtime kept)."""
+    flip_page_byte(ctx.ws / "datasets" / f"{ctx.sha}.parquet")

@@ -508,6 +508,16 @@ def _signals() -> list[Case]:
     return out
 
 
+def broken_in_json(ctx: Ctx, outcome: Outcome) -> list[str]:
+    try:
+        broken = json.loads(outcome.stdout).get("broken") or []
+    except ValueError:
+        return ["stdout is not JSON"]
+    if not any(b.get("dataset") == ctx.sha for b in broken):
+        return [f"--json does not list dataset {ctx.sha[:12]} as broken"]
+    return []
+
+
 def _corruption() -> list[Case]:
     k = "corruption"
     q = f"{TRAIN} -q --json"
@@ -522,6 +532,26 @@ def _corruption() -> list[Case]:
           setup=S.append_byte("models/{run}/model.joblib")),
         C(k, "model-appended-predict", "predict --run {run} --data t.parquet --out o.parquet",
           setup=S.append_byte("models/{run}/model.joblib")),
+        # Issue 21, class 7: a page damaged in place (one byte of an int32 page, the file still
+        # decodes) fails its page checksum instead of training or scoring on a wrong value.
+        C(k, "page-flipped-train-data", f"{TRAIN} --data c.parquet",
+          setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-predict", "predict --run {run} --data c.parquet --out o.parquet",
+          setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-evaluate", "evaluate --run {run} --data c.parquet --no-plots "
+          "--no-track", setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-fetch", "fetch c.parquet", setup=S.checksummed_then_flipped(
+            "c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-cache-train", TRAIN, setup=S.flip_cached_page),
+        # Issue 21, class 7: `datasets list` says a broken dataset is broken, never hides it.
+        C(k, "manifest-garbage-list", "datasets list", exit=0, unchanged=True,
+          setup=S.write_ws("datasets/{sha}.json", "garbage"), says=("{sha12}", "broken")),
+        C(k, "manifest-garbage-list-json", "datasets list --json", exit=0, unchanged=True,
+          setup=S.write_ws("datasets/{sha}.json", "garbage"), check=broken_in_json),
+        C(k, "parquet-missing-list", "datasets list", exit=0, unchanged=True,
+          setup=S.remove_ws("datasets/{sha}.parquet"), says=("{sha12}", "missing")),
+        C(k, "manifest-missing-list", "datasets list", exit=0, unchanged=True,
+          setup=S.remove_ws("datasets/{sha}.json"), says=("{sha12}", "no manifest")),
         # The model itself is verified by its MLflow run; a damaged model.json is said, and the
         # run's record stands in for it.
         C(k, "model-json-garbage-predict", "predict --run {run} --data t.parquet --out o.parquet",
