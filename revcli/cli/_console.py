@@ -100,8 +100,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Whether the running command printed its JSON document (a failure after it -- evaluate's gate,
+# doctor's problems -- adds no second one).
+_json_printed = threading.local()
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on one line of stdout (Airflow pushes the last line to XCom)."""
+    _json_printed.done = True
     text = json.dumps(_clean(obj), default=_json_default, allow_nan=False)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -308,6 +314,7 @@ def cli_errors(reporter: ConsoleReporter | None = None) -> Iterator[None]:
     """Turn every failure into ``Error: ...`` on one line and an exit code: revcli's errors their
     own (2, or 1 for a gate), the operating system's refusals 2, Ctrl-C 130, and anything else --
     a bug -- 3 (``REVCLI_DEBUG=1`` shows its traceback)."""
+    _json_printed.done = False
     restore: Callable[[], None] = _nothing
     if threading.current_thread() is threading.main_thread():
         # From here on Ctrl-C raises KeyboardInterrupt, so temp files are cleaned up on the way.
@@ -348,7 +355,7 @@ def _fail(message: str, code: int) -> NoReturn:
     """The one ``Error:`` line on stderr, and with ``--json`` the same as one ``{"error": ...}``
     object on stdout (an Airflow XCom reader gets JSON, never an empty stdout); then exit."""
     error(message)
-    if _json_requested():
+    if _json_requested() and not getattr(_json_printed, "done", False):
         print_json({"error": printable(message), "exit_code": code})
     raise typer.Exit(code=code) from None
 
