@@ -43,11 +43,13 @@ def start_from(settings: Settings, *, from_run: str | None = None,
             raise NotFoundError(f"no MLflow store in {workspace.root}, so no run {from_run!r}")
         run = tracker.get_run(tracking.resolve(tracker, from_run, settings.registry_model).run_id)
         meta = run.model_meta()
+        deleted = getattr(getattr(run.raw, "info", None), "lifecycle_stage", "") == "deleted"
         hyper = {k.removeprefix("hyper."): parse_param(f"x={v}")[1]
                  for k, v in run.params.items() if k.startswith("hyper.")}
         found = {"strategy": meta.get("strategy"), "estimator": meta.get("estimator"),
                  **(meta.get("options") or {})}
-        where = f"run {run.run_id}"
+        # A deleted run's recipe is still read (MLflow keeps it, restorable): said, not refused.
+        where = f"run {run.run_id}" + (" (deleted in MLflow)" if deleted else "")
     else:
         from revcli.tuning import _study
 

@@ -701,3 +701,40 @@ def checksummed_then_flipped(name: str) -> Setup:
 def flip_cached_page(ctx: Ctx) -> None:
     """The current cached dataset damaged in place (size and mtime kept)."""
     flip_page_byte(ctx.ws / "datasets" / f"{ctx.sha}.parquet")
+
+
+# -- decided and documented (issue 21, class 8) -----------------------------------------------
+
+def _client(ctx: Ctx) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+
+
+def delete_template_run(ctx: Ctx) -> None:
+    _client(ctx).delete_run(ctx.run)
+
+
+def running_run_of_a_live_process(ctx: Ctx) -> None:
+    """A run RUNNING in the store, made by a revcli process that is alive (a stand-in: a
+    sleeping process, its identity in the run's worker tags as train records it): ``{live}``."""
+    from revcli import processes
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            stdin=subprocess.DEVNULL)
+    ctx.cleanups.append(lambda: (proc.kill(), proc.wait()))
+    who = {**processes.identity(), "pid": proc.pid, "start": processes._start_ticks(proc.pid)}
+    client = _client(ctx)
+    experiment = client.get_experiment_by_name("Revenue_Prediction_Regression")
+    run = client.create_run(experiment.experiment_id, run_name="training", tags={
+        f"revcli.worker.{k}": str(v) for k, v in who.items() if v is not None})
+    ctx.values["live"] = run.info.run_id
+
+
+def template_run_is_champion(ctx: Ctx) -> None:
+    client = _client(ctx)
+    client.create_registered_model("revenue-regression")
+    uri = client.get_run(ctx.run).info.artifact_uri
+    version = client.create_model_version("revenue-regression", f"{uri}/model",
+                                          run_id=ctx.run)
+    client.set_registered_model_alias("revenue-regression", "champion", version.version)

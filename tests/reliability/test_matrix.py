@@ -708,6 +708,20 @@ def _decided() -> list[Case]:
         C(k, "json-error-fetch-missing", "fetch nope.parquet --json", **kw),
         C(k, "json-error-sigterm", f"{TRAIN} --json", subprocess=True, send=signal.SIGTERM,
           signal_when=S.a_run_is_running, exit=143, unchanged=False, timeout=90, **kw),
+        # a number has no unit: refused as a time column, with the conversion to make
+        C(k, "time-column-is-a-number", f"{TRAIN} --split time --time-column hour_of_day",
+          says=("'hour_of_day'", "not a timestamp")),
+        C(k, "time-column-is-a-flag", f"{TRAIN} --split time --time-column is_weekend",
+          says=("'is_weekend'", "not a timestamp")),
+        # a deleted run's recipe is still read, and that it is deleted is said
+        C(k, "from-run-deleted-is-said", f"{TRAIN} --from-run {{run}}", exit=0,
+          setup=S.delete_template_run, says=("deleted",)),
+        # a run still training is not deleted from under its command
+        C(k, "runs-delete-a-running-run", "runs delete {live}",
+          setup=S.running_run_of_a_live_process, says=("still RUNNING",)),
+        # deleting the champion's run: allowed, and the alias that stays is said
+        C(k, "runs-delete-the-champion-run-is-said", "runs delete {run}", exit=0,
+          setup=S.template_run_is_champion, says=("champion", "alias")),
     ]
 
 
