@@ -388,7 +388,9 @@ def _terminate_like_interrupt() -> Callable[[], None]:
         if fired:
             return
         fired.append(signum)
-        raise Terminated(signum)
+        from revcli import interrupts
+
+        interrupts.deliver(signum)  # raises Terminated now, or when a held step ends
 
     def unraisable(info: Any) -> None:
         # The signal arrived inside a finalizer or weakref callback, where Python prints the

@@ -738,3 +738,13 @@ def template_run_is_champion(ctx: Ctx) -> None:
     version = client.create_model_version("revenue-regression", f"{uri}/model",
                                           run_id=ctx.run)
     client.set_registered_model_alias("revenue-regression", "champion", version.version)
+
+
+def pending_without_model(run_id: str | None = None) -> Setup:
+    """A pending run for `runs sync` whose model file is gone (deleted after the failed log)."""
+    def run(ctx: Ctx) -> None:
+        evil_pending(run_id)(ctx)
+        rid = ctx.fmt(run_id) if run_id else None
+        directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
+        (directory / "model.joblib").unlink()
+    return run

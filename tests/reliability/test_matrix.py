@@ -496,6 +496,15 @@ def _signals() -> list[Case]:
         C(k, "train-rf-sigterm-while-logging", "train -e rf --no-plots -p n_estimators=20",
           subprocess=True, send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
           unchanged=False, signal_when=S.a_run_is_running),
+        C(k, "compare-strategies-sigterm-while-logging", "compare strategies --estimator "
+          "ridge", subprocess=True, send=TERM, exit=143, timeout=120,
+          check=S.left_nothing_running, unchanged=False, signal_when=S.a_run_is_running),
+        C(k, "evaluate-sigterm-while-logging", "evaluate --run {run}", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.plots_whole, unchanged=False,
+          signal_when=S.a_run_is_running),
+        C(k, "fetch-demo-sigterm-mid-write", "fetch --demo --rows 400000", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
         C(k, "fetch-s3-sigterm-mid-download", "fetch s3://{bucket}/big.parquet "
           "--endpoint-url {s3}", s3=True, setup=S.big_object("big.parquet"), subprocess=True,
           send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
@@ -662,6 +671,11 @@ def _failed_changes_nothing() -> list[Case]:
         C(k, "push-promote-upload-fails-registers-nothing", "push --run {run} --promote "
           "--endpoint-url {proxy} --uri s3://{bucket}/m.pkl", setup=S.proxy_in_front(1),
           unchanged=False, check=S.no_registered_version, **s3),  # the lease came and went
+        # a pending run whose model file is gone: refused, no run left RUNNING
+        C(k, "sync-pending-model-missing", "runs sync --trust",
+          setup=S.pending_without_model(), check=S.left_nothing_running),
+        C(k, "sync-pending-of-a-run-model-missing", "runs sync",
+          setup=S.pending_without_model("{run}"), check=S.left_nothing_running),
         C(k, "full-disk-train-rf", "train -e rf --no-plots -p n_estimators=50", timeout=90,
           setup=S.full_disk_workspace(), unchanged=False, check=S.left_nothing_running),
         C(k, "full-disk-train-rf-plots", "train -e rf -p n_estimators=50", timeout=90,
