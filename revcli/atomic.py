@@ -106,6 +106,23 @@ def temp_path(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
             tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def temp_dir(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temp directory in ``directory`` (named like :func:`temp_path`'s files, with
+    the writer's pid); it is removed with everything in it at the end unless the block renamed
+    it away."""
+    import shutil
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{INCOMING}{os.getpid()}.", suffix=suffix,
+                                dir=directory))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

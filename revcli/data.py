@@ -70,34 +70,96 @@ def parquet_errors(path: Path, label: str | None = None) -> Iterator[None]:
 
 
 def open_parquet(path: str | Path) -> Any:
-    """A ``pyarrow.parquet.ParquetFile`` (footer read, nothing else), or one error line."""
+    """A ``pyarrow.parquet.ParquetFile`` (footer read, nothing else), or for a directory of
+    parts (:mod:`revcli.parts`) an object with the same ``schema_arrow``, ``metadata.num_rows``
+    and ``iter_batches`` (the parts' rows in order); or one error line."""
     import pyarrow.parquet as pq
 
-    path = _existing_file(path)
+    path = _existing(path)
+    if path.is_dir():
+        return Parts(path)
     with parquet_errors(path):
         return pq.ParquetFile(path, page_checksum_verification=True)
 
 
-def _existing_file(path: str | Path) -> Path:
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a parquet file")
     return path
 
 
+def parts_dataset(directory: Path) -> Any:
+    """The parts of ``directory`` as one ``pyarrow.dataset.Dataset``: the parts in sorted order
+    (revcli.parts), each Hive ``key=value`` directory a column appended after the files'
+    columns, typed as pyarrow infers it without dictionaries (int32 when every value is an
+    integer, else string), so a key is a number or a category (text) to the data contract."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from revcli import parts
+
+    relatives, _ = parts.list_local(directory)
+    if not relatives:
+        raise NotFoundError(f"{directory} holds no parquet parts (*.parquet files outside _ "
+                            "and . names)")
+    files = [str(directory / r) for r in relatives]
+    # Page checksums verified where a part has them, as for one file (read_parquet).
+    checked = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        page_checksum_verification=True))
+    options: dict[str, Any] = {"format": checked, "partition_base_dir": str(directory),
+                               "partitioning": ds.HivePartitioning.discover(
+                                   infer_dictionary=False)}
+    with parquet_errors(directory):
+        dataset = ds.dataset(files, **options)
+        # The schema is the first part's; a categorical's index width follows each part's
+        # number of levels, so dictionaries get int32 indices: every part fits.
+        schema = dataset.schema
+        for i, f in enumerate(schema):
+            if pa.types.is_dictionary(f.type) and f.type.index_type != pa.int32():
+                schema = schema.set(i, f.with_type(pa.dictionary(
+                    pa.int32(), f.type.value_type, f.type.ordered)))
+        if schema is dataset.schema:
+            return dataset
+        return ds.dataset(files, schema=schema, **options)
+
+
+class Parts:
+    """A directory of parts read the way ``pyarrow.parquet.ParquetFile`` reads one file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.dataset = parts_dataset(directory)
+        with parquet_errors(directory):
+            self.schema_arrow = self.dataset.schema
+            self.metadata = _Meta(num_rows=self.dataset.count_rows())
+
+    def iter_batches(self, batch_size: int, columns: Sequence[str]) -> Iterator[Any]:
+        with parquet_errors(self.directory):
+            yield from self.dataset.to_batches(columns=list(columns), batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class _Meta:
+    num_rows: int
+
+
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a parquet file, turning every way it can fail into one DataError line."""
+    """Read a parquet file or a directory of parts (:func:`parts_dataset`: the parts
+    concatenated in sorted order, Hive keys as columns), turning every way it can fail into one
+    DataError line."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = _existing_file(path)
+    path = _existing(path)
+    wanted = list(columns) if columns is not None else None
     with parquet_errors(path):
-        # Page checksums (revcli writes them: a page damaged in place fails here instead
-        # of reading back as wrong values) are verified where the file has them.
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None,
-                              page_checksum_verification=True)
+        if path.is_dir():
+            table = parts_dataset(path).to_table(columns=wanted)
+        else:
+            # Page checksums (revcli writes them: a page damaged in place fails here instead
+            # of reading back as wrong values) are verified where the file has them.
+            table = pq.read_table(path, columns=wanted, page_checksum_verification=True)
     # Arrow's buffers are freed column by column as pandas takes them, and handed back to the
     # system at the end: else a table of millions of rows is held twice for the whole command.
     frame = table.to_pandas(self_destruct=True, split_blocks=True)

@@ -307,7 +307,9 @@ def check_s3(settings: settings_mod.Settings, env: Mapping[str, str],
     try:
         storage = S3Storage.from_settings(settings, timeout=NETWORK_TIMEOUT)
         if settings.source.startswith("s3://"):
-            location = parse_uri(settings.source)
+            location = parse_uri(settings.source, prefix=True)
+            if location.is_prefix:  # a prefix of parquet parts (revcli.parts)
+                return _check_prefix(storage, location, endpoint, reporter)
             reporter.step(f"S3: HEAD {location} at {endpoint}")
             info = storage.head(location)
             return Check("s3", OK, f"{location} at {storage.endpoint}: {_size(info.size)}, "
@@ -319,6 +321,25 @@ def check_s3(settings: settings_mod.Settings, env: Mapping[str, str],
                      "(the source is not on S3)")
     except RevcliError as exc:
         return Check("s3", PROBLEM, str(exc))
+
+
+def _check_prefix(storage: Any, location: Any, endpoint: str, reporter: Reporter) -> Check:
+    """One LIST page (1,000 keys) of a ``source`` that is a prefix of parquet parts."""
+    from revcli import parts
+
+    reporter.step(f"S3: LIST {location} at {endpoint}")
+    objects = storage.list(location, limit=PREFIX_KEYS)
+    found = [o for o in objects if parts.is_part(o.location.key[len(location.key):])]
+    if not found:
+        return Check("s3", PROBLEM, f"no parquet parts under {location} at {storage.endpoint} "
+                     f"({len(objects)} objects listed)", "check the source prefix")
+    more = f" in its first {PREFIX_KEYS:,} keys" if len(objects) >= PREFIX_KEYS else ""
+    return Check("s3", OK, f"{location} at {storage.endpoint}: {len(found):,} parquet parts"
+                 f"{more}, {_size(sum(o.size for o in found))}")
+
+
+# A source prefix is listed this far by doctor: enough to see parts are there, quickly.
+PREFIX_KEYS = 1000
 
 
 # -- tracking and study storages ------------------------------------------------------------------

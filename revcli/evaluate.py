@@ -190,9 +190,15 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
         path, data_sha, label = record.path, record.sha256, record.source
     else:
         path = Path(str(data).removeprefix("file://"))
-        if not path.is_file():
+        if path.is_dir():  # a directory of parts: named by its dataset sha256 (revcli.parts)
+            from revcli import parts
+
+            data_sha = parts.dataset_sha256(parts.hash_local(path, parts.list_local(path)[0]))
+            label = str(path)
+        elif not path.is_file():
             raise NotFoundError(f"{path} does not exist")
-        data_sha, label = atomic.sha256_file(path), str(path)
+        else:
+            data_sha, label = atomic.sha256_file(path), str(path)
     holdout = bool(model_sha) and data_sha == model_sha
     reporter.step(f"loading {label}")
     frame = read_parquet(path)
@@ -219,8 +225,8 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
         if recorded is not None:
             baselines = recorded
             note = f"the train mean (${cls.baseline_of(baselines):.2f}) recorded with the model"
-        elif model_sha and ws.dataset_path(str(model_sha)).is_file():
-            model_frame = read_parquet(ws.dataset_path(str(model_sha)))
+        elif model_sha and (model_path := ws.cached_path(str(model_sha))) is not None:
+            model_frame = read_parquet(model_path)
             y_model = model_frame["revenue"].to_numpy(dtype=np.float64)
             baselines = metrics.Baselines.of(
                 y_model[_recorded_split(meta, model_frame, y_model > 0).train])

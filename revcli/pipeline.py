@@ -86,7 +86,10 @@ class Prepared:
     def commit(self) -> DatasetRecord:
         """Cache the dataset if it is a ``--data`` file not cached yet (called once the work on
         it succeeded); the current dataset stays as it is."""
-        if self.dataset.extra.get("pending"):
+        if self.dataset.extra.get("pending") and self.dataset.is_parts:
+            self.dataset = fetch.fetch_local_parts(self.workspace, self.dataset.path,
+                                                   make_current=False, inspected=self.dataset)
+        elif self.dataset.extra.get("pending"):
             record = self.workspace.register_file(self.dataset.path, self.dataset.source,
                                                   sha256=None, make_current=False)
             if record.sha256 != self.dataset.sha256:

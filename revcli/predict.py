@@ -107,6 +107,10 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
     source = open_parquet(data)
     if out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the input file; write the predictions elsewhere")
+    if data.is_dir() and data.resolve() in out.resolve().parents:
+        # it would become a part of the input the next time the directory is read
+        raise ConfigError(f"--out {out} is inside the input directory of parts {data}; write "
+                          "the predictions elsewhere")
 
     ws = Workspace(settings.workspace)
     # Only read: the workspace's store is not created when it does not exist.

@@ -56,9 +56,14 @@ def safe_endpoint(url: str | None) -> str:
     return urls.mask(url).rstrip("/") if url else "AWS S3"
 
 
+class MissingObject(StorageError):
+    """No object under that key (the bucket exists): it may name a prefix of parts instead."""
+
+
 @dataclass(frozen=True)
 class Location:
-    """One object: ``s3://bucket/key``."""
+    """One object, ``s3://bucket/key``, or a prefix, ``s3://bucket/prefix/`` (a key that is
+    empty or ends in ``/``)."""
 
     bucket: str
     key: str
@@ -75,13 +80,17 @@ class Location:
         return Location(self.bucket, key)
 
 
-def check_key(key: str, uri: str | None = None) -> None:
+def check_key(key: str, uri: str | None = None, prefix: bool = False) -> None:
     """An object key revcli reads or writes: relative, no ``.`` or ``..`` segment, no empty
     segment, no control character. S3 takes such keys literally, but a path-shaped key
     (``../../etc/passwd``, ``/x``) means something else to every tool that maps keys to files
     (a gateway on a file system, ``aws s3 sync``, a human), so it is refused, not cleaned."""
     what = repr(uri) if uri else f"key {key!r}"
-    if not key or key.endswith("/"):
+    if prefix and (not key or key.endswith("/")):  # a prefix of parts: its segments count
+        if not key:
+            return
+        key = key[:-1]
+    elif not key or key.endswith("/"):
         raise ConfigError(f"{what} names no object; give a key such as models/model.pkl")
     if key.startswith("/"):
         raise ConfigError(f"{what} is absolute; give the key without a leading '/'")
@@ -94,19 +103,31 @@ def check_key(key: str, uri: str | None = None) -> None:
     if re.search(r"[\x00-\x1f\x7f]", key):
         raise ConfigError(f"{what} holds a control character")
 
+    @property
+    def is_prefix(self) -> bool:
+        return self.key == "" or self.key.endswith("/")
 
-def parse_uri(uri: str) -> Location:
-    """``s3://bucket/key`` -> Location, or ConfigError saying what is wrong with it."""
+    def as_prefix(self) -> Location:
+        """The prefix of the "directory" this key names: ``s3://b/sessions`` ->
+        ``s3://b/sessions/``."""
+        return self if self.is_prefix else Location(self.bucket, self.key + "/")
+
+
+def parse_uri(uri: str, prefix: bool = False) -> Location:
+    """``s3://bucket/key`` -> Location, or ConfigError saying what is wrong with it.
+    ``prefix``: ``s3://bucket/prefix/`` and ``s3://bucket`` are accepted too."""
     if not uri.startswith("s3://"):
         raise ConfigError(f"{uri!r} is not an S3 URI; write it as s3://bucket/key")
     bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket or not key or key.endswith("/"):
+    if bucket and prefix and (not key or key.endswith("/")):
+        key = key.lstrip("/")
+    elif not bucket or not key or key.endswith("/"):
         raise ConfigError(f"{uri!r} names no object; write it as s3://bucket/key "
                           "(e.g. s3://processed-data/training_data.parquet)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]", bucket):
         raise ConfigError(f"{uri!r}: {bucket!r} is not a valid bucket name (3-255 lowercase "
                           "letters, digits, dots, dashes)")
-    check_key(key, uri)
+    check_key(key, uri, prefix=prefix)
     return Location(bucket, key)
 
 
@@ -234,6 +255,27 @@ class S3Storage:
                           last_modified=modified.isoformat() if modified is not None else "",
                           metadata=dict(response.get("Metadata") or {}))
 
+    def list(self, prefix: Location, limit: int | None = None) -> list[ObjectInfo]:
+        """Every object under ``prefix`` (at most ``limit``; LIST requests through boto3's
+        paginator, 1,000 keys a page), with the ETag, size and modification time the listing
+        gives."""
+        objects: list[ObjectInfo] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=prefix.bucket, Prefix=prefix.key,
+                PaginationConfig={"MaxItems": limit} if limit else {})
+            for page in pages:
+                for item in page.get("Contents", []):
+                    modified = item.get("LastModified")
+                    objects.append(ObjectInfo(
+                        location=Location(prefix.bucket, item["Key"]),
+                        etag=str(item.get("ETag", "")), size=int(item.get("Size", 0)),
+                        last_modified=modified.isoformat() if modified is not None else "",
+                        metadata={}))
+        except Exception as exc:
+            raise self._diagnose(exc, prefix, "list") from None
+        return objects
+
     def download(self, info: ObjectInfo, sink: Sink,
                  progress: Callable[[int], None] | None = None) -> int:
         """Stream the object ``info`` describes into ``sink``; return the bytes written.
@@ -339,7 +381,7 @@ class S3Storage:
         secret vs a denied policy). Only failures pay for it."""
         if _client_error_code(exc) in {"403", "404", "400"}:
             try:
-                if action == "write":
+                if action in ("write", "list"):
                     self.client.list_objects_v2(Bucket=location.bucket, MaxKeys=1)
                 else:
                     self.client.get_object(Bucket=location.bucket, Key=location.key,
@@ -347,7 +389,10 @@ class S3Storage:
             except Exception as detail:
                 if _client_error_code(detail) not in {None, "InvalidRange"}:
                     exc = detail
-        return storage_error(exc, location, action, self.endpoint)
+        error = storage_error(exc, location, action, self.endpoint)
+        if action == "read" and _client_error_code(exc) in {"NoSuchKey", "404"}:
+            return MissingObject(str(error))
+        return error
 
 
 def _client_error_code(exc: BaseException) -> str | None:
@@ -431,7 +476,7 @@ def storage_error(exc: BaseException, location: Location, action: str,
                   endpoint: str) -> StorageError:
     """One line for any failure of an S3 request on ``location``: what failed, the cause, the fix.
 
-    ``action`` is ``read`` or ``write``. The raw text of an unknown error is scrubbed of
+    ``action`` is ``read``, ``write`` or ``list``. The raw text of an unknown error is scrubbed of
     credentials before it is shown.
     """
     from botocore.exceptions import (

@@ -4,7 +4,9 @@ Layout (default ``./.revcli``, moved with ``--workspace`` or ``REVCLI_WORKSPACE`
 
     current.json                    {"dataset": "<sha256>"}: the dataset commands use by default
     datasets/<sha256>.parquet       content-addressed copies of every registered table
-    datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, ...
+    datasets/<sha256>/              ... or of a dataset made of parts (revcli.parts): the parquet
+                                    parts with their relative paths (Hive key=value/ dirs) kept
+    datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, parts...
     models/<run_id>/model.joblib    every trained model, with model.json (sha256, features, ...)
     mlflow.db, mlartifacts/         the default MLflow tracking store and its artifacts
     plots/<run_id>/*.png            plots written by train and evaluate
@@ -25,6 +27,7 @@ from typing import Any
 
 from revcli import atomic
 from revcli.errors import DataError, NotFoundError, StorageError
+from revcli.parts import Part
 
 SHA_LEN = 64
 
@@ -56,10 +59,20 @@ class DatasetRecord:
     # place (ctime cannot be set back by a program; any write or os.utime moves it).
     mtime_ns: int | None = None
     ctime_ns: int | None = None
+    # A dataset made of parts (revcli.parts): one entry per part (Part.to_dict), sorted by
+    # path; ``path`` is then the directory that holds them. Empty for a single parquet file.
+    parts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def short(self) -> str:
         return self.sha256[:12]
+
+    @property
+    def is_parts(self) -> bool:
+        return bool(self.parts)
+
+    def part_list(self) -> list[Part]:
+        return [Part.from_dict(p) for p in self.parts]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,6 +166,19 @@ class Workspace:
     def dataset_path(self, sha: str) -> Path:
         return self.datasets_dir / f"{sha}.parquet"
 
+    def parts_dir(self, sha: str) -> Path:
+        return self.datasets_dir / sha
+
+    def cached(self, sha: str) -> DatasetRecord | None:
+        """The cached dataset ``sha``, if it is there and whole."""
+        record = self._read_manifest(sha)
+        return record if record is not None and self.is_whole(record) else None
+
+    def cached_path(self, sha: str) -> Path | None:
+        """The cached file or directory of parts of dataset ``sha``, if it is whole."""
+        record = self.cached(sha)
+        return record.path if record is not None else None
+
     def register_file(self, src: str | Path, source: str, *, move: bool = False,
                       extra: dict[str, Any] | None = None, sha256: str | None = None,
                       make_current: bool = True) -> DatasetRecord:
@@ -199,6 +225,44 @@ class Workspace:
             self.set_current(sha)
         return record
 
+    def register_parts(self, src: Path, sha256: str, parts: list[Part], source: str, *,
+                       extra: dict[str, Any] | None = None,
+                       make_current: bool = True) -> DatasetRecord:
+        """Cache a checked directory of parts (``src``: a temp directory inside ``datasets/``,
+        renamed into ``datasets/<sha256>/``; left in place when that copy is already whole, for
+        its caller to remove) and (``make_current``) make it the current dataset."""
+        from revcli import data
+
+        self.ensure()
+        dest = self.parts_dir(sha256)
+        previous = self._read_manifest(sha256)
+        if dest.exists() and (previous is None or not self.is_whole(previous)):
+            shutil.rmtree(dest)  # a damaged copy under this name: replace it with the new parts
+        if not dest.exists():
+            src.replace(dest)
+        stamped = []
+        for part in sorted(parts, key=lambda p: p.path):
+            stat = (dest / part.path).stat()
+            stamped.append(Part(**{**part.__dict__, "mtime_ns": stat.st_mtime_ns,
+                                   "ctime_ns": stat.st_ctime_ns}))
+        schema = data.parts_dataset(dest).schema
+        record = DatasetRecord(
+            sha256=sha256,
+            path=dest,
+            source=source,
+            rows=sum(p.rows for p in stamped),
+            columns=[{"name": n, "dtype": str(t)} for n, t in zip(schema.names, schema.types,
+                                                                   strict=True)],
+            created=previous.created if previous else _now(),
+            bytes=sum(p.bytes for p in stamped),
+            extra={**(previous.extra if previous else {}), **(extra or {})},
+            parts=[p.to_dict() for p in stamped],
+        )
+        atomic.write_json(self._manifest_path(sha256), record.to_dict())
+        if make_current:
+            self.set_current(sha256)
+        return record
+
     def write_dataset(self, frame: Any, source: str,
                       extra: dict[str, Any] | None = None) -> DatasetRecord:
         """Write a pandas DataFrame as parquet into the cache and make it current."""
@@ -218,7 +282,8 @@ class Workspace:
             return None
         # The manifest stores an absolute path; trust the workspace's own layout instead so a
         # moved workspace keeps working.
-        return DatasetRecord(**{**record.__dict__, "path": self.dataset_path(sha)})
+        path = self.parts_dir(sha) if record.parts else self.dataset_path(sha)
+        return DatasetRecord(**{**record.__dict__, "path": path})
 
     @property
     def current_file(self) -> Path:
@@ -266,6 +331,8 @@ class Workspace:
         mtime and ctime or else the same sha256 again (a copied workspace re-hashes; nothing is
         written, so a reading command leaves the workspace as it was)."""
         fix = fix or "; run `revcli fetch` to get it again"
+        if record.is_parts:
+            return self._verify_parts(record, fix)
         try:
             stat = record.path.stat()
         except OSError:
@@ -279,6 +346,38 @@ class Workspace:
         if atomic.sha256_file(record.path) != record.sha256:
             raise DataError(f"dataset {record.short} ({record.source}) was changed after it was "
                             f"cached (its sha256 no longer matches){fix}")
+        return record
+
+    def _verify_parts(self, record: DatasetRecord, fix: str) -> DatasetRecord:
+        """:meth:`verify` for a directory of parts: the same parts and no others, each the same
+        size and mtime/ctime or else the same sha256 again."""
+        from revcli import parts
+
+        named = f"dataset {record.short} ({record.source})"
+        if not record.path.is_dir():
+            raise DataError(f"{named} is missing its directory {record.path}{fix}")
+        found, _ = parts.list_local(record.path)
+        recorded = record.part_list()
+        if found != [p.path for p in recorded]:
+            extra = sorted(set(found) - {p.path for p in recorded})
+            missing = sorted({p.path for p in recorded} - set(found))
+            what = (f"its part {missing[0]} is missing" if missing
+                    else f"a part {extra[0]} was added")
+            raise DataError(f"{named} was changed after it was cached ({what}){fix}")
+        for part in recorded:
+            path = record.path / part.path
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                raise DataError(f"{named}: cannot read its part {part.path} "
+                                f"({exc.strerror or exc}){fix}") from None
+            if stat.st_size != part.bytes:
+                raise DataError(f"{named} was changed after it was cached (part {part.path}: "
+                                f"{stat.st_size:,} bytes, {part.bytes:,} recorded){fix}")
+            if (part.mtime_ns, part.ctime_ns) != (stat.st_mtime_ns, stat.st_ctime_ns) and (
+                    atomic.sha256_file(path) != part.sha256):
+                raise DataError(f"{named} was changed after it was cached (part {part.path}: "
+                                f"its sha256 no longer matches){fix}")
         return record
 
     def is_whole(self, record: DatasetRecord) -> bool:
@@ -297,7 +396,7 @@ class Workspace:
         if not self.datasets_dir.is_dir():
             return []
         records = [self._read_manifest(p.stem) for p in self.datasets_dir.glob("*.json")]
-        return sorted((r for r in records if r is not None and r.path.is_file()),
+        return sorted((r for r in records if r is not None and r.path.exists()),
                       key=lambda r: r.created)
 
     def broken_datasets(self) -> list[tuple[str, str]]:
@@ -353,7 +452,10 @@ class Workspace:
             raise ConfigError(f"{path}: the export is a parquet file; give a .parquet path")
         try:
             with atomic.atomic_path(path, suffix=".parquet") as tmp:
-                shutil.copyfile(record.path, tmp)
+                if record.is_parts:
+                    _write_parts_as_one_file(record.path, tmp)
+                else:
+                    shutil.copyfile(record.path, tmp)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
         return record
@@ -361,8 +463,23 @@ class Workspace:
     def remove_dataset(self, sha: str) -> None:
         self._manifest_path(sha).unlink(missing_ok=True)
         self.dataset_path(sha).unlink(missing_ok=True)
+        if self.parts_dir(sha).is_dir():
+            shutil.rmtree(self.parts_dir(sha))
 
     # -- models -----------------------------------------------------------------------------
 
     def model_dir(self, run_id: str) -> Path:
         return self.models_dir / run_id
+
+
+def _write_parts_as_one_file(directory: Path, target: Path) -> None:
+    """The parts of ``directory`` as one parquet file, batch by batch (the Hive keys become
+    ordinary columns; the rows in the order :func:`revcli.data.read_parquet` reads them)."""
+    import pyarrow.parquet as pq
+
+    from revcli import data
+
+    dataset = data.parts_dataset(directory)
+    with data.parquet_errors(directory), pq.ParquetWriter(target, dataset.schema) as writer:
+        for batch in dataset.to_batches():
+            writer.write_batch(batch)

@@ -149,3 +149,29 @@ def test_s3_head_on_a_real_gateway(isolated: Path, tmp_path: Path,
     assert ok.status == "ok" and "s3://processed-data/training_data.parquet" in ok.detail
     assert missing.status == "problem" and "no such key" in missing.detail
     assert s3.secret_key not in ok.detail + missing.detail
+
+
+@pytest.mark.integration
+def test_s3_source_prefix_of_parts_is_listed(isolated: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.servers import s3_server
+
+    with s3_server(tmp_path / "s3") as s3:
+        for key, value in s3.env().items():
+            monkeypatch.setenv(key, value)
+        s3.create_bucket("processed-data")
+        for day in ("2015-03-01", "2015-03-02"):
+            s3.client().put_object(Bucket="processed-data", Body=b"x" * 1000,
+                                   Key=f"sessions/dt={day}/part-0.parquet")
+        s3.client().put_object(Bucket="processed-data", Key="sessions/_SUCCESS", Body=b"")
+
+        def check(source: str) -> doctor.Check:
+            return _checks(doctor.diagnose(flags={"endpoint_url": s3.endpoint}, env={
+                **s3.env(), "REVCLI_SOURCE": source, "REVCLI_WORKSPACE": str(isolated)}))["s3"]
+
+        ok = check("s3://processed-data/sessions/")
+        empty = check("s3://processed-data/nothing/")
+    assert ok.status == "ok", ok
+    assert ok.detail.startswith("s3://processed-data/sessions/ at ")
+    assert "2 parquet parts" in ok.detail
+    assert empty.status == "problem" and "no parquet parts under" in empty.detail

@@ -33,7 +33,8 @@ Json = Annotated[bool, typer.Option(
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Only errors, warnings and the result")]
 Data = Annotated[Path | None, typer.Option(
-    "--data", help="Train on this local parquet file instead of the workspace's current dataset "
+    "--data", help="Train on this local parquet file (or directory of parquet parts) instead of "
+    "the workspace's current dataset "
     "(it is validated and cached; the current dataset stays as it is)", show_default=False)]
 
 EndpointUrl = Annotated[str | None, typer.Option(

@@ -58,11 +58,18 @@ def list_(
                   else "no usable datasets: `revcli fetch` gets one again")
         return
     table = Table(title="datasets in the workspace", title_justify="left")
-    for col in ("", "sha256", "rows", "size", "created", "source"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("sha256", "rows", "size"))
+    # A dataset made of parts shows how many; a column only when there is one.
+    any_parts = any(r.is_parts for r in records)
+    columns = ("", "sha256", "rows", *(("parts",) if any_parts else ()), "size", "created",
+               "source")
+    for col in columns:
+        table.add_column(col, overflow="fold", no_wrap=col in ("sha256", "rows", "parts",
+                                                                 "size"),
+                         justify="right" if col == "parts" else "left")
     for r in records:
-        table.add_row("*" if r.sha256 == sha else "", r.short, f"{r.rows:,}", _size(r.bytes),
-                      r.created[:16].replace("T", " "), safe(r.source))
+        count = ((f"{len(r.parts):,}" if r.is_parts else "1"),) if any_parts else ()
+        table.add_row("*" if r.sha256 == sha else "", r.short, f"{r.rows:,}", *count,
+                      _size(r.bytes), r.created[:16].replace("T", " "), safe(r.source))
     out.print(table)
 
 
@@ -110,6 +117,8 @@ def export(
     json: _options.Json = False,
 ) -> None:
     """Write a cached dataset (default: the current one) to a parquet file.
+
+    A dataset made of parts becomes one file: its parts' rows in order, Hive keys as columns.
 
     Handy to score the demo data with `revcli predict` on a fresh machine.
 

@@ -22,7 +22,8 @@ def evaluate(
     run: Run = None,
     model: ModelFile = None,
     data: Annotated[Path | None, typer.Option(
-        "--data", help="Score all rows of this parquet file (training schema) instead of the "
+        "--data", help="Score all rows of this parquet file or directory of parts (training "
+        "schema) instead of the "
         "model's own holdout", show_default=False)] = None,
     gate: Annotated[Path | None, typer.Option(
         "--gate", help="Enforce the targets in this TOML file: exit 1 when one fails "

@@ -23,7 +23,8 @@ def _size(n: int) -> str:
 
 def fetch(
     source: Annotated[str | None, typer.Argument(
-        help="s3://bucket/key, a local parquet path or a file:// URI \\[env: REVCLI_SOURCE; "
+        help="s3://bucket/key, s3://bucket/prefix/ (parquet parts), a local parquet file or "
+        "directory of parts, or a file:// URI \\[env: REVCLI_SOURCE; "
         "default: s3://processed-data/training_data.parquet]", show_default=False)] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Download again even when the cached copy is up to date")] = False,
@@ -51,6 +52,11 @@ def fetch(
     `revenue` target, some orders). A failed fetch changes nothing. `revcli datasets` lists,
     switches, exports and prunes what is cached.
 
+    A prefix (s3://bucket/sessions/, or a key with no object of its own) or a local directory of
+    parquet parts is one dataset: Hive `key=value/` directories become columns; `_SUCCESS`,
+    `_*` and dotfiles are skipped. A prefix costs one LIST when no part changed; otherwise only
+    new or changed parts are downloaded. Every part is checked; a bad one is named.
+
     Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
     ~/.aws, --profile) and are never printed.
 
@@ -59,6 +65,8 @@ def fetch(
         revcli fetch
         revcli fetch s3://processed-data/training_data.parquet --endpoint-url http://localhost:9000
         revcli fetch ./exports/sessions.parquet
+        revcli fetch s3://processed-data/sessions/
+        revcli fetch ./exports/sessions/
         revcli fetch --demo --rows 20000 --seed 1
     """
     from revcli import fetch as core
@@ -88,16 +96,22 @@ def fetch(
             print_json(result.to_dict())
             return
         record = result.record
-        described = (f"dataset [bold]{record.short}[/] ({record.rows:,} rows, "
-                     f"{len(record.columns)} columns)")
+        shape = f"{record.rows:,} rows, {len(record.columns)} columns"
+        if record.is_parts:
+            shape += f", {len(record.parts)} parts"
+        described = f"dataset [bold]{record.short}[/] ({shape})"
         where = safe(record.source)
         if result.up_to_date:
             out.print(f"{where} is up to date: {described} is current "
                       f"(checked in {result.seconds:.2f} s, nothing downloaded)")
-        elif result.downloaded:
+        elif result.downloaded or result.reused_parts:
             speed = result.downloaded / max(result.download_seconds, 1e-9)
+            reused = (f"; {result.reused_parts} unchanged part(s) copied from the cache"
+                      if result.reused_parts else "")
+            which = (f"{result.downloaded_parts} of {len(record.parts)} parts, "
+                     if record.is_parts else "")
             out.print(f"{described} from {where} is now current "
-                      f"(downloaded {_size(result.downloaded)} in "
-                      f"{result.download_seconds:.2f} s, {_size(int(speed))}/s)")
+                      f"(downloaded {which}{_size(result.downloaded)} in "
+                      f"{result.download_seconds:.2f} s, {_size(int(speed))}/s{reused})")
         else:
             out.print(f"{described} from {where} is now current")

@@ -21,7 +21,8 @@ from revcli.cli.evaluate import ModelFile, Run
 
 def predict(
     data: Annotated[Path, typer.Option(
-        "--data", help="Parquet file of sessions to score (any columns; the model's features "
+        "--data", help="Parquet file (or directory of parts) of sessions to score (any "
+        "columns; the model's features "
         "must be there)", show_default=False)],
     out_path: Annotated[Path, typer.Option(
         "--out", "-o", help="Where to write the predictions: .parquet or .csv (written to a temp "

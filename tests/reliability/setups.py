@@ -748,3 +748,69 @@ def pending_without_model(run_id: str | None = None) -> Setup:
         directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
         (directory / "model.joblib").unlink()
     return run
+
+
+# -- datasets made of parts (revcli.parts) ----------------------------------------------------
+
+PART_DAYS = ("2015-03-01", "2015-03-02", "2015-03-03")
+
+
+def parts_dir(name: str, break_second: Callable[[Path], None] | None = None) -> Setup:
+    """Write the demo frame as three Hive parts ``<name>/dt=<day>/part-0.parquet`` (with a
+    ``_SUCCESS`` beside them), then ``break_second(path of the second part)``."""
+    def run(ctx: Ctx) -> None:
+        import numpy as np
+
+        f = frame()
+        for day, rows in zip(PART_DAYS, np.array_split(np.arange(len(f)), 3), strict=True):
+            path = ctx.root / name / f"dt={day}" / "part-0.parquet"
+            path.parent.mkdir(parents=True)
+            f.iloc[rows].to_parquet(path, index=False)
+        (ctx.root / name / "_SUCCESS").write_text("")
+        if break_second is not None:
+            break_second(ctx.root / name / f"dt={PART_DAYS[1]}" / "part-0.parquet")
+    return run
+
+
+def part_bytes(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(data)
+
+
+def part_frame(mutate: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def run(path: Path) -> None:
+        import pandas as pd
+
+        mutate(pd.read_parquet(path)).to_parquet(path, index=False)
+    return run
+
+
+def no_parts(name: str) -> Setup:
+    """A directory with only the files an export leaves beside its parts."""
+    def run(ctx: Ctx) -> None:
+        (ctx.root / name / "_temporary").mkdir(parents=True)
+        (ctx.root / name / "_SUCCESS").write_text("")
+        (ctx.root / name / "notes.txt").write_text("no parts here")
+    return run
+
+
+def cached_parts(name: str, damage: Callable[[Path], None]) -> Setup:
+    """Fetch the parts directory ``name`` into the workspace (current), then ``damage(the
+    cached directory)``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import fetch
+        from revcli.workspace import Workspace
+
+        parts_dir(name)(ctx)
+        record = fetch.fetch_local(Workspace(ctx.ws), ctx.root / name)
+        damage(record.path)
+    return run
+
+
+def killed_parts_fetch(ctx: Ctx) -> None:
+    """The temp directory a `revcli fetch <prefix>` killed with SIGKILL leaves behind."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that is gone
+    orphan = ctx.ws / "datasets" / f".incoming.{proc.pid}.k1ll3d.parts.tmp"
+    (orphan / "dt=2015-03-01").mkdir(parents=True)
+    (orphan / "dt=2015-03-01" / "part-0.parquet").write_bytes(b"x" * 4096)
+    ctx.values["orphan"] = str(orphan)

@@ -7,7 +7,7 @@ a command line, and what must happen. One parametrized test runs them all; see
 no traceback, the workspace / MLflow store / study database unchanged by a failed command).
 
 Classes: bad_table, bad_settings, substitution, filesystem, tracking, hostile_model,
-hostile_string, secrets, signals, corruption, s3.
+hostile_string, secrets, signals, corruption, s3, parts.
 """
 
 from __future__ import annotations
@@ -739,6 +739,74 @@ def _decided() -> list[Case]:
     ]
 
 
+def orphan_removed(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """prune removed the killed fetch's temp directory and kept the current dataset."""
+    problems = []
+    if Path(ctx.values["orphan"]).exists():
+        problems.append("the temp directory of the killed fetch is still there")
+    if not (ctx.ws / "datasets" / f"{ctx.sha}.parquet").is_file():
+        problems.append("prune removed the current dataset")
+    return problems
+
+
+def _parts() -> list[Case]:
+    """Datasets made of parts (issue 16): a bad part is named, nothing is cached."""
+    k = "parts"
+    bad = "parts/dt=2015-03-02/part-0.parquet"
+    conv = S.on_converters
+    broken = {
+        "not-parquet": (S.part_bytes(b"PAR1 not parquet"), "is not a readable parquet file"),
+        "truncated": (lambda p: p.write_bytes(p.read_bytes()[:-100]),
+                      "is not a readable parquet file"),
+        "inf-target": (S.part_frame(lambda f: f.assign(revenue=np.inf)),
+                       "breaks the data contract"),
+        "negative-revenue": (S.part_frame(conv("revenue", -5.0)), "breaks the data contract"),
+        "is-ordered-disagrees": (S.part_frame(S.set_value("is_ordered", 1, slice(-5, None))),
+                                 "disagrees with revenue > 0"),
+        "other-schema": (S.part_frame(lambda f: f.assign(hour_of_day=f.hour_of_day * 1.5)),
+                         "has another schema than parts/dt=2015-03-01/part-0.parquet"),
+        "missing-column": (S.part_frame(lambda f: f.drop(columns="revenue")),
+                           "it lacks column 'revenue'"),
+    }
+    out = []
+    for name, (breakage, says) in broken.items():
+        out.append(C(k, f"fetch-part-{name}", "fetch parts/", setup=S.parts_dir("parts", breakage),
+                     says=(f"part {bad}", says)))
+    out += [
+        C(k, "train-part-inf-target", f"{TRAIN} --data parts", setup=S.parts_dir(
+            "parts", broken["inf-target"][0]), says=(f"part {bad}", "breaks the data contract")),
+        C(k, "train-part-not-parquet", f"{TRAIN} --data parts/", setup=S.parts_dir(
+            "parts", broken["not-parquet"][0]), says=(f"part {bad}",)),
+        C(k, "predict-part-inf-feature", "predict --run {run} --data parts --out o.parquet",
+          setup=S.parts_dir("parts", S.part_frame(S.set_value("hour_of_day", np.inf,
+                                                              dtype=float)))),
+        C(k, "evaluate-part-not-parquet", "evaluate --run {run} --data parts --no-plots "
+          "--no-track", setup=S.parts_dir("parts", broken["not-parquet"][0])),
+        C(k, "fetch-no-parts", "fetch parts/", setup=S.no_parts("parts"),
+          says=("holds no parquet parts",)),
+        C(k, "fetch-key-is-a-column", "fetch parts/", setup=S.chain(
+            S.parts_dir("parts"), S.parts_dir("parts/revenue=1")),
+          says=("the directory key 'revenue'",)),
+        C(k, "full-disk-fetch-parts", "fetch parts/", setup=S.chain(
+            S.parts_dir("parts"), S.full_disk_workspace()), says=("no space left on device",)),
+        C(k, "readonly-fetch-parts", "fetch parts/", setup=S.chain(S.parts_dir("parts"),
+                                                                 S.readonly())),
+        C(k, "fetch-prefix-dead-endpoint", "fetch s3://bucket/sessions/ --endpoint-url "
+          "http://127.0.0.1:{dead}", env=FAKE_AWS, says=("cannot reach the S3 endpoint",)),
+        C(k, "cached-part-changed-train", f"{TRAIN} -q --json", setup=S.cached_parts(
+            "parts", lambda d: S.part_bytes(b"PAR1 changed")(
+                d / "dt=2015-03-02" / "part-0.parquet")),
+          says=("was changed after it was cached",)),
+        C(k, "cached-part-added-train", f"{TRAIN} -q --json", setup=S.cached_parts(
+            "parts", lambda d: shutil.copyfile(d / "dt=2015-03-01" / "part-0.parquet",
+                                               d / "dt=2015-03-01" / "part-1.parquet")),
+          says=("a part dt=2015-03-01/part-1.parquet was added",)),
+        C(k, "prune-killed-parts-fetch", "datasets prune", setup=S.killed_parts_fetch, exit=0,
+          check=orphan_removed),
+    ]
+    return out
+
+
 def _controls() -> list[Case]:
     """Commands that must succeed and leave everything as it was: they show the snapshot has
     no false positives (nothing changes on read, see harness.SNAPSHOT_EXCLUDE)."""
@@ -754,9 +822,8 @@ def _controls() -> list[Case]:
 
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
-                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_drift(),
-                     *_decided(), *_concurrency(),
-                     *_failed_changes_nothing()]
+                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_parts(),
+                     *_drift(), *_decided(), *_concurrency(), *_failed_changes_nothing()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
