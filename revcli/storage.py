@@ -79,6 +79,15 @@ class Location:
         check_key(key)
         return Location(self.bucket, key)
 
+    @property
+    def is_prefix(self) -> bool:
+        return self.key == "" or self.key.endswith("/")
+
+    def as_prefix(self) -> Location:
+        """The prefix of the "directory" this key names: ``s3://b/sessions`` ->
+        ``s3://b/sessions/``."""
+        return self if self.is_prefix else Location(self.bucket, self.key + "/")
+
 
 def check_key(key: str, uri: str | None = None, prefix: bool = False) -> None:
     """An object key revcli reads or writes: relative, no ``.`` or ``..`` segment, no empty
@@ -102,15 +111,6 @@ def check_key(key: str, uri: str | None = None, prefix: bool = False) -> None:
         raise ConfigError(f"{what} has an empty segment ('//'); remove it")
     if re.search(r"[\x00-\x1f\x7f]", key):
         raise ConfigError(f"{what} holds a control character")
-
-    @property
-    def is_prefix(self) -> bool:
-        return self.key == "" or self.key.endswith("/")
-
-    def as_prefix(self) -> Location:
-        """The prefix of the "directory" this key names: ``s3://b/sessions`` ->
-        ``s3://b/sessions/``."""
-        return self if self.is_prefix else Location(self.bucket, self.key + "/")
 
 
 def parse_uri(uri: str, prefix: bool = False) -> Location:
