@@ -547,12 +547,13 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
         for s in chosen:
             st = settings.replace(strategy=s, estimator=name)
             fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
-            result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
-                                 experiment_id, runs.RunSpec(
-                                     command=tracking.record.COMPARE,
-                                     run_name=f"compare {s}/{name}",
-                                     tags={"compare_batch": batch}, plots=plots),
-                                 reporter=reporter)
+            with runs.closing_own_runs(tracker, experiment_id):
+                result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
+                                     experiment_id, runs.RunSpec(
+                                         command=tracking.record.COMPARE,
+                                         run_name=f"compare {s}/{name}",
+                                         tags={"compare_batch": batch}, plots=plots),
+                                     reporter=reporter)
             run_ids[s] = result.run_id
         if external is not None:
             staged = next(n for n in strategies.names() if strategies.get(n).has_classifier)

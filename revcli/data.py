@@ -80,7 +80,7 @@ def open_parquet(path: str | Path) -> Any:
     if path.is_dir():
         return Parts(path)
     with parquet_errors(path):
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, page_checksum_verification=True)
 
 
 def _existing(path: str | Path) -> Path:
@@ -174,7 +174,10 @@ def parts_dataset(directory: Path) -> Any:
         raise NotFoundError(f"{directory} holds no parquet parts (*.parquet files outside _ "
                             "and . names)")
     files = [str(directory / r) for r in relatives]
-    options: dict[str, Any] = {"format": "parquet", "partition_base_dir": str(directory),
+    # Page checksums verified where a part has them, as for one file (read_parquet).
+    checked = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        page_checksum_verification=True))
+    options: dict[str, Any] = {"format": checked, "partition_base_dir": str(directory),
                                "partitioning": ds.HivePartitioning.discover(
                                    infer_dictionary=False)}
     with parquet_errors(directory):
@@ -225,7 +228,9 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.D
         if path.is_dir():
             table = parts_dataset(path).to_table(columns=wanted)
         else:
-            table = pq.read_table(path, columns=wanted)
+            # Page checksums (revcli writes them: a page damaged in place fails here instead
+            # of reading back as wrong values) are verified where the file has them.
+            table = pq.read_table(path, columns=wanted, page_checksum_verification=True)
     table = conform(table)
     # Arrow's buffers are freed column by column as pandas takes them, and handed back to the
     # system at the end: else a table of millions of rows is held twice for the whole command.
@@ -344,6 +349,9 @@ def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise DataError(f"the table lacks {len(missing)} feature(s) the model needs: "
                         f"{', '.join(missing)}")
+    from revcli.features import check_drift
+
+    check_drift(frame, features)  # a duplicated column: refused naming it
     X = frame[list(features)]
     _check_kinds(X, target=False)
     return _finite(X)

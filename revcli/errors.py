@@ -49,6 +49,26 @@ class GateFailed(RevcliError):
     exit_code = EXIT_GATE_FAILED
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what Airflow, systemd, Kubernetes and a closed terminal send), raised
+    in the main thread like Ctrl-C's KeyboardInterrupt, so every path that cleans up after
+    Ctrl-C cleans up after these too; the process then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type's name when it has none), at most
     ``limit`` characters: how a library's long error becomes part of one line."""

@@ -254,14 +254,17 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
 def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
                  importance: pipeline.Importance) -> dict[str, Path]:
     """train's three plots, then the cumulative-revenue curve and calibration by decile."""
-    from revcli import plots
+    from revcli import atomic, plots
 
-    paths = plots.training_set(directory, label, y, pred, importance)
-    paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
-                                   title=f"Cumulative revenue curve ({label})")
-    paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
-                                             title=f"Calibration by predicted decile ({label})")
-    return paths
+    # All five or none: drawn in a temp directory renamed into place (a full disk half-way
+    # through leaves no half-written set).
+    with atomic.atomic_dir(directory) as tmp:
+        paths = plots.training_set(tmp, label, y, pred, importance)
+        paths["lorenz"] = plots.lorenz(y, pred, tmp / "lorenz.png",
+                                       title=f"Cumulative revenue curve ({label})")
+        paths["calibration"] = plots.calibration(
+            y, pred, tmp / "calibration.png", title=f"Calibration by predicted decile ({label})")
+    return {name: Path(directory) / path.name for name, path in paths.items()}
 
 
 def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | None = None,

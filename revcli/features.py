@@ -71,6 +71,43 @@ def _as_float(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+_TRUE, _FALSE = frozenset({"true", "t", "yes"}), frozenset({"false", "f", "no"})
+
+
+def parse_numbers(name: str, values: pd.Series) -> np.ndarray:
+    """Numbers or flags that came as text ('True'/'False' in any case, '1', '2.5'; blanks and
+    nulls are gaps) as float64; any other text is refused naming the column."""
+    import pandas as pd
+
+    text = values.astype("object").where(values.notna(), None)
+    lowered = text.map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+    flags = lowered.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else v)
+    blank = flags.map(lambda v: isinstance(v, str) and not v)
+    numbers = pd.to_numeric(flags.where(~blank, None), errors="coerce")
+    bad = numbers.isna() & flags.notna() & ~blank
+    if bad.any():
+        from revcli.errors import DataError
+
+        example = str(text[bad].iloc[0])[:40]
+        raise DataError(f"column {name!r} was a number or flag at training but holds text "
+                        f"that is neither on {int(bad.sum()):,} row(s) (e.g. {example!r}); fix "
+                        "those values")
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def check_drift(X: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A feature column that appears more than once is ambiguous: refused naming it."""
+    from collections import Counter
+
+    counts = Counter(str(c) for c in X.columns)
+    twice = [c for c in columns if counts[c] > 1]
+    if twice:
+        from revcli.errors import DataError
+
+        raise DataError(f"column {twice[0]!r} appears {counts[twice[0]]} times in the table; "
+                        "keep one of them")
+
+
 def naive_utc(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC (a timezone-aware column is converted, a naive one kept; text,
     as a CSV or JSON request carries them, is parsed)."""
@@ -274,10 +311,45 @@ class Featurizer(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"the table lacks {len(missing)} feature column(s) the model "
                              f"needs: {', '.join(missing)}")
-        frame = self._encode(X)
+        check_drift(X, self.columns_)
+        X = self._parse_flags(X)
+        encoded = self._encode(X)
+        if not self.handles_missing:
+            self._refuse_new_gaps(encoded)
         for name in self.passthrough:  # as they are, for a classifier fitted elsewhere
-            frame[f"{RAW}{name}"] = X[name].to_numpy()
-        return frame
+            encoded[f"{RAW}{name}"] = X[name].to_numpy()
+        return encoded
+
+    def _parse_flags(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Number and flag columns that arrive as text (a CSV export, a JSON request: 'True',
+        'false', '1', '2.5') parsed as the numbers training saw; text that is no number is
+        refused naming the column, never silently turned into a gap."""
+        from pandas.api import types as pdt
+
+        parsed: dict[str, np.ndarray] = {}
+        for name in self.columns_:
+            values = X[name]
+            if self.kinds_[name] != NUMBER or pdt.is_numeric_dtype(values.dtype) \
+                    or pdt.is_bool_dtype(values.dtype):
+                continue
+            parsed[name] = parse_numbers(name, values)
+        return X.assign(**parsed) if parsed else X
+
+    def _refuse_new_gaps(self, encoded: pd.DataFrame) -> None:
+        """A gap where training saw none: the encoding has no value learned for it (no median,
+        no indicator column), and the estimator takes no NaN. Refused naming the column."""
+        for column in encoded.columns:
+            values = encoded[column]
+            if str(values.dtype) == "category":
+                continue
+            gaps = int(np.isnan(values.to_numpy(dtype=np.float64)).sum())
+            if gaps:
+                from revcli.errors import DataError
+
+                source = self.source_of(str(column))
+                raise DataError(f"column {source!r} has {gaps:,} missing value(s), but the "
+                                "model was trained without gaps in it and its estimator takes "
+                                "none; fill them, or train on data with gaps in that column")
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")

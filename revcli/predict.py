@@ -13,6 +13,7 @@ number). ``prediction`` is what the model predicts, in the words of its strategy
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,8 @@ class _Writer:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        self._writer = (pq.ParquetWriter(path, schema) if fmt == "parquet"
+        self._writer = (pq.ParquetWriter(path, schema, write_page_checksum=True)
+                        if fmt == "parquet"
                         else pacsv.CSVWriter(path, schema))
 
     def write(self, table: Any) -> None:
@@ -74,6 +76,20 @@ class _Writer:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _batches(source: Any, path: Path, **options: Any) -> Iterator[Any]:
+    """``source.iter_batches(**options)``, a read failure (a damaged page: its checksum) as one
+    error line naming ``path`` -- and only the read: the output's own failures stay theirs."""
+    from revcli.data import parquet_errors
+
+    batches = source.iter_batches(**options)
+    while True:
+        with parquet_errors(path):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
 
 
 def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str | None = None,
@@ -164,8 +180,8 @@ def predict_file(settings: Settings, *, data: str | Path, out: str | Path,
         writer = _Writer(tmp, fmt, schema)
         try:
             with reporter.task(f"scoring {data.name}", total=total, unit="rows") as task:
-                for batch in source.iter_batches(batch_size=batch_rows,
-                                                 columns=[*features, *ids]):
+                for batch in _batches(source, data, batch_size=batch_rows,
+                                      columns=[*features, *ids]):
                     frame = conform(batch).to_pandas()
                     try:
                         X = features_for(frame, features)

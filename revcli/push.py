@@ -11,16 +11,20 @@ What one push does, in this order (anything that can fail fast goes first):
    not carry a leakage finding. A refusal or a loss raises :class:`~revcli.errors.GateFailed`
    (exit 1) *before anything is uploaded or registered*, so the S3 key keeps serving the
    champion; ``force`` overrides the gate and says what it overrode;
-3. registers (or, for a run pushed before, reuses) a version of the registered model from the
-   run's logged MLflow model, tagged with dataset sha, split hash, model sha and metric values;
-4. uploads the model with boto3's managed transfer (multipart when large) and
+3. uploads the model with boto3's managed transfer (multipart when large) and
    ``x-amz-meta-sha256``, checking the stored size and sha256 of each object with a HEAD: by
    default (``format="both"``) a joblib pickle at the model URI (``regression_model.pkl``, for
    the consumers that expect one; its sha256 becomes the run's ``revcli.pickle_sha256`` tag, so
    revcli loads it under the sha256 rule) and the skops file beside it
    (``regression_model.skops``, which loads without running code); ``format="skops"`` uploads
-   the skops file only. Then the metadata JSON beside them, with both sha256s;
-5. with ``promote``, moves the ``champion`` alias to the new version.
+   the skops file only;
+4. only then registers (or, for a run pushed before, reuses) a version of the registered model
+   from the run's logged MLflow model, tagged with dataset sha, split hash, model sha and metric
+   values, and uploads the metadata JSON beside the objects, with both sha256s;
+5. with ``promote``, moves the ``champion`` alias to the new version if it still points where
+   it did when the gate judged (a compare-and-set). A promotion holds the registry's promotion
+   lease from step 2 to here, so two promotions started together are judged one after the
+   other: the second against the first's result.
 """
 
 from __future__ import annotations
@@ -292,9 +296,19 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
     """Upload the model of run ``ref`` (any run reference: id, prefix, name, alias) and its
     metadata to S3 and register it; with ``promote``, make it champion if the gate passes (or
     ``force``); ``note`` describes the model version; ``fmt`` is BOTH (a pickle at the key and
-    the skops file beside it) or SKOPS_ONLY. See the module docstring for the order."""
+    the skops file beside it) or SKOPS_ONLY. See the module docstring for the order.
+    A promotion holds the registry's promotion lease from the gate to the alias
+    (:func:`revcli.tracking.registry.promotion_lease`): a compare-and-set."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with contextlib.ExitStack() as held:
+        return _push(settings, ref, key=key, promote=promote, force=force, note=note,
+                     tags=tags, storage=storage, fmt=fmt, reporter=reporter, held=held)
+
+
+def _push(settings: Settings, ref: str, *, key: str | None, promote: bool, force: bool,
+          note: str | None, tags: Mapping[str, str] | None, storage: S3Storage | None,
+          fmt: str, reporter: Reporter, held: contextlib.ExitStack) -> PushResult:
     storage = storage or S3Storage.from_settings(settings)
     name = settings.registry_model
     tracking.registry.check_name(name)
@@ -329,6 +343,10 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
 
     gate = None
     if promote:
+        # One promotion at a time per registered model, from this judgement to the alias.
+        held.enter_context(tracking.registry.promotion_lease(
+            tracker, name, on_wait=lambda holder: reporter.step(
+                f"waiting for another push --promote of {name!r} to finish")))
         reporter.step(f"comparing with the {CHAMPION} of {name!r}")
         champion = _champion(tracker, name)
         gate = judge(facts, champion, metric, force=force)
@@ -368,17 +386,20 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
                if k in metrics.METRICS},
             **(tags or {}),
         }
-        reporter.step(f"registering run {run_id} as a version of {name!r}")
-        version, reused = tracking.registry.register(tracker, name, run, version_tags,
-                                                     description=note)
         s3_meta = {"revcli-run-id": run_id,
                    "revcli-dataset-sha256": facts.dataset_sha256 or "",
                    "revcli-split-hash": facts.split_hash or "",
-                   "revcli-registry": f"{name}/{version.version}"}
+                   "revcli-registry": name}
         uploads = ([] if pickle_file is None else [(pickle_file, location, pickle_sha, PICKLE)])
         uploads.append((skops_file, safe_location, skops_sha, SKOPS))
         files = [_upload(storage, *item, s3_meta, reporter) for item in uploads]
     primary = files[0]
+
+    # Registered only now that the object is in place and checked: a failed upload leaves no
+    # registry version pointing at nothing.
+    reporter.step(f"registering run {run_id} as a version of {name!r}")
+    version, reused = tracking.registry.register(tracker, name, run, version_tags,
+                                                 description=note)
 
     document = {
         "run_id": run_id,
@@ -414,7 +435,8 @@ def push(settings: Settings, ref: str, *, key: str | None = None, promote: bool 
 
     champion_version = None
     if promote and gate is not None and gate.promote:
-        tracking.registry.promote(tracker, name, str(version.version), gate.summary())
+        tracking.registry.promote_if(tracker, name, str(version.version),
+                                     gate.champion_version, gate.summary())
         champion_version = str(version.version)
     elif not promote:
         current = _champion(tracker, name)

@@ -611,6 +611,44 @@ def close_dead_runs(tracker: tracking.Tracker, experiment_id: str) -> list[str]:
     return closed
 
 
+def close_own_runs(tracker: tracking.Tracker, experiment_id: str, status: str) -> list[str]:
+    """End as ``status`` (FAILED, or KILLED for an interrupt or SIGTERM) the runs of this
+    experiment this very process left RUNNING: a command that fails after its run was created
+    (a full disk while saving the model, SIGTERM while logging) leaves no run RUNNING.
+    Never raises."""
+    from revcli import processes
+
+    me = {k: str(v) for k, v in processes.identity().items() if v is not None}
+    closed: list[str] = []
+    try:
+        found, _ = tracker.search([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=500)
+    except BaseException:
+        return closed
+    for run in found:
+        who = {k.removeprefix("worker."): str(v) for k, v in run.record.extra.items()
+               if k.startswith("worker.")}
+        if not who or who != me:
+            continue
+        try:
+            tracker.end_run(run.run_id, status)
+            closed.append(run.run_id)
+        except BaseException:
+            break
+    return closed
+
+
+@contextlib.contextmanager
+def closing_own_runs(tracker: tracking.Tracker, experiment_id: str) -> Iterator[None]:
+    """On any failure inside, :func:`close_own_runs` (KILLED for an interrupt), then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        close_own_runs(tracker, experiment_id,
+                       "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
 @dataclass
 class Cleanup:
     """What ``runs delete`` or ``gc`` removed."""
@@ -649,6 +687,8 @@ def delete(settings: Settings, refs: list[str], reporter: Reporter = SILENT) -> 
 
         raise NotFoundError(f"no MLflow store in workspace {workspace.root}; nothing to delete")
     ids = [tracking.resolve(tracker, ref, settings.registry_model).run_id for ref in refs]
+    _refuse_live_runs(tracker, list(dict.fromkeys(ids)))
+    _warn_champion(tracker, settings.registry_model, ids, reporter)
     cleanup = Cleanup()
     for run_id in dict.fromkeys(ids):
         reporter.step(f"deleting run {run_id}")
@@ -657,6 +697,43 @@ def delete(settings: Settings, refs: list[str], reporter: Reporter = SILENT) -> 
         _remove_tree(workspace.model_dir(run_id), cleanup)
         _remove_tree(workspace.plots_dir / run_id, cleanup)
     return cleanup
+
+
+def _refuse_live_runs(tracker: tracking.Tracker, ids: list[str]) -> None:
+    """A run still RUNNING in a live process (a train, tune or compare in progress) is not
+    deleted: the command would go on writing into a deleted run and a removed model directory,
+    and report a model path that no longer exists. Runs whose process died are deletable."""
+    from revcli import processes
+    from revcli.errors import ConfigError
+
+    for run_id in ids:
+        run = tracker.get_run(run_id)
+        if getattr(getattr(run.raw, "info", None), "status", "") != "RUNNING":
+            continue
+        who: dict[str, Any] = {k.removeprefix("worker."): v
+                               for k, v in run.record.extra.items() if k.startswith("worker.")}
+        for key in ("pid", "start", "pidns"):
+            who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
+        if who.get("pid") is not None and not processes.gone(who):  # a revcli run, alive
+            raise ConfigError(f"run {run_id} is still RUNNING (pid {who['pid']} on "
+                              f"{who.get('host')}); stop that command or wait for it to "
+                              "finish, then delete the run")
+
+
+def _warn_champion(tracker: tracking.Tracker, name: str, ids: list[str],
+                   reporter: Reporter) -> None:
+    """Deleting the champion's run leaves the registry alone (its version keeps its own copy
+    of the model and keeps serving): said, so nobody believes the champion went with it."""
+    from revcli.tracking import registry
+
+    try:
+        found = registry.champion(tracker, name)
+    except RevcliError:
+        return
+    if found is not None and found[1] is not None and found[1].run_id in ids:
+        reporter.warn(f"run {found[1].run_id} is the champion of {name!r} (v{found[0]}): the "
+                      "alias still points at that version, which keeps serving; promote "
+                      "another run with `revcli push --promote` to replace it")
 
 
 def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:

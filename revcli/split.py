@@ -262,6 +262,13 @@ def time_column_of(frame: Any, wanted: str | None) -> str:
     if wanted:
         if wanted not in frame.columns:
             raise DataError(f"--time-column {wanted!r} is not a column of this table")
+        dtype = frame[wanted].dtype
+        if pdt.is_numeric_dtype(dtype) or pdt.is_bool_dtype(dtype):
+            # A number has no unit (seconds? milliseconds? an hour of the day?): ordering by
+            # it would be a guess, so the table must say it is a time.
+            raise DataError(f"--time-column {wanted!r} is a number ({dtype}), not a timestamp; "
+                            "convert it in the table (epoch seconds: pd.to_datetime(x, "
+                            "unit='s')) or choose a timestamp column")
         return wanted
     if len(stamps) == 1:
         return stamps[0]

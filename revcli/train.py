@@ -43,11 +43,13 @@ def start_from(settings: Settings, *, from_run: str | None = None,
             raise NotFoundError(f"no MLflow store in {workspace.root}, so no run {from_run!r}")
         run = tracker.get_run(tracking.resolve(tracker, from_run, settings.registry_model).run_id)
         meta = run.model_meta()
+        deleted = getattr(getattr(run.raw, "info", None), "lifecycle_stage", "") == "deleted"
         hyper = {k.removeprefix("hyper."): parse_param(f"x={v}")[1]
                  for k, v in run.params.items() if k.startswith("hyper.")}
         found = {"strategy": meta.get("strategy"), "estimator": meta.get("estimator"),
                  **(meta.get("options") or {})}
-        where = f"run {run.run_id}"
+        # A deleted run's recipe is still read (MLflow keeps it, restorable): said, not refused.
+        where = f"run {run.run_id}" + (" (deleted in MLflow)" if deleted else "")
     else:
         from revcli.tuning import _study
 
@@ -164,15 +166,18 @@ def train(settings: Settings, *, data: str | Path | None = None,
         fitted = engine.fit_and_score(prepared, settings, hyper, reporter, external=external)
         timings["fit"] = fitted.fit_seconds
         timings["score"] = time.perf_counter() - start - fitted.fit_seconds
-        result = runs.finish(prepared, settings, fitted, hyper, findings, tracker,
-                             experiment_id,
-                             RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                     note=note,
-                                     tags={**origin, **engine.tags(),
-                                           **(external.tags() if external else {})},
-                                     params=external.params() if external else {},
-                                     classifier=external.source() if external else None,
-                                     user_tags=dict(tags or {}), engine=engine.describe()),
-                             reporter=reporter, timings=timings)
+        # A failure after the run exists (a full disk saving the model, SIGTERM) ends it, never
+        # leaves it RUNNING.
+        with runs.closing_own_runs(tracker, experiment_id):
+            result = runs.finish(prepared, settings, fitted, hyper, findings, tracker,
+                                 experiment_id,
+                                 RunSpec(run_name=run_name, plots=plots, importance=importance,
+                                         note=note,
+                                         tags={**origin, **engine.tags(),
+                                               **(external.tags() if external else {})},
+                                         params=external.params() if external else {},
+                                         classifier=external.source() if external else None,
+                                         user_tags=dict(tags or {}), engine=engine.describe()),
+                                 reporter=reporter, timings=timings)
     timings["total"] = time.perf_counter() - clock
     return result

@@ -211,11 +211,25 @@ class Tracker:
                    start_time: int | None = None) -> str:
         """A new RUNNING run with ``tags`` (and ``params``); returns its id."""
         def create() -> str:
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags),
-                                         start_time=start_time)
-            given = {k: v for k, v in (params or {}).items() if v is not None}
-            if given:  # a param that is always None says nothing
-                self._log_batch(run.info.run_id, params=given)
+            from revcli import interrupts
+
+            run = None
+            try:
+                # A SIGTERM inside MLflow's create is held until the id is known, then raised
+                # here, where the run is ended: never a RUNNING run nobody knows the id of.
+                with interrupts.deferred():
+                    run = self.client.create_run(experiment_id, run_name=run_name,
+                                                 tags=dict(tags), start_time=start_time)
+                given = {k: v for k, v in (params or {}).items() if v is not None}
+                if given:  # a param that is always None says nothing
+                    self._log_batch(run.info.run_id, params=given)
+            except BaseException as exc:  # the caller never learns the id: end it here
+                if run is not None:
+                    with contextlib.suppress(Exception):
+                        self.client.set_terminated(
+                            run.info.run_id,
+                            "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+                raise
             return str(run.info.run_id)
 
         return self.call("create a run", create)

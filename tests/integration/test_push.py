@@ -237,7 +237,9 @@ def test_push_refuses_a_model_file_that_changed_after_training(invoke, runs, tar
                                                                tmp_path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(runs.workspace / "models" / runs.ridge, copy / "models" / runs.ridge)
-    with open(copy / "models" / runs.ridge / "model.joblib", "ab") as fh:
+    from revcli.runs import model_path
+
+    with open(model_path(copy / "models" / runs.ridge), "ab") as fh:  # model.skops
         fh.write(b"tampered")
     args = target(runs.ridge)
     args[args.index("--workspace") + 1] = str(copy)
@@ -284,3 +286,35 @@ def test_large_models_go_up_in_parts_with_their_metadata(s3_env, bucket, tmp_pat
     assert sum(seen) == path.stat().st_size
     body = s3_env.client().get_object(Bucket=bucket, Key="m/big.bin")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha
+
+
+@pytest.mark.parametrize("first", ["mean", "ridge"])
+def test_two_promotions_at_once_end_with_one_champion_the_better(s3_env, bucket, runs, target,
+                                                                  first: str) -> None:
+    """Issue 21: two `push --promote` with no champion yet, started together as real processes
+    against the real `mlflow server`: exactly one champion, the better model (ridge), whichever
+    starts first; the S3 key holds it; no promotion lease is left behind."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVCLI_", "MLFLOW_"))}
+    env.update(s3_env.env(), MLFLOW_DISABLE_TELEMETRY="true")
+    order = [runs.mean, runs.ridge] if first == "mean" else [runs.ridge, runs.mean]
+    procs = [subprocess.Popen([sys.executable, "-m", "revcli", *target(run_id, "--promote")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL) for run_id in order]
+    outcomes = [(p.wait(180), p.stderr.read().decode()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert all(code in (0, 1) for code, _ in outcomes), outcomes
+    client = MlflowClient(runs.tracking_uri)
+    model = client.get_registered_model(target.name)
+    assert list(model.aliases) == ["champion"]
+    assert client.get_model_version(target.name, model.aliases["champion"]).run_id == runs.ridge
+    head = s3_env.client().head_object(Bucket=bucket, Key="regression_model.pkl")
+    assert head["Metadata"]["revcli-run-id"] == runs.ridge
+    leases = client.search_registered_models(f"name = '{target.name}.promotion-lease'")
+    assert not leases

@@ -49,7 +49,10 @@ def test_a_server_that_dies_after_the_fit_loses_nothing_and_sync_logs_it(
     assert dead.exit_code == 2, dead.output
     errors = [line for line in dead.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "revcli runs sync" in errors[0], dead.stderr
-    assert "Traceback" not in dead.output and dead.stdout == ""
+    assert "Traceback" not in dead.output
+    # --json: stdout is the same error as one JSON object (issue 21), nothing else
+    assert json.loads(dead.stdout) == {"error": errors[0].removeprefix("Error: "),
+                                       "exit_code": 2}
     models = Path(small_settings.workspace) / "models"
     pending = [p.parent for p in models.glob("*/pending.json")]
     assert len(pending) == 1 and (pending[0] / "model.skops").is_file()

@@ -604,3 +604,312 @@ def killed_parts_fetch(ctx: Ctx) -> None:
     (orphan / "dt=2015-03-01").mkdir(parents=True)
     (orphan / "dt=2015-03-01" / "part-0.parquet").write_bytes(b"x" * 4096)
     ctx.values["orphan"] = str(orphan)
+
+
+# -- input drift (issue 21, class 4) ----------------------------------------------------------
+
+def as_text_flags(column: str, true: str = "True", false: str = "False") -> Callable:
+    """A flag column as the strings a CSV or JSON export carries."""
+    def mutate(f: Any) -> Any:
+        f[column] = f[column].map({True: true, False: false}).astype(object)
+        return f
+    return mutate
+
+
+def duplicated_column(name: str, column: str) -> Setup:
+    """The demo table with ``column`` a second time (pandas cannot write that; Arrow can)."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pa.Table.from_pandas(frame(), preserve_index=False)
+        pq.write_table(pa.Table.from_arrays([*t.columns, t.column(column)],
+                                            names=[*t.column_names, column]), ctx.root / name)
+    return run
+
+
+def chain_mutations(*mutations: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def mutate(f: Any) -> Any:
+        for m in mutations:
+            f = m(f)
+        return f
+    return mutate
+
+
+# -- signals in the middle of the work (issue 21, class 3) ------------------------------------
+
+def _query(db: Path, sql: str) -> int:
+    if not db.is_file():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def running_runs(ctx: Ctx) -> int:
+    return _query(ctx.ws / "mlflow.db", "SELECT count(*) FROM runs WHERE status = 'RUNNING'")
+
+
+def running_trials(ctx: Ctx) -> int:
+    return _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state = 'RUNNING'")
+
+
+def a_run_is_running(ctx: Ctx) -> bool:
+    return running_runs(ctx) > 0
+
+
+def a_trial_is_running(ctx: Ctx, after: int = 3) -> bool:
+    """A trial is RUNNING and at least ``after`` trials of this search finished (so the
+    search is well under way, its MLflow parent run and trial runs being logged)."""
+    done = _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state != 'RUNNING'")
+    return running_trials(ctx) > 0 and done >= after + 1  # +1: the template's own trial
+
+
+def temp_files(ctx: Ctx) -> list[Path]:
+    return [p for p in ctx.root.rglob("*")
+            if p.name.startswith(".incoming.") or p.name.endswith(".tmp")]
+
+
+def a_temp_file_exists(ctx: Ctx) -> bool:
+    return bool(temp_files(ctx))
+
+
+def left_nothing_running(ctx: Ctx, outcome: Any) -> list[str]:
+    """After an interrupt: no run or trial RUNNING, no temp file anywhere in the case."""
+    problems = []
+    if running_runs(ctx):
+        problems.append(f"{running_runs(ctx)} MLflow run(s) left RUNNING")
+    if running_trials(ctx):
+        problems.append(f"{running_trials(ctx)} Optuna trial(s) left RUNNING")
+    left = temp_files(ctx)
+    if left:
+        problems.append(f"temp file(s) left: {', '.join(p.name for p in left[:3])}")
+    return problems
+
+
+def big_object(key: str, rows: int = 4_000_000) -> Setup:
+    """A ~32 MB parquet object (one float column: an object large enough to be caught in the
+    middle of its download) at ``s3://{bucket}/<key>``."""
+    def run(ctx: Ctx) -> None:
+        import boto3
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root.parent / f"{ctx.root.name}-object.parquet"  # outside the snapshot
+        rng = np.random.default_rng(0)
+        pq.write_table(pa.table({"revenue": rng.random(rows)}), path, compression="none")
+        client = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                              aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        client.upload_file(str(path), ctx.values["bucket"], key)
+        path.unlink()
+    return run
+
+
+# -- two writers at once (issue 21, class 2) --------------------------------------------------
+
+def train_current(estimator: str, key: str) -> Setup:
+    """Train ``estimator`` (converting_only) on the current dataset, as the template's ridge
+    run was: same dataset, split and population, so the promotion gate compares the two. Its
+    run id as ``{key}``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import settings, train
+
+        (ctx.root / "empty.toml").write_text("")
+        s = settings.resolve(flags={"workspace": str(ctx.ws), "estimator": estimator,
+                                    "n_jobs": 1}, config_file=ctx.root / "empty.toml", env={})
+        ctx.values[key] = train.train(s, plots=False).run_id
+    return run
+
+
+def start_beside(ctx: Ctx, argv: str, env: dict[str, str]) -> None:
+    """Start ``revcli <argv>`` as a real process (``Case.beside``); ``ctx.background``."""
+    import shlex
+
+    from tests.reliability.harness import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "revcli",
+                             *(ctx.fmt(a) for a in shlex.split(argv))],
+                            cwd=ctx.root, env=cli_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    ctx.background = proc  # type: ignore[attr-defined]
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    ctx.cleanups.append(stop)
+
+
+def one_champion_the_better(first: str, second: str, bucket_key: str) -> Callable:
+    """After two `push --promote` at once of runs ``{first}`` and ``{second}``: exactly one
+    champion, the version of the one with the lower rmse; the S3 key holds that model; each
+    push exited 0 (promoted) or 1 (lost)."""
+    def check(ctx: Ctx, outcome: Any) -> list[str]:
+        import boto3
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+        a, b = ctx.values[first], ctx.values[second]
+        rmse = {r: client.get_run(r).data.metrics["rmse"] for r in (a, b)}
+        better, worse = (a, b) if rmse[a] < rmse[b] else (b, a)
+        proc = ctx.background  # type: ignore[attr-defined]
+        _out, err = proc.communicate(timeout=120)
+        problems = []
+        if proc.returncode not in (0, 1):
+            problems.append(f"the other push exited {proc.returncode}: "
+                            f"{err.decode(errors='replace').strip().splitlines()[-1:]}")
+        names = [m.name for m in client.search_registered_models()]
+        models = [n for n in names if not n.endswith(".promotion-lease")]
+        if len(models) != 1:
+            return [*problems, f"registered models: {names}"]
+        if len(names) != len(models):
+            problems.append(f"a promotion lease was left behind: {names}")
+        model = client.get_registered_model(models[0])
+        aliases = dict(model.aliases or {})
+        if list(aliases) != ["champion"]:
+            return [*problems, f"aliases: {aliases}"]
+        run_of = client.get_model_version(models[0], aliases["champion"]).run_id
+        if run_of != better:
+            problems.append(f"the champion is run {run_of[:12]}, not the better {better[:12]} "
+                            f"(rmse {rmse[better]:.4g}; the other {rmse[worse]:.4g})")
+        s3 = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                          aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        held = s3.head_object(Bucket=ctx.values["bucket"], Key=bucket_key)["Metadata"]
+        if held.get("revcli-run-id") != better:
+            problems.append(f"s3://{ctx.values['bucket']}/{bucket_key} holds run "
+                            f"{held.get('revcli-run-id', '?')[:12]}, not the champion")
+        return problems
+    return check
+
+
+# -- a failed command changes nothing (issue 21, class 6) -------------------------------------
+
+def proxy_in_front(fail_after: int) -> Setup:
+    """A fault-injecting proxy in front of the S3 gateway (``{proxy}``): it lets
+    ``fail_after`` requests through and answers every later one with 503 SlowDown (a server
+    that fails in the middle of a push)."""
+    def run(ctx: Ctx) -> None:
+        from tests.integration.servers import FaultProxy
+
+        port = int(ctx.values["s3"].rsplit(":", 1)[1])
+        proxy = FaultProxy(upstream_port=port, fail_after=fail_after).start()
+        ctx.values["proxy"] = proxy.endpoint
+        ctx.env["AWS_MAX_ATTEMPTS"] = "1"
+        ctx.cleanups.append(proxy.close)
+    return run
+
+
+def no_registered_version(ctx: Ctx, outcome: Any) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+    versions = client.search_model_versions()
+    models = [m.name for m in client.search_registered_models()]
+    return ([f"{len(versions)} model version(s) registered by a failed push"] if versions
+            else []) + ([f"registered models left: {models}"] if models else [])
+
+
+def plots_whole(ctx: Ctx, outcome: Any) -> list[str]:
+    """No run's plot directory half-written, no run RUNNING, no temp file."""
+    problems = left_nothing_running(ctx, outcome)
+    plots = ctx.ws / "plots"
+    for directory in (plots.iterdir() if plots.is_dir() else []):
+        pngs = list(directory.glob("*.png"))
+        if directory.is_dir() and 0 < len(pngs) < 3:
+            problems.append(f"plots/{directory.name} is half-written ({len(pngs)} PNGs)")
+    return problems
+
+
+# -- a parquet page damaged in place (issue 21, class 7) --------------------------------------
+
+def flip_page_byte(path: Path, column: str = "hour_of_day") -> None:
+    """Flip one byte inside the last data page of ``column`` (PLAIN int32 values, so the file
+    still decodes: one value silently becomes another), keeping size and mtime."""
+    import pyarrow.parquet as pq
+
+    stat = path.stat()
+    meta = pq.read_metadata(path)
+    names = meta.schema.to_arrow_schema().names
+    chunk = meta.row_group(0).column(names.index(column))
+    at = chunk.data_page_offset + chunk.total_compressed_size - 2  # 3rd byte of the last value
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def checksummed_then_flipped(name: str) -> Setup:
+    """The demo table written as revcli writes parquet (with page checksums; uncompressed and
+    without dictionaries so the damage decodes), then one page byte flipped."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root / name
+        pq.write_table(pa.Table.from_pandas(frame(), preserve_index=False), path,
+                       write_page_checksum=True, compression="none", use_dictionary=False)
+        flip_page_byte(path)
+    return run
+
+
+def flip_cached_page(ctx: Ctx) -> None:
+    """The current cached dataset damaged in place (size and mtime kept)."""
+    flip_page_byte(ctx.ws / "datasets" / f"{ctx.sha}.parquet")
+
+
+# -- decided and documented (issue 21, class 8) -----------------------------------------------
+
+def _client(ctx: Ctx) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+
+
+def delete_template_run(ctx: Ctx) -> None:
+    _client(ctx).delete_run(ctx.run)
+
+
+def running_run_of_a_live_process(ctx: Ctx) -> None:
+    """A run RUNNING in the store, made by a revcli process that is alive (a stand-in: a
+    sleeping process, its identity in the run's worker tags as train records it): ``{live}``."""
+    from revcli import processes
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            stdin=subprocess.DEVNULL)
+    ctx.cleanups.append(lambda: (proc.kill(), proc.wait()))
+    who = {**processes.identity(), "pid": proc.pid, "start": processes._start_ticks(proc.pid)}
+    client = _client(ctx)
+    experiment = client.get_experiment_by_name("Revenue_Prediction_Regression")
+    run = client.create_run(experiment.experiment_id, run_name="training", tags={
+        f"revcli.worker.{k}": str(v) for k, v in who.items() if v is not None})
+    ctx.values["live"] = run.info.run_id
+
+
+def template_run_is_champion(ctx: Ctx) -> None:
+    client = _client(ctx)
+    client.create_registered_model("revenue-regression")
+    uri = client.get_run(ctx.run).info.artifact_uri
+    version = client.create_model_version("revenue-regression", f"{uri}/model",
+                                          run_id=ctx.run)
+    client.set_registered_model_alias("revenue-regression", "champion", version.version)
+
+
+def pending_without_model(run_id: str | None = None) -> Setup:
+    """A pending run for `runs sync` whose model file is gone (deleted after the failed log)."""
+    def run(ctx: Ctx) -> None:
+        evil_pending(run_id)(ctx)
+        rid = ctx.fmt(run_id) if run_id else None
+        directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
+        (directory / "model.joblib").unlink()
+    return run
+
+
