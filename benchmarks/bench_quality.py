@@ -95,9 +95,7 @@ def settings_for(root: Path, strategy: str, estimator: str, split: str, **extra:
 def fit(root: Path, path: Path, split: str, strategy: str, model: str,
         tune_seconds: float, drop: tuple[str, ...] = (LEAK,)) -> tuple[Any, Any, float]:
     """(fitted model, its settings, seconds): the model as `train` or `tune` leaves it."""
-    import joblib
-
-    from revcli import train
+    from revcli import serialization, train
     from revcli.tuning import tune
 
     start = time.perf_counter()
@@ -109,7 +107,7 @@ def fit(root: Path, path: Path, split: str, strategy: str, model: str,
     else:
         s = settings_for(root, strategy, {"default": "xgb"}.get(model, model), split)
         model_path = train.train(s, data=path, drop_features=list(drop), plots=False).model_path
-    return joblib.load(model_path), s, time.perf_counter() - start
+    return serialization.load(model_path), s, time.perf_counter() - start
 
 
 def holdout(s: Any, table: Any, strategy: str) -> tuple[np.ndarray, Any, np.ndarray, Any]:

@@ -540,13 +540,16 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                        strategy_names: Sequence[str] | None = None,
                        data: Any = None, drop_features: Sequence[str] = (),
                        sort: str = "rmse", plots: bool = False, backtest: int = 0,
+                       classifier: str | None = None, trust: bool = False,
                        reporter: Reporter = SILENT) -> Leaderboard:
     """Train each strategy x estimator on one split, log each run, score all on the same rows.
 
     Every row is scored on every test session; a strategy whose prediction is an order value
     (not an expected revenue) is paired there with P(order) from the classifier of a strategy
     with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
-    the converters with its own order values, as the seed scored it.
+    the converters with its own order values, as the seed scored it. ``classifier`` (a
+    reference, revcli.tracking.classifier) adds two_stage with that classifier as its first
+    stage, for each estimator, beside the others on the same rows.
 
     ``backtest`` (``--split time``): each model's recipe is also refitted at that many forward
     cut-offs (revcli.backtest) and the rows are ranked on the mean of ``sort`` over the windows
@@ -555,6 +558,9 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     """
     if backtest and settings.split != "time":
         raise ConfigError("--backtest needs --split time: its windows go forward in time")
+    from revcli import engines
+
+    engines.in_process_only(settings, "compare strategies", reporter)
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
     chosen = list(dict.fromkeys(strategy_names or strategies.names()))
     sort_key(sort)
@@ -575,6 +581,13 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
     tracker, experiment_id = tracking.connect(settings, prepared.workspace)
     assert experiment_id is not None
     runs.close_dead_runs(tracker, experiment_id)
+    external = None
+    if classifier is not None:
+        from revcli.tracking import classifier as classifier_mod
+
+        reporter.step(f"loading the classifier {classifier}")
+        external = classifier_mod.load(tracker, classifier, trust=trust, reporter=reporter)
+        external.check_columns(prepared.table.features)
     findings = pipeline.audit(prepared, reporter)
     leaks = [f.feature for f in findings]
     batch = uuid.uuid4().hex[:12]
@@ -588,14 +601,33 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
         for s in chosen:
             st = settings.replace(strategy=s, estimator=name)
             fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
-            result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
-                                 experiment_id, runs.RunSpec(
-                                     command=tracking.record.COMPARE,
-                                     run_name=f"compare {s}/{name}",
-                                     tags={"compare_batch": batch}, plots=plots),
-                                 reporter=reporter)
+            with runs.closing_own_runs(tracker, experiment_id):
+                result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
+                                     experiment_id, runs.RunSpec(
+                                         command=tracking.record.COMPARE,
+                                         run_name=f"compare {s}/{name}",
+                                         tags={"compare_batch": batch}, plots=plots),
+                                     reporter=reporter)
             run_ids[s] = result.run_id
             fitted_models[(s, name)] = fitted[s].model
+        if external is not None:
+            staged = next(n for n in strategies.names() if strategies.get(n).has_classifier)
+            st = settings.replace(strategy=staged, estimator=name)
+            theirs = pipeline.fit_and_score(prepared, st, hyper[name], reporter,
+                                            external=external)
+            result = runs.finish(prepared, st, theirs, hyper[name], findings, tracker,
+                                 experiment_id, runs.RunSpec(
+                                     command=tracking.record.COMPARE,
+                                     run_name=f"compare {staged}+classifier/{name}",
+                                     tags={"compare_batch": batch, **external.tags()},
+                                     params=external.params(), classifier=external.source(),
+                                     plots=plots),
+                                 reporter=reporter)
+            rows.append(LeaderRow(
+                label=f"{staged}+{external.uri} / {name}", strategy=staged,
+                estimator=name, run_id=result.run_id,
+                metrics=_all_sessions_and_converters(theirs.scorecard), leakage=leaks,
+                note=f"stage 1: the classifier {external.uri}"))
         for s in chosen:
             card, cls = fitted[s].scorecard, fitted[s].strategy
             if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:

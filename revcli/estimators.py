@@ -148,6 +148,8 @@ class EstimatorSpec:
     handles_missing: bool = False
     #: Needs standardised numbers (a penalised linear model).
     needs_scaling: bool = False
+    #: Trains on a Dask cluster (``--cluster``) with the library's own distributed training.
+    distributed: bool = False
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -162,9 +164,11 @@ ESTIMATORS: dict[str, EstimatorSpec] = {spec.name: spec for spec in (
     EstimatorSpec("rf", "random forest, the seed's 200 trees / depth 20", _rf, _rf_classifier,
                   handles_missing=True),
     EstimatorSpec("xgb", "XGBoost, shallow regularised histogram trees (default)", _xgb,
-                  _xgb_classifier, native_categories=True, handles_missing=True),
+                  _xgb_classifier, native_categories=True, handles_missing=True,
+                  distributed=True),
     EstimatorSpec("xgb_log", "XGBoost on log1p(revenue), back in dollars with Duan's smearing",
-                  _xgb_log, _xgb_classifier, native_categories=True, handles_missing=True),
+                  _xgb_log, _xgb_classifier, native_categories=True, handles_missing=True,
+                  distributed=True),
     EstimatorSpec("hgb", "scikit-learn histogram gradient boosting", _hgb, _hgb_classifier,
                   native_categories=True, handles_missing=True),
     EstimatorSpec("gbr_quantile", "gradient boosting on the median (quantile 0.5)", _gbr_quantile,

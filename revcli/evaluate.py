@@ -266,21 +266,24 @@ def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
                  time_segments: list[reports.SegmentRow] | None = None) -> dict[str, Path]:
     """train's three plots, then the cumulative-revenue curve, calibration by decile and, with
     a timestamp, actual vs predicted revenue per period."""
-    from revcli import plots
+    from revcli import atomic, plots
 
-    paths = plots.training_set(directory, label, y, pred, importance)
-    if time_segments:
-        group = time_segments[0].group
-        rows = [s for s in time_segments if s.group == group]
-        paths["by_period"] = plots.by_period(
-            [s.level for s in rows], [s.actual_mean * s.rows for s in rows],
-            [s.predicted_mean * s.rows for s in rows], directory / "by_period.png",
-            title=f"Actual vs predicted revenue by {group} ({label})")
-    paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
-                                   title=f"Cumulative revenue curve ({label})")
-    paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
-                                             title=f"Calibration by predicted decile ({label})")
-    return paths
+    # All of them or none: drawn in a temp directory renamed into place (a full disk half-way
+    # through leaves no half-written set).
+    with atomic.atomic_dir(directory) as tmp:
+        paths = plots.training_set(tmp, label, y, pred, importance)
+        if time_segments:
+            group = time_segments[0].group
+            rows = [s for s in time_segments if s.group == group]
+            paths["by_period"] = plots.by_period(
+                [s.level for s in rows], [s.actual_mean * s.rows for s in rows],
+                [s.predicted_mean * s.rows for s in rows], tmp / "by_period.png",
+                title=f"Actual vs predicted revenue by {group} ({label})")
+        paths["lorenz"] = plots.lorenz(y, pred, tmp / "lorenz.png",
+                                       title=f"Cumulative revenue curve ({label})")
+        paths["calibration"] = plots.calibration(
+            y, pred, tmp / "calibration.png", title=f"Calibration by predicted decile ({label})")
+    return {name: Path(directory) / path.name for name, path in paths.items()}
 
 
 def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | None = None,
@@ -295,6 +298,9 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
     ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
     """
+    from revcli import engines
+
+    engines.in_process_only(settings, "evaluate", reporter)
     if segment_sort not in reports.SEGMENT_SORTS:
         raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
                           f"{', '.join(reports.SEGMENT_SORTS)}")

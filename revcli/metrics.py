@@ -363,9 +363,14 @@ class Baselines:
     @classmethod
     def of(cls, y_train: np.ndarray) -> Baselines:
         y_train = np.asarray(y_train, dtype=np.float64)
-        converters = y_train[y_train > 0]
-        return cls(revenue=float(y_train.mean()) if len(y_train) else math.nan,
-                   order_value=float(converters.mean()) if len(converters) else math.nan)
+        return cls.from_sums(float(y_train.sum()), len(y_train), int((y_train > 0).sum()))
+
+    @classmethod
+    def from_sums(cls, revenue: float, sessions: int, converters: int) -> Baselines:
+        """From the training rows' total revenue, sessions and converting sessions (all a
+        cluster needs to add up; every revenue is a converter's)."""
+        return cls(revenue=revenue / sessions if sessions else math.nan,
+                   order_value=revenue / converters if converters else math.nan)
 
 
 @dataclass

@@ -48,13 +48,29 @@ def _sample(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, MAX_POINTS, replace=False))
 
 
+def printable(text: Any) -> str:
+    """Text as a plot draws it: control characters (a column name holding a terminal escape)
+    shown escaped (``\\x1b``), so no font lacks their glyph and no raw escape reaches a
+    warning on the user's terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
 def save_figure(fig: Any, path: Path) -> Path:
     """Write a figure (ours, or one drawn by optuna.visualization.matplotlib) as a PNG,
-    atomically, and close it."""
+    atomically, and close it. Every text on it is made :func:`printable` first."""
     import sys
+    import warnings
 
+    from matplotlib.text import Text
+
+    for artist in fig.findobj(Text):
+        artist.set_text(printable(artist.get_text()))
     path = Path(path)
-    with atomic.atomic_path(path, suffix=".png") as tmp:
+    with atomic.atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
+        # Labels drawn from data at draw time (tick labels of names) can still lack a glyph:
+        # matplotlib's warning would print the raw character; the PNG shows an empty box.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
     if "matplotlib.pyplot" in sys.modules:  # a figure pyplot made (optuna's) is freed by pyplot
         sys.modules["matplotlib.pyplot"].close(fig)
@@ -95,7 +111,8 @@ def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
     """Horizontal bars, most important at the top."""
     order = np.argsort(importance)
     fig, ax = _figure(7, 0.35 * len(names) + 1.2)
-    ax.barh(np.asarray(names)[order], np.asarray(importance)[order], color="#2ca02c")
+    labels = np.asarray([printable(n) for n in names])
+    ax.barh(labels[order], np.asarray(importance)[order], color="#2ca02c")
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Permutation feature importance")

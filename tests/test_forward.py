@@ -183,9 +183,7 @@ def _trending(n: int = 20000, seed: int = 0):
 
 
 def test_the_default_carries_a_trend_forward(tmp_path: Path) -> None:
-    import joblib
-
-    from revcli import pipeline
+    from revcli import pipeline, serialization
 
     frame, expected = _trending()
     s, result = train_in(tmp_path, frame, strategy="two_stage", split="time", n_jobs=1)
@@ -195,11 +193,11 @@ def test_the_default_carries_a_trend_forward(tmp_path: Path) -> None:
     split = pipeline.make(s, frame, frame["is_ordered"].to_numpy() > 0)
     X = frame.drop(columns=["is_ordered", "revenue"]).iloc[split.test]
     truth = expected[split.test].sum()
-    now = joblib.load(result.model_path).predict(X).sum() / truth
-    flat = joblib.load(before.model_path).predict(X).sum() / truth
+    now = serialization.load(result.model_path).predict(X).sum() / truth
+    flat = serialization.load(before.model_path).predict(X).sum() / truth
     # trees alone keep the last level; boosted from the line they follow the truth
     assert flat < 0.9 and abs(now - 1) < abs(flat - 1) / 2, (flat, now)
-    model = joblib.load(result.model_path)
+    model = serialization.load(result.model_path)
     regressor, classifier = model.strategy_.regressor_, model.strategy_.classifier_
     assert regressor.trend_checked_ and regressor.trend_line_ is not None
     assert classifier.trend_checked_ and regressor.trend_columns_ == ["created_at__month"]

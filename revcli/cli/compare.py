@@ -390,6 +390,8 @@ def strategies_(
         "--sort", help="Leaderboard column to rank by (rmse, mae, r2, gini, conv_rmse, ...)")
     ] = "rmse",
     data: _options.Data = None,
+    classifier: _options.Classifier = None,
+    trust: _options.Trust = False,
     combine: Annotated[str | None, typer.Option(
         "--combine", help="two_stage (and the converting_only pairing): expected or threshold",
         show_default=False)] = None,
@@ -432,6 +434,7 @@ def strategies_(
         revcli compare strategies --estimator xgb
         revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
         revcli compare strategies --split time --backtest 3 --sort conv_rmse
+        revcli compare strategies --classifier models:/conversion@champion
     """
     from revcli import compare as core
     from revcli.compare import LEADERBOARD_METRICS
@@ -450,7 +453,8 @@ def strategies_(
                 settings, estimator_names=_split_list(estimator),
                 **({"strategy_names": strategy_names} if strategy_names else {}),
                 data=data, drop_features=drop_feature or [],
-                sort=sort, plots=plots, backtest=backtest, reporter=reporter)
+                sort=sort, plots=plots, backtest=backtest, classifier=classifier,
+                trust=trust, reporter=reporter)
         reporter.close()
         _emit(board, fmt, quiet, lambda width: _board_table(board, width, chosen))
         if fmt == "table" and not quiet:

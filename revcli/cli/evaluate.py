@@ -14,8 +14,9 @@ Run = Annotated[str | None, typer.Option(
     "--run", "-r", help="MLflow run id (or a unique prefix), a registry alias of the registered "
     "model (e.g. champion) or models:/NAME@ALIAS", show_default=False)]
 ModelFile = Annotated[Path | None, typer.Option(
-    "--model", "-m", help="A model file (joblib) written by revcli train; its sha256 is checked "
-    "against model.json beside it or its MLflow run before it is loaded", show_default=False)]
+    "--model", "-m", help="A model file written by revcli: skops (model.skops, .skops) loads "
+    "with revcli's trusted types only; a pickle (.joblib, .pkl) only once its MLflow run "
+    "vouches for its sha256 (or --trust)", show_default=False)]
 
 
 def evaluate(
@@ -79,7 +80,7 @@ def evaluate(
         revcli evaluate --run champion --level good
         revcli evaluate --run 3f2a9c1e --period week --worst 10
         revcli evaluate --run 3f2a9c1e --backtest 4
-        revcli evaluate --model models/model.joblib --data other.parquet --gate configs/targets.toml
+                revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 

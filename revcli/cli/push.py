@@ -56,12 +56,18 @@ def push(
         "--note", help="Description of the registered model version (shown in MLflow)",
         show_default=False)] = None,
     tag: _options.Tag = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="both: a joblib pickle at the key (for consumers that expect one) and "
+        "the skops file beside it (.skops, loads without running code); skops: the skops file "
+        "only")] = "both",
 ) -> None:
     """Upload a trained model and its metadata to S3 and register it in MLflow.
 
-    The run's joblib file (checked against its recorded sha256) goes to the model URI with the
-    sha256 in its S3 metadata (x-amz-meta-sha256), a metadata JSON beside it (run, metrics,
-    params, dataset sha256, split hash, versions), and a new version of the registered model.
+    The run's model (checked against its recorded sha256) goes to the model URI as a joblib
+    pickle and beside it as a skops file (regression_model.skops: load this one, it runs no
+    code), each with its sha256 in its S3 metadata (x-amz-meta-sha256), a metadata JSON beside
+    them (both sha256s, run, metrics, params, dataset sha256, split hash, versions), and a new
+    version of the registered model. --format skops uploads the skops file only.
 
     With --promote the gate runs first: the model becomes `champion` only if it beats the
     current champion on the metric, scored on the same dataset sha256, split hash and
@@ -73,6 +79,7 @@ def push(
         revcli push --run 3f2a9c
         revcli push --run 3f2a9c --promote
         revcli push --run 3f2a9c --promote --margin 0.5%
+        revcli push --run 3f2a9c --format skops
         revcli push --run 3f2a9c --uri s3://models/candidate.pkl --endpoint-url http://localhost:9000
     """
     from revcli import push as core
@@ -89,7 +96,7 @@ def push(
             tracking_uri=tracking_uri)
         with stdout_to_stderr(json):
             result = core.push(settings, run, key=key, promote=promote, force=force,
-                               margin=margin, note=note, tags=_options.parse_tags(tag),
+                               margin=margin, note=note, tags=_options.parse_tags(tag), fmt=fmt,
                                reporter=reporter)
         reporter.close()
         if json:
@@ -105,6 +112,9 @@ def _size(n: int) -> str:
 def _render(result: Any, quiet: bool) -> None:
     out.print(f"model [bold]{safe(result.model_uri)}[/] ({_size(result.model_bytes)}, sha256 "
               f"{result.model_sha256[:12]}) at {result.endpoint}")
+    for entry in result.files[1:]:
+        out.print(f"model [bold]{safe(entry['uri'])}[/] ({_size(entry['bytes'])}, sha256 "
+                  f"{entry['sha256'][:12]}, {entry['format']})")
     if not quiet:
         out.print(f"metadata {safe(result.metadata_uri)}")
     again = " (already registered: reused)" if result.version_reused else ""

@@ -12,6 +12,7 @@ clipped at $0, as the seed pipeline did at evaluation time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -189,6 +190,34 @@ class Strategy(RegressorMixin, BaseEstimator):
         an estimator has none (revcli.estimators.native_importance)."""
         return None
 
+    # -- fitted elsewhere (a cluster) ----------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        """The estimators ``fit`` fits, each with the rows and the target it fits on: what an
+        engine that fits them itself (revcli.engines) needs to know of this strategy."""
+        raise NotImplementedError
+
+    def with_stages(self, fitted: Mapping[str, Any], X: Any) -> Strategy:
+        """This strategy, fitted: ``fitted`` holds each stage's fitted estimator by name (as
+        :meth:`stages` names them), ``X`` the encoded columns (a frame with no rows will do)."""
+        for name, estimator in fitted.items():
+            setattr(self, f"{name}_", estimator)
+        record_features(self, X)
+        return self
+
+
+#: Which rows a stage fits on, and its target (a revenue, or whether the session ordered).
+ALL_ROWS, CONVERTING_ROWS = "all", "converters"
+REVENUE_TARGET, ORDERED_TARGET = "revenue", "ordered"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str          # the fitted attribute is ``<name>_``
+    estimator: Any     # unfitted
+    rows: str          # ALL_ROWS or CONVERTING_ROWS
+    target: str        # REVENUE_TARGET or ORDERED_TARGET
+
 
 class OneRegressor(Strategy):
     """One regressor, fitted on the rows :meth:`fit_mask` keeps."""
@@ -213,6 +242,11 @@ class OneRegressor(Strategy):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
         return clipped(self.estimator_.predict(X))
+
+    def stages(self) -> list[Stage]:
+        base = self.estimator if self.estimator is not None else default_regressor()
+        rows = ALL_ROWS if self.fit_mask(np.zeros(1)) is None else CONVERTING_ROWS
+        return [Stage("estimator", base, rows, REVENUE_TARGET)]
 
     def native_importance(self) -> np.ndarray | None:
         from revcli import estimators

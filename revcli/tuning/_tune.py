@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import estimators, metrics, pipeline, runs, targets, threads, tracking
-from revcli.errors import ConfigError, RevcliError
+from revcli.errors import ConfigError, RevcliError, Terminated
 from revcli.progress import SILENT, Reporter
 from revcli.tuning import _cv, _runs, _space, _study
 
@@ -248,13 +248,32 @@ class _StopRequest:
         # Second Ctrl-C: trials running in other threads cannot be interrupted mid-fit; they
         # see this before their next fold and fail.
         self.aborted = False
+        # SIGTERM / SIGHUP (Airflow, systemd, a closed terminal): abort the running trials at
+        # their next fold, refit nothing, and raise Terminated once the search has stopped --
+        # not from inside Optuna, where an exception between creating a trial and its heartbeat
+        # leaves the trial RUNNING and the heartbeat thread alive.
+        self.terminated: int | None = None
         self._previous: Any = None
+        self._saved: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
+            for name in ("SIGTERM", "SIGHUP"):
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    self._saved[signum] = signal.signal(signum, self._terminate)
         return self
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        if self.terminated is None:
+            self.terminated = signum
+            self.requested = self.aborted = True
+
+    def raise_if_terminated(self) -> None:
+        if self.terminated is not None:
+            raise Terminated(self.terminated)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -267,6 +286,8 @@ class _StopRequest:
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
 
 
 class _Tally:
@@ -353,8 +374,11 @@ def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tall
         try:
             study.optimize(objective, n_trials=count, timeout=remaining, n_jobs=jobs,
                            catch=(Exception,), callbacks=[tally])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             stop.requested = True
+            if isinstance(exc, Terminated):  # SIGTERM/SIGHUP: stop now, refit nothing
+                stop.aborted = True
+                raise
             return "interrupted"
 
 
@@ -450,13 +474,17 @@ def tune(settings: Settings, *, data: str | Path | None = None,
     and log everything to MLflow. Resumes the study of the same setup if there is one.
     ``note`` and ``tags`` describe the parent run (``--note``, ``--tag``)."""
     clock = time.perf_counter()
+    from revcli import engines
+
+    engines.in_process_only(settings, "tune", reporter)
     session = _open(settings, data, drop_features, study_name, fresh, reporter,
                     {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})})
     try:
         result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
     except BaseException as exc:
-        _runs.end_parent(session.tracker, session.parent_id,
-                         "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        _runs.end_parent(session.tracker, session.parent_id, status)
+        runs.close_own_runs(session.tracker, session.experiment_id, status)
         raise
     result.timings["total"] = time.perf_counter() - clock
     return result
@@ -610,6 +638,7 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
                 reason = _search(session.study, objective, p, tally, stop)
         finally:
             trial_runs.close()
+    stop.raise_if_terminated()
     timings["search"] = time.perf_counter() - search_start
     finished = tally.completed + tally.pruned + tally.failed
     timings["trials_per_minute"] = 60.0 * finished / max(timings["search"], 1e-9)
