@@ -30,12 +30,12 @@ from _measure import measure  # the script's own folder is on sys.path
 
 REFERENCE = r"""
 import sys
-import joblib
+from revcli import serialization
 import numpy as np
 import pandas as pd
 
 model_path, data, out = sys.argv[1:4]
-model = joblib.load(model_path)
+model = serialization.load(model_path)
 frame = pd.read_parquet(data)
 X = frame[list(model.feature_names_in_)].astype(np.float32)
 pd.DataFrame({"session_id": frame["session_id"], "prediction": model.predict(X),

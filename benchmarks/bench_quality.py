@@ -47,7 +47,16 @@ def main() -> int:
     parser.add_argument("--strategies", default="converting_only,all,two_stage")
     parser.add_argument("--real", type=Path, help="mff_orders.parquet (skipped if absent)")
     parser.add_argument("--json", action="store_true", help="one JSON line per result")
+    parser.add_argument("--drift", action="store_true",
+                        help="only the drifting warehouse-style table (random, time, backtest)")
+    parser.add_argument("--windows", type=int, default=3, help="backtest windows (--drift)")
+    parser.add_argument("--estimators", default="mean,ridge,xgb-flat,xgb",
+                        help="estimators of the drifting table (--drift; xgb-flat: the default "
+                        "xgb without its line in time, as before the trend fix)")
     args = parser.parse_args()
+    if args.drift:
+        drifting(args)
+        return 0
 
     from revcli import demo
 
@@ -86,9 +95,7 @@ def settings_for(root: Path, strategy: str, estimator: str, split: str, **extra:
 def fit(root: Path, path: Path, split: str, strategy: str, model: str,
         tune_seconds: float, drop: tuple[str, ...] = (LEAK,)) -> tuple[Any, Any, float]:
     """(fitted model, its settings, seconds): the model as `train` or `tune` leaves it."""
-    import joblib
-
-    from revcli import train
+    from revcli import serialization, train
     from revcli.tuning import tune
 
     start = time.perf_counter()
@@ -100,7 +107,7 @@ def fit(root: Path, path: Path, split: str, strategy: str, model: str,
     else:
         s = settings_for(root, strategy, {"default": "xgb"}.get(model, model), split)
         model_path = train.train(s, data=path, drop_features=list(drop), plots=False).model_path
-    return joblib.load(model_path), s, time.perf_counter() - start
+    return serialization.load(model_path), s, time.perf_counter() - start
 
 
 def holdout(s: Any, table: Any, strategy: str) -> tuple[np.ndarray, Any, np.ndarray, Any]:
@@ -183,6 +190,109 @@ def real_orders(root: Path, orders: Path, tune_seconds: float, as_json: bool) ->
                              "baseline_rmse": metrics.rmse(y, np.full(len(y), baseline)),
                              "seconds": seconds})
         report(f"real orders, {split} split", rows, as_json, oracle=False)
+
+
+def warehouse(rows: int, seed: int) -> tuple[Any, Any]:
+    """The demo table as a warehouse exports it, with its truth: ``session_start`` (the
+    demo's created_at), ``utm_source``, ``device_type`` and ``landing_page`` as text, flags, an
+    id. It drifts as the real data does (revcli.demo: each month's conversion is the real one,
+    rising from 3 % in 2012 to 8.4 % in 2015; the basket mix follows the product eras, the mean
+    order value rising from $49.99 to ~$64)."""
+    import pandas as pd
+
+    from revcli import demo
+
+    t, truth = demo.generate(rows=rows, seed=seed, with_truth=True)
+    src = np.where(t["utm_source_gsearch"], "gsearch",
+                   np.where(t["utm_source_socialbook"], "socialbook", "bsearch_or_direct"))
+    page = np.full(len(t), "/home", dtype=object)
+    for c in [c for c in t.columns if c.startswith("landing_page_")]:
+        page[t[c].to_numpy().astype(bool)] = c.removeprefix("landing_page_")
+    table = pd.DataFrame({
+        "session_id": np.arange(len(t)), "session_start": t["created_at"], "utm_source": src,
+        "device_type": np.where(t["device_type_mobile"], "mobile", "desktop"),
+        "landing_page": page, "is_repeat_session": t["is_repeat_session"],
+        "is_weekend": t["is_weekend"], "hour_of_day": t["hour_of_day"],
+        "is_ordered": t["is_ordered"], "revenue": t["revenue"]})
+    return table, truth
+
+
+def drifting(args: Any) -> None:
+    """RMSE ÷ oracle and predicted ÷ actual total of each strategy x estimator on the drifting
+    table: the random split, the time split, and --windows backtest windows (revcli.backtest's
+    forward cut-offs), each model fitted through revcli's own pipeline."""
+    from revcli import backtest, metrics, pipeline, strategies
+    from revcli.data import validate
+
+    root = Path(tempfile.mkdtemp(prefix="revcli-bench-drift-"))
+    try:
+        if args.real is not None:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from _real_orders import build_sessions
+
+            table, truth = build_sessions(args.real), None
+            time_column = "created_at"
+            print("real orders (a timestamp is their only feature); RMSE ÷ the train mean's "
+                  "RMSE | predicted ÷ actual total, on each strategy's own rows", flush=True)
+        else:
+            table, truth = warehouse(args.rows, args.seed)
+            time_column = "session_start"
+            print(f"drifting warehouse table: {args.rows:,} rows (seed {args.seed}); RMSE ÷ "
+                  "oracle RMSE | predicted ÷ actual total, on each strategy's own rows",
+                  flush=True)
+        valid = validate(table)
+        X, y = valid.X, valid.y
+        for strategy in args.strategies.split(","):
+            cls = strategies.get(strategy)
+            oracle_column = "order_value" if cls.predicts == strategies.ORDER_VALUE else "revenue"
+            oracle_all = (None if truth is None
+                          else truth[oracle_column].to_numpy(dtype=np.float64))
+            s = settings_for(root, strategy, "xgb", "time", time_column=time_column)
+            cuts = {"random": pipeline.make(s.replace(split="random"), table, valid.ordered),
+                    "time": pipeline.make(s, table, valid.ordered)}
+            for k, made in enumerate(backtest.windows(table[time_column], valid.ordered,
+                                                      args.windows, s.test_size,
+                                                      time_column, None), start=1):
+                cuts[f"window {k}"] = made
+            for shown in args.estimators.split(","):
+                # "xgb-flat": the default xgb as it was before the trend fix (no line in time)
+                estimator = shown.removesuffix("-flat")
+                extra = ({"trend": False, **({"classifier__trend": False}
+                                              if cls.has_classifier else {})}
+                         if shown.endswith("-flat") else {})
+                cells = []
+                for label, made in cuts.items():
+                    start = time.perf_counter()
+                    model = pipeline.build(s.replace(estimator=estimator),
+                                           {**pipeline.hyperparameters(s, estimator=estimator),
+                                            **extra}, estimator=estimator)
+                    pipeline.fit(model, X.iloc[made.train], y[made.train], 2)
+                    test = made.test[cls.evaluation_rows(y[made.test])]
+                    pred = model.predict(X.iloc[test])
+                    seen = y[made.train]
+                    if oracle_all is None:  # the real orders: beside the train mean instead
+                        mean = float(seen[seen > 0].mean() if cls.scored_on ==
+                                     strategies.CONVERTERS else seen.mean())
+                        reference = np.full(len(test), mean)
+                    else:
+                        reference = oracle_all[test]
+                    ratio = metrics.rmse(y[test], pred) / metrics.rmse(y[test], reference)
+                    total = metrics.total_ratio(y[test], pred)
+                    cells.append({"cut": label, "rmse_vs_oracle": ratio, "total_ratio": total,
+                                  "oracle_total": metrics.total_ratio(y[test], reference),
+                                  "vs_expected_total": float(pred.sum() / reference.sum()),
+                                  "rmse": metrics.rmse(y[test], pred),
+                                  "seconds": time.perf_counter() - start})
+                if args.json:
+                    for c in cells:
+                        print(json.dumps({"table": "drift", "strategy": strategy,
+                                          "estimator": shown, **c}), flush=True)
+                else:
+                    print(f"{strategy:>15} {shown:<8}" + "".join(
+                        f" {c['cut']}: {c['rmse_vs_oracle']:.4f} | {c['total_ratio']:.3f};"
+                        for c in cells), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Importing the CLI takes a moment (Typer, rich); a Ctrl-C in that moment must not print a Python
 traceback. Until a command starts (and installs its own handling, ``cli_errors``), SIGINT prints
-one error line and exits 130. Only the standard library is imported here.
+one error line and exits 130 (SIGTERM 143, SIGHUP 129, as a shell reports them). Only the
+standard library is imported here, and for ``train`` and ``compare strategies`` revcli's MLflow
+logger process is started (revcli.tracking._logger).
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ import sys
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    sys.stderr.write("Error: interrupted\n")
+    word = ("interrupted" if signum == signal.SIGINT
+            else f"terminated ({signal.Signals(signum).name})")
+    sys.stderr.write(f"Error: {word}\n")
     sys.stderr.flush()
-    os._exit(130)  # nothing has been written yet: there is nothing to clean up
+    os._exit(130 if signum == signal.SIGINT else 128 + signum)  # nothing written yet
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _interrupted)
+    # SIGTERM (Airflow, systemd, Kubernetes) and SIGHUP (a closed terminal) as Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupted)
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    logs_a_model = words[:1] == ["train"] or words[:2] == ["compare", "strategies"]
+    if logs_a_model and not {"--help", "-h"} & set(sys.argv):
+        # the commands that log a trained model: MLflow's import starts beside the CLI's
+        from revcli.tracking._logger import prestart
+
+        prestart()
     from revcli.cli import main as cli_main
 
     cli_main()

@@ -82,14 +82,45 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     file system. On any exception (KeyboardInterrupt included) the temp file is removed and the
     target is left as it was.
     """
+    from revcli import interrupts
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _mkstemp(target.parent, f".{target.name}.", suffix + ".tmp")
+    tmp: Path | None = None
     try:
+        with interrupts.deferred():  # a SIGTERM while the file is made: raised once it is known
+            tmp = _mkstemp(target.parent, f".{target.name}.", suffix + ".tmp")
         yield tmp
         replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temp directory beside ``target``; rename it onto ``target`` (replacing an
+    empty or missing one) if the block succeeds, else remove it with whatever was written: a
+    set of files (a run's plots) appears whole or not at all."""
+    import shutil
+
+    from revcli import interrupts
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp: Path | None = None
+    try:
+        with interrupts.deferred():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent))
+        yield tmp
+        with contextlib.suppress(FileNotFoundError, OSError):
+            target.rmdir()  # an empty directory left by an older revcli; a full one stays
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -97,13 +128,18 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 def temp_path(directory: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temp file path in ``directory``; it is removed at the end unless the block
     moved it away (e.g. renamed it into a content-addressed name)."""
+    from revcli import interrupts
+
     Path(directory).mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the name: a cleanup can tell a live download from a killed one.
-    tmp = _mkstemp(Path(directory), f"{INCOMING}{os.getpid()}.", suffix)
+    tmp: Path | None = None
     try:
+        with interrupts.deferred():  # a SIGTERM while the file is made: raised once it is known
+            # The writer's pid in the name: a cleanup can tell a live download from a killed one.
+            tmp = _mkstemp(Path(directory), f"{INCOMING}{os.getpid()}.", suffix)
         yield tmp
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -71,6 +71,8 @@ class RunRow:
     parent: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     derived: list[str] = field(default_factory=list)  # conv_* filled from its own scores
+    # --baseline: the sort metric minus the pinned run's, paired on the same rows (95 %)
+    vs_baseline: dict[str, Any] | None = None
 
     @property
     def short(self) -> str:
@@ -103,6 +105,7 @@ class RunRow:
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()},
                 "baseline": {k: _finite(v) for k, v in self.baseline.items()},
                 "params": self.params, "derived_metrics": self.derived,
+                "vs_baseline": self.vs_baseline,
                 "experiment_id": self.experiment_id, "tags": self.tags}
 
 
@@ -126,9 +129,10 @@ def row_from_run(run: LoggedRun) -> RunRow:
 def derive_converter_metrics(rows: Sequence[RunRow]) -> None:
     """Give runs scored on converters the conv_* metrics of all-sessions runs.
 
-    Their rmse/mae/r2/mape ARE converter scores, on the same rows as the conv_* of an
-    all-sessions run on the same split; with them a mixed list can be sorted on something that
-    compares.
+    Their rmse/mae/r2/mape ARE converter scores by the one definition of conv_*
+    (revcli.metrics.converter_scores: the order value predicted for a converting session), on
+    the same rows as the conv_* of a two_stage run on the same split; with them a mixed list can
+    be sorted on something that compares.
     """
     for row in rows:
         if row.scored_on != strategies.CONVERTERS:
@@ -269,7 +273,8 @@ def comparability(rows: Sequence[RunRow]) -> list[str]:
         listed = ", ".join(f"{p}: {n} runs" for p, n in populations.most_common())
         warnings.append(f"these runs were scored on different rows ({listed}): rmse, mae, r2 "
                         "and mape are not comparable across them; the conv_* columns are "
-                        "(converting_only runs' own scores are on the converters)")
+                        "(the order value each predicts for the test converters: "
+                        "converting_only's prediction, two_stage's stage 2; all has none)")
     kinds = Counter(r.split_kind or "random" for r in rows)
     if len(kinds) > 1:
         warnings.append("these runs used different kinds of split ("
@@ -371,7 +376,7 @@ def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: s
         filters.append(f"attributes.start_time >= {int(when.timestamp() * 1000)}")
     ws = Workspace(settings.workspace)
     reporter.step("reading MLflow runs")
-    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False, reading=True)
     result = Comparison(experiment=settings.experiment, tracking_uri=tracker.shown, rows=[],
                         metrics=[], params=[], sort=sort, side_by_side=bool(run_ids))
     if tracker.is_workspace_store and not ws.mlflow_db.is_file():
@@ -443,7 +448,39 @@ def compare_runs(settings: Settings, *, run_ids: Sequence[str] = (), strategy: s
     if any(r.derived for r in everything):
         result.notes.append("runs scored on the test converters have conv_* values equal to "
                             "their own rmse/mae/r2/mape")
+    if pinned is not None and result.sort and not result.warnings[:1]:
+        _paired_with_baseline(settings, ws, tracker, pinned, rows, result, reporter)
     return result
+
+
+#: compare runs --baseline scores at most this many runs beside the pinned one, row by row.
+MAX_PAIRED = 20
+
+
+def _paired_with_baseline(settings: Settings, ws: Workspace, tracker: tracking.Tracker,
+                          pinned: RunRow, rows: Sequence[RunRow], result: Comparison,
+                          reporter: Reporter) -> None:
+    """Each run's sort metric minus the pinned run's, both models scored on the same rows,
+    with its 95 % interval (revcli.evaluate.paired, as the promotion gate). Runs whose model is
+    not in this workspace, or not on the pinned run's dataset and split, get none."""
+    from revcli import evaluate
+    from revcli.errors import RevcliError
+
+    missed = 0
+    for row in rows[:MAX_PAIRED]:
+        if row.dataset != pinned.dataset or row.split != pinned.split:
+            continue
+        reporter.step(f"scoring {row.short} and {pinned.short} on the same rows")
+        try:
+            row.vs_baseline = evaluate.paired(settings, ws, tracker, row.run_id,
+                                              pinned.run_id, str(result.sort),
+                                              reporter).to_dict()
+        except RevcliError:
+            missed += 1
+    if missed:
+        result.notes.append(f"{missed} run(s) could not be scored beside the baseline on the "
+                            "same rows (their model is not in this workspace, or they predict "
+                            f"no {result.sort}): no interval for them")
 
 
 def _explicit_runs(tracker: tracking.Tracker, settings: Settings,
@@ -475,11 +512,18 @@ class LeaderRow:
     note: str = ""
     # An order-value model scored on all sessions paired with a P(order) (see compare_strategies)
     paired: bool = False
+    backtest: list[dict[str, Any]] = field(default_factory=list)  # revcli.backtest windows
+    # the sort metric minus the best row's, paired on the same rows, with its 95 % interval
+    vs_best: dict[str, Any] | None = None
+    # predictions on every test session and order values (not shown; for the paired interval)
+    predictions: Any = field(default=None, repr=False)
+    order_values: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "strategy": self.strategy, "estimator": self.estimator,
                 "run_id": self.run_id, "kind": self.kind, "leakage": self.leakage,
-                "note": self.note, "paired": self.paired,
+                "note": self.note, "paired": self.paired, "backtest": self.backtest,
+                "vs_best": self.vs_best,
                 "metrics": {k: _finite(v) for k, v in self.metrics.items()}}
 
 
@@ -496,9 +540,11 @@ class Leaderboard:
     dropped: list[str]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backtest: int = 0  # windows each row was backtested on (ranked on their mean)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in self.rows], "sort": self.sort,
+                "backtest_windows": self.backtest,
                 "dataset_sha256": self.dataset, "split": self.split, "batch": self.batch,
                 "experiment": self.experiment, "tracking_uri": self.tracking_uri,
                 "features": self.features, "dropped": self.dropped, "metrics":
@@ -519,15 +565,28 @@ def _all_sessions_and_converters(card: metrics.Scorecard) -> dict[str, float]:
 def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (),
                        strategy_names: Sequence[str] | None = None,
                        data: Any = None, drop_features: Sequence[str] = (),
-                       sort: str = "rmse", plots: bool = False,
+                       sort: str = "rmse", plots: bool = False, backtest: int = 0,
+                       classifier: str | None = None, trust: bool = False,
                        reporter: Reporter = SILENT) -> Leaderboard:
     """Train each strategy x estimator on one split, log each run, score all on the same rows.
 
     Every row is scored on every test session; a strategy whose prediction is an order value
     (not an expected revenue) is paired there with P(order) from the classifier of a strategy
     with one (fitted for the occasion if none is compared) by the two-stage rule, and scored on
-    the converters with its own order values, as the seed scored it.
+    the converters with its own order values, as the seed scored it. ``classifier`` (a
+    reference, revcli.tracking.classifier) adds two_stage with that classifier as its first
+    stage, for each estimator, beside the others on the same rows.
+
+    ``backtest`` (``--split time``): each model's recipe is also refitted at that many forward
+    cut-offs (revcli.backtest) and the rows are ranked on the mean of ``sort`` over the windows
+    (``backtest_<sort>``, with its SD); a strategy without that score on its own rows (the
+    all-sessions RMSE of converting_only) has none and comes last.
     """
+    if backtest and settings.split != "time":
+        raise ConfigError("--backtest needs --split time: its windows go forward in time")
+    from revcli import engines
+
+    engines.in_process_only(settings, "compare strategies", reporter)
     names = list(dict.fromkeys(estimator_names or [settings.estimator]))
     chosen = list(dict.fromkeys(strategy_names or strategies.names()))
     sort_key(sort)
@@ -540,70 +599,165 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
         for s in chosen:  # bad names and parameters fail before any data is loaded
             pipeline.validate(settings, hyper[name], strategy=s, estimator=name)
 
-    prepared = pipeline.prepare(settings, data, drop_features, reporter)
-    for s in chosen:
+    # MLflow in the logger process, beside the load and the fits (see revcli.train)
+    with tracking.Logger(settings, Workspace(settings.workspace).ensure(),
+                         then=runs.close_dead_runs) as logger:
+        prepared = pipeline.prepare(settings, data, drop_features, reporter)
+        for s in chosen:
+            for name in names:
+                prepared.check(s, name, reporter)
+        logger.check()
+        external = None
+        if classifier is not None:
+            from revcli.tracking import classifier as classifier_mod
+
+            reporter.step(f"loading the classifier {classifier}")
+            # read with MLflow here: the logger process only logs
+            local, _ = tracking.connect(settings, prepared.workspace, experiment=False,
+                                        create=False)
+            external = classifier_mod.load(local, classifier, trust=trust, reporter=reporter)
+            external.check_columns(prepared.table.features)
+        findings = pipeline.audit(prepared, reporter, judged_for=chosen)
+        leaks = [f.feature for f in findings]
+        batch = uuid.uuid4().hex[:12]
+        y_test = prepared.y_test
+        baselines = prepared.baselines
+        rows: list[LeaderRow] = []
+        fitted_models: dict[tuple[str, str], Any] = {}
         for name in names:
-            prepared.check(s, name, reporter)
-    reporter.step("opening the MLflow store")
-    tracker, experiment_id = tracking.connect(settings, prepared.workspace)
-    assert experiment_id is not None
-    runs.close_dead_runs(tracker, experiment_id)
-    findings = pipeline.audit(prepared, reporter, judged_for=chosen)
-    leaks = [f.feature for f in findings]
-    batch = uuid.uuid4().hex[:12]
-    y_test = prepared.y_test
-    baselines = prepared.baselines
-    rows: list[LeaderRow] = []
-    for name in names:
-        fitted: dict[str, pipeline.Fitted] = {}
-        run_ids: dict[str, str] = {}
-        for s in chosen:
-            st = settings.replace(strategy=s, estimator=name)
-            fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
-            result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
-                                 experiment_id, runs.RunSpec(
-                                     command=tracking.record.COMPARE,
-                                     run_name=f"compare {s}/{name}",
-                                     tags={"compare_batch": batch}, plots=plots),
-                                 reporter=reporter)
-            run_ids[s] = result.run_id
-        for s in chosen:
-            card, cls = fitted[s].scorecard, fitted[s].strategy
-            if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
-                rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
-                                      run_id=run_ids[s], metrics=_all_sessions_and_converters(
-                                          card), leakage=leaks))
-                continue
-            proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
-            paired = strategies.expected_revenue(fitted[s].pred_test, proba,
-                                                 settings.strategy_options())
-            whole = metrics.score(y_test, paired, baselines, scored_on=strategies.SESSIONS,
-                                  baseline_value=baselines.revenue, name=s,
-                                  population="all test sessions", proba_order=proba)
-            scores = _all_sessions_and_converters(whole)
-            # On the converters alone it is scored as the seed scored it: its own order values.
-            own = card.metrics if cls.scored_on == strategies.CONVERTERS else {}
-            scores.update({CONV[k]: v for k, v in own.items() if k in CONV})
-            rows.append(LeaderRow(
-                label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
-                metrics=scores, leakage=leaks, paired=True,
-                note="all sessions: x P(order) of a classifier stage; converters: its own "
-                     "order values"))
-    rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
-    rows += _baseline_rows(baselines, y_test)
-    split = prepared.split_summary()
-    board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
-                        batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
-                        features=prepared.table.features, dropped=prepared.table.dropped)
-    board.notes.extend(prepared.notes)
-    board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
-                       f"({split['test_converters']:,} converters) of split {split['hash']}; "
-                       "conv_* columns on those converters only, MAPE on converters only")
-    if leaks:
-        board.warnings.append(f"every model was trained with {', '.join(leaks)}, which gives "
-                              "the order away: the all-sessions scores are not honest; re-run "
-                              f"with --drop-feature {leaks[0]}")
-    return board
+            fitted: dict[str, pipeline.Fitted] = {}
+            run_ids: dict[str, str] = {}
+            for s in chosen:
+                st = settings.replace(strategy=s, estimator=name)
+                fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
+                reporter.step("opening the MLflow store")
+                tracker, experiment_id = logger.result()
+                with runs.closing_own_runs(tracker, experiment_id):
+                    result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
+                                         experiment_id, runs.RunSpec(
+                                             command=tracking.record.COMPARE,
+                                             run_name=f"compare {s}/{name}",
+                                             tags={"compare_batch": batch}, plots=plots),
+                                         reporter=reporter)
+                run_ids[s] = result.run_id
+                fitted_models[(s, name)] = fitted[s].model
+            if external is not None:
+                staged = next(n for n in strategies.names() if strategies.get(n).has_classifier)
+                st = settings.replace(strategy=staged, estimator=name)
+                theirs = pipeline.fit_and_score(prepared, st, hyper[name], reporter,
+                                                external=external)
+                result = runs.finish(prepared, st, theirs, hyper[name], findings, tracker,
+                                     experiment_id, runs.RunSpec(
+                                         command=tracking.record.COMPARE,
+                                         run_name=f"compare {staged}+classifier/{name}",
+                                         tags={"compare_batch": batch, **external.tags()},
+                                         params=external.params(), classifier=external.source(),
+                                         plots=plots),
+                                     reporter=reporter)
+                rows.append(LeaderRow(
+                    label=f"{staged}+{external.uri} / {name}", strategy=staged,
+                    estimator=name, run_id=result.run_id,
+                    metrics=_all_sessions_and_converters(theirs.scorecard), leakage=leaks,
+                    note=f"stage 1: the classifier {external.uri}"))
+            for s in chosen:
+                card, cls = fitted[s].scorecard, fitted[s].strategy
+                if cls.predicts != strategies.ORDER_VALUE and cls.scored_on == strategies.SESSIONS:
+                    rows.append(LeaderRow(label=f"{s} / {name}", strategy=s, estimator=name,
+                                          run_id=run_ids[s], metrics=_all_sessions_and_converters(
+                                              card), leakage=leaks,
+                                          predictions=fitted[s].pred_test,
+                                          order_values=fitted[s].order_value_test))
+                    continue
+                proba = _order_probability(prepared, fitted, name, hyper[name], settings, reporter)
+                paired = strategies.expected_revenue(fitted[s].pred_test, proba,
+                                                     settings.strategy_options())
+                whole = metrics.score(y_test, paired, baselines, scored_on=strategies.SESSIONS,
+                                      baseline_value=baselines.revenue, name=s,
+                                      population="all test sessions", proba_order=proba)
+                scores = _all_sessions_and_converters(whole)
+                # On the converters alone it is scored as the seed scored it: its own order values.
+                own = card.metrics if cls.scored_on == strategies.CONVERTERS else {}
+                scores.update({CONV[k]: v for k, v in own.items() if k in CONV})
+                rows.append(LeaderRow(
+                    label=f"{s} / {name}", strategy=s, estimator=name, run_id=run_ids[s],
+                    metrics=scores, leakage=leaks, paired=True,
+                    note="all sessions: x P(order) of a classifier stage; converters: its own "
+                         "order values", predictions=paired,
+                    order_values=fitted[s].order_value_test))
+        if backtest:
+            _backtest_rows(prepared, settings, rows, fitted_models, backtest, sort, reporter)
+            measure = metrics.get(sort)
+            rows.sort(key=lambda r: measure.sort_value(r.metrics.get(f"backtest_{sort}")))
+        else:
+            rows.sort(key=sort_key(sort))  # type: ignore[arg-type]
+        _against_the_best(rows, y_test, sort)
+        rows += _baseline_rows(baselines, y_test)
+        split = prepared.split_summary()
+        board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
+                            batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
+                            features=prepared.table.features, dropped=prepared.table.dropped,
+                            backtest=backtest)
+        board.notes.extend(prepared.notes)
+        board.notes.append(f"every row is scored on the same {split['test_rows']:,} test sessions "
+                           f"({split['test_converters']:,} converters) of split {split['hash']}; "
+                           "conv_* columns on those converters only, MAPE on converters only")
+        if leaks:
+            board.warnings.append(f"every model was trained with {', '.join(leaks)}, which gives "
+                                  "the order away: the all-sessions scores are not honest; re-run "
+                                  f"with --drop-feature {leaks[0]}")
+        return board
+
+
+def _against_the_best(rows: list[LeaderRow], y_test: np.ndarray, sort: str) -> None:
+    """Each row's ``sort`` score minus the first (best) row's, paired on the same test rows
+    (the converters and their order values for conv_*), with its 95 % interval: whether the
+    ranking is more than noise (revcli.metrics.paired_difference, as the promotion gate)."""
+    if not rows or sort not in metrics.METRICS or metrics.METRICS[sort].fn is None:
+        return
+
+    def scored(row: LeaderRow) -> tuple[np.ndarray, np.ndarray] | None:
+        if sort.startswith("conv_"):
+            if row.order_values is None:
+                return None
+            conv = y_test > 0
+            return y_test[conv], np.asarray(row.order_values)[conv]
+        return None if row.predictions is None else (y_test, np.asarray(row.predictions))
+
+    best = scored(rows[0])
+    if best is None:
+        return
+    for row in rows[1:]:
+        mine = scored(row)
+        if mine is not None:
+            row.vs_best = metrics.paired_difference(sort, best[0], mine[1], best[1]).to_dict()
+    for row in rows:
+        row.predictions = row.order_values = None  # not kept beyond the ranking
+
+
+def _backtest_rows(prepared: pipeline.Prepared, settings: Settings, rows: list[LeaderRow],
+                   models: dict[tuple[str, str], Any], n: int, sort: str,
+                   reporter: Reporter) -> None:
+    """Each row's recipe refitted at ``n`` forward cut-offs; the mean and SD of ``sort`` over
+    the windows as ``backtest_<sort>`` / ``backtest_<sort>_sd``, on the strategy's own rows
+    (conv_* by the one definition: a converting_only window's own scores are its conv_*)."""
+    from revcli import backtest as backtests
+
+    split = prepared.split
+    for row in rows:
+        model = models[(row.strategy, row.estimator)]
+        windows = backtests.run(backtests.unfitted(model), prepared.table.X, prepared.table.y,
+                                prepared.table.X[split.time_column], n,
+                                test_size=settings.test_size, column=str(split.time_column),
+                                gap=settings.gap, n_jobs=settings.n_jobs, reporter=reporter)
+        cls = strategies.get(row.strategy)
+        for w in windows:
+            if cls.scored_on == strategies.CONVERTERS:
+                w["metrics"] = {CONV[k]: v for k, v in w["metrics"].items() if k in CONV}
+        row.backtest = windows
+        mean, sd = backtests.summary(windows, sort) if all(
+            sort in w["metrics"] for w in windows) else (math.nan, math.nan)
+        row.metrics[f"backtest_{sort}"] = mean
+        row.metrics[f"backtest_{sort}_sd"] = sd
 
 
 def _order_probability(prepared: pipeline.Prepared, fitted: dict[str, pipeline.Fitted],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ class Table:
     features: list[str]
     ids: pd.DataFrame
     dropped: list[str]
+    empty: list[str] = field(default_factory=list)  # missing on every row: left out
 
     @property
     def rows(self) -> int:
@@ -79,7 +80,7 @@ def open_parquet(path: str | Path) -> Any:
     if path.is_dir():
         return Parts(path)
     with parquet_errors(path):
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, page_checksum_verification=True)
 
 
 def _existing(path: str | Path) -> Path:
@@ -87,6 +88,75 @@ def _existing(path: str | Path) -> Path:
     if not path.exists():
         raise NotFoundError(f"{path} does not exist")
     return path
+
+
+def column_rule(field: Any) -> Any | None:
+    """THE rule for an Arrow column kind, read by every command that reads a table (fetch,
+    --data, evaluate, predict): the Arrow type to read it as (its own, or one the encoding
+    takes), or None to read it as it is; a DataError naming the column for a kind no encoding
+    takes (one line, before anything is cached or trained).
+
+    - integers, floats, flags, text (``string``, ``large_string``), timestamps: as they are;
+    - ``decimal``: as float64 (a number); ``float16``: as float32;
+    - ``date``: as a timestamp (calendar features);
+    - dictionary-encoded: text as a category, numbers as their value type;
+    - ``null`` (a column missing on every row, whatever it was meant to be): as float64, all
+      gaps -- :func:`validate` leaves such a column out of the features and says so;
+    - nested (struct, list, map, union), binary, durations, times of day, anything else:
+      refused."""
+    import pyarrow as pa
+    import pyarrow.types as t
+
+    kind = field.type
+    if t.is_dictionary(kind):
+        value = kind.value_type
+        if t.is_string(value) or t.is_large_string(value):
+            return None
+        kind = value
+        inner = column_rule(pa.field(field.name, value))
+        return inner if inner is not None else value
+    if (t.is_integer(kind) or t.is_boolean(kind) or t.is_float32(kind) or t.is_float64(kind)
+            or t.is_string(kind) or t.is_large_string(kind) or t.is_timestamp(kind)):
+        return None
+    if t.is_float16(kind):
+        return pa.float32()
+    if t.is_decimal(kind) or t.is_null(kind):
+        return pa.float64()
+    if t.is_date(kind):
+        return pa.timestamp("ms")
+    if t.is_nested(kind):
+        what = "nested values (a struct, list or map per row)"
+    elif t.is_binary(kind) or t.is_large_binary(kind) or t.is_fixed_size_binary(kind):
+        what = "raw bytes"
+    elif t.is_duration(kind):
+        what = "durations"
+    elif t.is_time(kind):
+        what = "times of day"
+    else:
+        what = "values of a kind revcli cannot encode"
+    raise DataError(f"column {field.name!r} holds {what} ({kind}), which is not a number, flag, "
+                    "category (text) or timestamp; convert it or drop it before using the table")
+
+
+def conform(table: Any) -> Any:
+    """``table`` (an Arrow table or record batch) with :func:`column_rule` applied to every
+    column: cast where the rule says so, refused (DataError naming the column) where it
+    refuses."""
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    for index, column_field in enumerate(table.schema):
+        target = column_rule(column_field)
+        if target is None:
+            continue
+        try:
+            column = table.column(index).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"column {column_field.name!r} ({column_field.type}) cannot be read "
+                            f"as {target}: {first_line(exc, 160)}") from None
+        table = table.set_column(index, pa.field(column_field.name, target), column)
+    return table
 
 
 def parts_dataset(directory: Path) -> Any:
@@ -104,7 +174,10 @@ def parts_dataset(directory: Path) -> Any:
         raise NotFoundError(f"{directory} holds no parquet parts (*.parquet files outside _ "
                             "and . names)")
     files = [str(directory / r) for r in relatives]
-    options: dict[str, Any] = {"format": "parquet", "partition_base_dir": str(directory),
+    # Page checksums verified where a part has them, as for one file (read_parquet).
+    checked = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        page_checksum_verification=True))
+    options: dict[str, Any] = {"format": checked, "partition_base_dir": str(directory),
                                "partitioning": ds.HivePartitioning.discover(
                                    infer_dictionary=False)}
     with parquet_errors(directory):
@@ -144,7 +217,8 @@ class _Meta:
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a parquet file or a directory of parts (:func:`parts_dataset`: the parts
     concatenated in sorted order, Hive keys as columns), turning every way it can fail into one
-    DataError line."""
+    DataError line, each column read as the data contract's one rule says
+    (:func:`column_rule`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -154,7 +228,10 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.D
         if path.is_dir():
             table = parts_dataset(path).to_table(columns=wanted)
         else:
-            table = pq.read_table(path, columns=wanted)
+            # Page checksums (revcli writes them: a page damaged in place fails here instead
+            # of reading back as wrong values) are verified where the file has them.
+            table = pq.read_table(path, columns=wanted, page_checksum_verification=True)
+    table = conform(table)
     # Arrow's buffers are freed column by column as pandas takes them, and handed back to the
     # system at the end: else a table of millions of rows is held twice for the whole command.
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
@@ -231,11 +308,17 @@ def validate(frame: pd.DataFrame, drop_features: Iterable[str] = (),
         raise DataError(f"--drop-feature {unknown[0]!r} is not a feature of this table "
                         f"(features: {', '.join(candidates)})")
     features = [c for c in candidates if c not in drop]
+    # Missing on every row: nothing to learn, and no type to describe (MLflow's signature
+    # cannot): left out, and said (Table.empty).
+    empty = [c for c in features if bool(learnable[c].isna().all())]
+    features = [c for c in features if c not in empty]
     if not features:
-        raise DataError("no features left to learn from after --drop-feature")
+        raise DataError("no features left to learn from after --drop-feature"
+                        + (f" ({', '.join(map(repr, empty))} missing on every row)"
+                           if empty else ""))
     X = _finite(learnable[features])
     return Table(X=X, y=y, ordered=ordered, features=features, ids=frame[id_columns],
-                 dropped=drop)
+                 dropped=drop, empty=empty)
 
 
 def _finite(frame: pd.DataFrame) -> pd.DataFrame:
@@ -266,6 +349,9 @@ def features_for(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise DataError(f"the table lacks {len(missing)} feature(s) the model needs: "
                         f"{', '.join(missing)}")
+    from revcli.features import check_drift
+
+    check_drift(frame, features)  # a duplicated column: refused naming it
     X = frame[list(features)]
     _check_kinds(X, target=False)
     return _finite(X)

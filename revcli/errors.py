@@ -39,10 +39,34 @@ class TrackingError(RevcliError):
     """MLflow tracking or registry refused an operation."""
 
 
+class ClusterError(RevcliError):
+    """The Dask cluster cannot be reached or started, or lost a worker mid-task."""
+
+
 class GateFailed(RevcliError):
     """A quality gate or promotion check did not pass: exit 1 so CI and Airflow stop."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what Airflow, systemd, Kubernetes and a closed terminal send), raised
+    in the main thread like Ctrl-C's KeyboardInterrupt, so every path that cleans up after
+    Ctrl-C cleans up after these too; the process then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -93,6 +93,12 @@ class EvalResult:
     eval_run_id: str | None
     tracking_uri: str | None
     notes: list[str] = field(default_factory=list)
+    # in time order, per --period of each timestamp column; converters by order-value band
+    time_segments: list[reports.SegmentRow] = field(default_factory=list)
+    value_bands: list[reports.SegmentRow] = field(default_factory=list)
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    period: str = "month"
+    backtest: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def leak_findings(self) -> list[leakage.LeakFinding]:
@@ -114,7 +120,11 @@ class EvalResult:
             "data": self.data,
             "scorecard": self.scorecard.to_dict(),
             "baseline_note": self.baseline_note,
-            "segments": [s.to_dict() for s in self.segments],
+            "segments": [s.to_dict() for s in
+                         [*self.segments, *self.time_segments, *self.value_bands]],
+            "period": self.period,
+            "worst": self.worst,
+            "backtest": self.backtest,
             "calibration": [b.to_dict() for b in self.calibration],
             "importance": self.importance,
             "gate": self.gate.to_dict(),
@@ -252,32 +262,53 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
 
 
 def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
-                 importance: pipeline.Importance) -> dict[str, Path]:
-    """train's three plots, then the cumulative-revenue curve and calibration by decile."""
-    from revcli import plots
+                 importance: pipeline.Importance,
+                 time_segments: list[reports.SegmentRow] | None = None) -> dict[str, Path]:
+    """train's three plots, then the cumulative-revenue curve, calibration by decile and, with
+    a timestamp, actual vs predicted revenue per period."""
+    from revcli import atomic, plots
 
-    paths = plots.training_set(directory, label, y, pred, importance)
-    paths["lorenz"] = plots.lorenz(y, pred, directory / "lorenz.png",
-                                   title=f"Cumulative revenue curve ({label})")
-    paths["calibration"] = plots.calibration(y, pred, directory / "calibration.png",
-                                             title=f"Calibration by predicted decile ({label})")
-    return paths
+    # All of them or none: drawn in a temp directory renamed into place (a full disk half-way
+    # through leaves no half-written set).
+    with atomic.atomic_dir(directory) as tmp:
+        paths = plots.training_set(tmp, label, y, pred, importance)
+        if time_segments:
+            group = time_segments[0].group
+            rows = [s for s in time_segments if s.group == group]
+            paths["by_period"] = plots.by_period(
+                [s.level for s in rows], [s.actual_mean * s.rows for s in rows],
+                [s.predicted_mean * s.rows for s in rows], tmp / "by_period.png",
+                title=f"Actual vs predicted revenue by {group} ({label})")
+        paths["lorenz"] = plots.lorenz(y, pred, tmp / "lorenz.png",
+                                       title=f"Cumulative revenue curve ({label})")
+        paths["calibration"] = plots.calibration(
+            y, pred, tmp / "calibration.png", title=f"Calibration by predicted decile ({label})")
+    return {name: Path(directory) / path.name for name, path in paths.items()}
 
 
 def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | None = None,
              data: str | Path | None = None, trust: bool = False,
              gate: str | Path | None = None, level: str | None = None, enforce: bool = False,
              allow_leak: bool = False, plots: bool = True, track: bool = True,
-             segment_sort: str = "vs_baseline", reporter: Reporter = SILENT) -> EvalResult:
+             segment_sort: str = "vs_baseline", period: str = "month", worst: int = 0,
+             backtest: int = 0, reporter: Reporter = SILENT) -> EvalResult:
     """Score a model (``run`` reference or ``model`` file) on its holdout or on ``data``.
 
     ``gate``/``level`` choose the targets (default ``settings.targets`` at
     ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
     ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
     """
+    from revcli import engines
+
+    engines.in_process_only(settings, "evaluate", reporter)
     if segment_sort not in reports.SEGMENT_SORTS:
         raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
                           f"{', '.join(reports.SEGMENT_SORTS)}")
+    if period not in reports.PERIODS:
+        raise ConfigError(f"unknown --period {period!r}; choose one of "
+                          f"{', '.join(reports.PERIODS)}")
+    if worst < 0 or backtest < 0:
+        raise ConfigError("--worst and --backtest take a number of rows / windows >= 0")
     target_set = targets.load(Path(gate) if gate is not None else settings.targets,
                               fallback=gate is None and settings.source_of("targets") == "default")
     level = level or settings.gate_level
@@ -288,7 +319,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
         ws.ensure()  # it will write (a run, plots): a read-only workspace fails before the work
     reporter.step("opening the MLflow store")
     # An evaluation run needs the store (made if new); otherwise it is only read, if it exists.
-    tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track)
+    tracker, experiment_id = tracking.connect(settings, ws, experiment=track, create=track,
+                                              reading=not track)
     store = tracker if track or not tracker.is_workspace_store or ws.mlflow_db.is_file() else None
     loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
                            reporter=reporter)
@@ -301,7 +333,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     parts = fitted.predict_parts(rows.X)
     pred = np.asarray(parts["prediction"], dtype=np.float64)
     card = metrics.scorecard(cls, rows.y, pred, rows.baselines, proba_order=parts.get("p_order"),
-                             population=rows.population)
+                             population=rows.population, order_value=cls.order_value_of(parts))
 
     both = rows.all_ordered.any() and not rows.all_ordered.all()
     findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
@@ -315,8 +347,27 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
 
     X_eval, y_eval, pred_eval = pipeline.evaluation_data(cls, rows.X, rows.y, pred)
     positions = cls.evaluation_rows(rows.y)
-    segments = reports.segment_table(rows.frame.iloc[positions], y_eval, pred_eval,
-                                     cls.baseline_of(rows.baselines), sort=segment_sort)
+    frame_eval = rows.frame.iloc[positions]
+    plan = getattr(getattr(fitted, "featurizer_", None), "segments_", None)
+    notes: list[str] = []
+    if plan is None:
+        # a model from before segments were decided at training: no one-hot groups are guessed
+        # from these rows (a small file can make two flags look like one group)
+        plan = reports.segment_groups(frame_eval[list(loaded.features)], one_hot=False)
+        notes.append("this model records no segments (trained before they were decided at "
+                     "training): binary columns are shown as flags, never as one-hot groups")
+    segments = reports.segment_table(frame_eval, y_eval, pred_eval,
+                                     cls.baseline_of(rows.baselines), groups=plan,
+                                     sort=segment_sort)
+    time_segments = [row for g in plan if g.kind == reports.TIME and g.name in frame_eval
+                     for row in reports.time_table(frame_eval[g.name], y_eval, pred_eval,
+                                                   cls.baseline_of(rows.baselines), g.name,
+                                                   period)]
+    order_value = cls.order_value_of(parts)
+    value_bands = ([] if order_value is None else reports.order_value_bands(
+        rows.y, order_value, rows.baselines.order_value))
+    shown = [c for c in rows.frame.columns if c not in ("revenue", "is_ordered")]
+    worst_rows = reports.worst_rows(frame_eval[shown], y_eval, pred_eval, worst)
     calibration = reports.calibration_bins(y_eval, pred_eval)
     reporter.step("permutation importance")
     importance = pipeline.importance(fitted, X_eval, y_eval, settings.seed,
@@ -332,12 +383,19 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                         baseline_note=rows.baseline_note, segments=segments,
                         calibration=calibration, importance=importance.values, gate=verdict,
                         honesty=honesty, plots={}, eval_run_id=None,
-                        tracking_uri=tracker.shown if store is not None else None)
+                        tracking_uri=tracker.shown if store is not None else None,
+                        notes=notes, time_segments=time_segments, value_bands=value_bands,
+                        worst=worst_rows, period=period)
+    if backtest:
+        from revcli import backtest as backtests
+
+        result.backtest = backtests.for_loaded(settings, ws, loaded, backtest,
+                                               reporter=reporter)
     if not track:
         if plots:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             result.plots = _write_plots(ws.plots_dir / f"eval-{stamp}", label, y_eval,
-                                        pred_eval, importance)
+                                        pred_eval, importance, result.time_segments)
         return result
     assert experiment_id is not None
     _log_run(result, ws, tracker, experiment_id, plots, label, y_eval, pred_eval, reporter)
@@ -377,13 +435,27 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
         if plots:
             measured = pipeline.Importance(result.importance, pipeline.PERMUTATION)
             result.plots = _write_plots(ws.plots_dir / run_id, label, y_eval, pred_eval,
-                                        measured)
-        headers, table = segment_rows(result.segments)
+                                        measured, result.time_segments)
+        headers, table = segment_rows(
+            [*result.segments, *result.time_segments, *result.value_bands])
+        texts = {"segments.csv": reports.to_csv(headers, table)}
+        if result.worst:
+            columns = list(result.worst[0])
+            texts["worst.csv"] = reports.to_csv(columns, [[r.get(c) for c in columns]
+                                                          for r in result.worst])
+        if result.backtest:
+            columns = list(result.backtest[0])
+            texts["backtest.csv"] = reports.to_csv(columns, [[r.get(c) for c in columns]
+                                                             for r in result.backtest])
+        scores = tracking.score_metrics(card)
+        from revcli import backtest as backtests
+
+        scores.update(backtests.as_metrics(result.backtest))
         tracking.log_training(
-            tracker, run_id, record=record, params={}, metrics=tracking.score_metrics(card),
+            tracker, run_id, record=record, params={}, metrics=scores,
             artifacts=tracking.Artifacts(files=result.plots,
                                          documents={"evaluation.json": result.to_dict()},
-                                         texts={"segments.csv": reports.to_csv(headers, table)}))
+                                         texts=texts))
     except BaseException:
         tracking.fail(tracker, run_id)
         raise
@@ -393,6 +465,41 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
             tracker.set_tag(source, "revcli.last_evaluation", run_id)
         except Exception as exc:  # a read-only source run must not fail the evaluation
             reporter.warn(f"could not tag source run {source}: {exc}")
+
+
+def paired(settings: Settings, ws: Workspace, tracker: tracking.Tracker, run_a: str,
+           run_b: str, key: str, reporter: Reporter = SILENT) -> metrics.PairedDifference:
+    """``key`` of run ``run_a``'s model minus run ``run_b``'s, both scored on the same rows:
+    the holdout of their shared dataset and split, each strategy's own evaluation rows (which
+    must be the same rows), the conv_* metrics on the converters with the order value each
+    predicts. The promotion gate's paired comparison."""
+    loaded = [modelref.load_run(settings, ws, ref, tracker, reporter=reporter)
+              for ref in (run_a, run_b)]
+    if {str(m.meta.get("dataset_sha256")) for m in loaded} != {
+            str(loaded[0].meta.get("dataset_sha256"))} or len(
+            {str(m.meta.get("split_hash")) for m in loaded}) != 1:
+        raise ConfigError("the two models were not trained on the same dataset and split")
+    rows = _select_rows(ws, loaded[0], None, reporter)
+    preds, ys = [], []
+    for m in loaded:
+        parts = m.model.predict_parts(rows.X)
+        cls = m.strategy_class
+        if key.startswith("conv_") or (key in metrics.MAIN_METRICS
+                                       and cls.scored_on == strategies_mod.CONVERTERS):
+            values = cls.order_value_of(parts)
+            if values is None:
+                raise ConfigError(f"{m.strategy} predicts no order value, so it has no "
+                                  f"{key}")
+            conv = rows.y > 0
+            ys.append(rows.y[conv])
+            preds.append(values[conv])
+        else:
+            positions = cls.evaluation_rows(rows.y)
+            ys.append(rows.y[positions])
+            preds.append(np.asarray(parts["prediction"], dtype=np.float64)[positions])
+    if len(ys[0]) != len(ys[1]) or not np.array_equal(ys[0], ys[1]):
+        raise ConfigError("the two models are scored on different rows")
+    return metrics.paired_difference(key, ys[0], preds[0], preds[1])
 
 
 def segment_rows(segments: list[reports.SegmentRow]) -> tuple[list[str], list[list[Any]]]:

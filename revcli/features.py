@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 NUMBER, CATEGORY, DATETIME = "number", "category", "datetime"
 OTHER, MISSING = "__other__", "__missing__"
+RAW = "raw:"  # passthrough columns (revcli.strategies._two_stage.RAW)
 # Levels kept as their own category: seen on at least this share of the training rows (and at
 # most MAX_LEVELS of them), so a one-hot encoding stays small and rare levels do not overfit.
 MIN_FREQUENCY = 0.005
@@ -108,6 +110,43 @@ def _as_float(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+_TRUE, _FALSE = frozenset({"true", "t", "yes"}), frozenset({"false", "f", "no"})
+
+
+def parse_numbers(name: str, values: pd.Series) -> np.ndarray:
+    """Numbers or flags that came as text ('True'/'False' in any case, '1', '2.5'; blanks and
+    nulls are gaps) as float64; any other text is refused naming the column."""
+    import pandas as pd
+
+    text = values.astype("object").where(values.notna(), None)
+    lowered = text.map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+    flags = lowered.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else v)
+    blank = flags.map(lambda v: isinstance(v, str) and not v)
+    numbers = pd.to_numeric(flags.where(~blank, None), errors="coerce")
+    bad = numbers.isna() & flags.notna() & ~blank
+    if bad.any():
+        from revcli.errors import DataError
+
+        example = str(text[bad].iloc[0])[:40]
+        raise DataError(f"column {name!r} was a number or flag at training but holds text "
+                        f"that is neither on {int(bad.sum()):,} row(s) (e.g. {example!r}); fix "
+                        "those values")
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def check_drift(X: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A feature column that appears more than once is ambiguous: refused naming it."""
+    from collections import Counter
+
+    counts = Counter(str(c) for c in X.columns)
+    twice = [c for c in columns if counts[c] > 1]
+    if twice:
+        from revcli.errors import DataError
+
+        raise DataError(f"column {twice[0]!r} appears {counts[twice[0]]} times in the table; "
+                        "keep one of them")
+
+
 def naive_utc(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC (a timezone-aware column is converted, a naive one kept; text,
     as a CSV or JSON request carries them, is parsed)."""
@@ -152,63 +191,124 @@ def audit_columns(X: pd.DataFrame, ordered: np.ndarray,
             yield str(name), rate.to_numpy(dtype=np.float64)
 
 
+def as_text(values: pd.Series) -> pd.Series:
+    """A category column as text, a gap as MISSING: what levels are counted and matched on."""
+    return values.astype("object").where(values.notna(), MISSING).astype(str)
+
+
+@dataclass
+class ColumnStatistics:
+    """What fitting the encoding needs to know of one column: its dtype and kind, the rows,
+    whether it has gaps and (for imputation) its median, and for a category the count of each
+    level (most frequent first). Sums of these over parts are the statistics of the whole."""
+
+    name: str
+    dtype: Any
+    kind: str | None
+    rows: int
+    gaps: bool = False
+    median: float | None = None
+    counts: Any = None  # pd.Series: level -> rows, most frequent first
+    window: tuple[str, str] | None = None  # a timestamp's (min, max), ISO 8601
+
+
+def column_statistics(X: pd.DataFrame, medians: bool = True) -> list[ColumnStatistics]:
+    """:class:`ColumnStatistics` of every column of a table in memory."""
+    stats = []
+    for name in X.columns:
+        values = X[name]
+        k = kind(values.dtype)
+        stat = ColumnStatistics(str(name), values.dtype, k, len(values))
+        if k == CATEGORY:
+            stat.counts = as_text(values).value_counts()
+        elif k == NUMBER:
+            numbers = _as_float(values)
+            gaps = np.isnan(numbers)
+            stat.gaps = bool(gaps.any())
+            if medians:  # every number's: a gap first seen at predict time is imputed
+                stat.median = float(np.median(numbers[~gaps])) if (~gaps).any() else 0.0
+        elif k == DATETIME:
+            stamps = naive_utc(values).dropna()
+            if len(stamps):  # the training window (predict refuses dates far before it)
+                stat.window = (stamps.min().isoformat(), stamps.max().isoformat())
+        stats.append(stat)
+    return stats
+
+
 class Featurizer(TransformerMixin, BaseEstimator):
     """Encode a table's feature columns for one estimator (see the module docstring).
 
     ``native_categories``: the estimator takes pandas categoricals itself (XGBoost with
     ``enable_categorical``, histogram gradient boosting); else categories are one-hot encoded.
     ``handles_missing``: the estimator takes NaN itself; else numbers are imputed with an
-    indicator. ``scale``: numbers (and calendar features) are standardised with the training
+    indicator. ``passthrough``: table columns added as they are, named ``raw:<column>``, beside
+    the encoding (what a classifier fitted elsewhere reads; not in ``feature_names_out_``).
+    ``scale``: numbers (and calendar features) are standardised with the training
     mean and standard deviation, as linear models need (a month index near 500 beside 0/1 flags
     would otherwise dominate a penalised fit).
     """
 
     def __init__(self, native_categories: bool = False, handles_missing: bool = False,
                  scale: bool = False, min_frequency: float = MIN_FREQUENCY,
-                 max_levels: int = MAX_LEVELS) -> None:
+                 max_levels: int = MAX_LEVELS, passthrough: tuple[str, ...] = ()) -> None:
         self.native_categories = native_categories
         self.handles_missing = handles_missing
         self.scale = scale
         self.min_frequency = min_frequency
         self.max_levels = max_levels
+        self.passthrough = passthrough
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Featurizer:
-        self.columns_ = [str(c) for c in X.columns]
+        return self.fit_statistics(column_statistics(X, medians=not self.handles_missing), X)
+
+    def fit_statistics(self, stats: Sequence[ColumnStatistics],
+                       X: pd.DataFrame | None = None) -> Featurizer:
+        """Fit from per-column statistics (:func:`column_statistics` of a table in memory, or
+        the same numbers aggregated over a cluster's parts): the one place the encoding is
+        decided. ``X`` is needed only by ``scale`` (the encoded columns' means)."""
+        import pandas as pd
+
+        self.columns_ = [s.name for s in stats]
         self.kinds_: dict[str, str] = {}
         self.levels_: dict[str, list[str]] = {}
         self.medians_: dict[str, float] = {}
         self.missing_: list[str] = []
         self.windows_: dict[str, tuple[str, str]] = {}
-        for name in X.columns:
-            values = X[name]
-            k = kind(values.dtype)
-            if k is None:
-                raise ValueError(f"column {name!r} has dtype {values.dtype}, which is not a "
+        for stat in stats:
+            if stat.kind is None:
+                raise ValueError(f"column {stat.name!r} has dtype {stat.dtype}, which is not a "
                                  "number, flag, category or timestamp")
-            self.kinds_[str(name)] = k
-            if k == CATEGORY:
-                self.levels_[str(name)] = self._levels(values)
-            elif k == DATETIME:
-                stamps = naive_utc(values).dropna()
-                if len(stamps):
-                    self.windows_[str(name)] = (stamps.min().isoformat(),
-                                                stamps.max().isoformat())
-            elif k == NUMBER:
-                numbers = _as_float(values)
-                gaps = np.isnan(numbers)
-                if gaps.any() and not self.handles_missing:
-                    self.missing_.append(str(name))
-                    self.medians_[str(name)] = (float(np.median(numbers[~gaps]))
-                                                if (~gaps).any() else 0.0)
+            self.kinds_[stat.name] = stat.kind
+            if stat.kind == CATEGORY:
+                self.levels_[stat.name] = self._levels(stat.counts, stat.rows)
+            elif stat.kind == DATETIME and stat.window is not None:
+                self.windows_[stat.name] = stat.window
+            elif stat.kind == NUMBER and not self.handles_missing:
+                # learned for every number: a gap first seen at predict time is imputed too
+                # (with no indicator: the encoded columns are fixed at fit)
+                self.medians_[stat.name] = (0.0 if stat.median is None
+                                            or np.isnan(stat.median) else float(stat.median))
+                if stat.gaps:
+                    self.missing_.append(stat.name)
         self.scales_: dict[str, tuple[float, float]] = {}
         if self.scale:
+            if X is None:
+                raise ValueError("a scaled encoding is fitted from the table itself")
             encoded = self._encode(X)
             for column in self._scaled(encoded):
                 values = encoded[column].to_numpy(dtype=np.float64)
                 std = float(np.nanstd(values))
                 self.scales_[column] = (float(np.nanmean(values)), std if std > 0 else 1.0)
-        self.feature_names_out_ = list(self._encode(X.head(0)).columns)
-        self.n_features_in_ = X.shape[1]
+        empty = pd.DataFrame({s.name: pd.Series([], dtype=s.dtype) for s in stats})
+        self.feature_names_out_ = list(self._encode(empty).columns)
+        self.n_features_in_ = len(stats)
+        if X is not None:
+            # evaluate's segments, decided here on the training rows (one-hot groups only
+            # where these rows show the columns never are 1 together), never from an
+            # evaluation file; a cluster-fitted encoding has none (evaluate falls back)
+            from revcli.reports import segment_groups
+
+            self.segments_ = segment_groups(X, levels=self.levels_)
         return self
 
     def _scaled(self, encoded: pd.DataFrame) -> list[str]:
@@ -217,14 +317,14 @@ class Featurizer(TransformerMixin, BaseEstimator):
                 if not c.endswith("__missing") and "=" not in c
                 and str(encoded[c].dtype) != "category"]
 
-    def _levels(self, values: pd.Series) -> list[str]:
-        text = values.astype("object").where(values.notna(), MISSING).astype(str)
-        counts = text.value_counts()
-        keep = counts[counts >= max(1.0, self.min_frequency * len(text))]
+    def _levels(self, counts: pd.Series, rows: int) -> list[str]:
+        """The levels kept: ``counts`` is the value count of each level (as text, most
+        frequent first) over ``rows`` rows."""
+        keep = counts[counts >= max(1.0, self.min_frequency * rows)]
         return sorted(str(v) for v in keep.index[: self.max_levels])
 
     def _text(self, name: str, values: pd.Series) -> pd.Series:
-        text = values.astype("object").where(values.notna(), MISSING).astype(str)
+        text = as_text(values)
         return text.where(text.isin(self.levels_[name]), OTHER)
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -240,6 +340,8 @@ class Featurizer(TransformerMixin, BaseEstimator):
                     gaps = np.isnan(numbers)
                     out[f"{name}__missing"] = gaps.astype(np.float32)
                     numbers = np.where(gaps, self.medians_[name], numbers)
+                elif not self.handles_missing and name in self.medians_:
+                    numbers = np.where(np.isnan(numbers), self.medians_[name], numbers)
                 out[name] = numbers.astype(np.float32)
             elif k == DATETIME:
                 values = self._timestamps(name, values)
@@ -293,7 +395,45 @@ class Featurizer(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"the table lacks {len(missing)} feature column(s) the model "
                              f"needs: {', '.join(missing)}")
-        return self._encode(X)
+        check_drift(X, self.columns_)
+        X = self._parse_flags(X)
+        encoded = self._encode(X)
+        if not self.handles_missing:
+            self._refuse_new_gaps(encoded)
+        for name in self.passthrough:  # as they are, for a classifier fitted elsewhere
+            encoded[f"{RAW}{name}"] = X[name].to_numpy()
+        return encoded
+
+    def _parse_flags(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Number and flag columns that arrive as text (a CSV export, a JSON request: 'True',
+        'false', '1', '2.5') parsed as the numbers training saw; text that is no number is
+        refused naming the column, never silently turned into a gap."""
+        from pandas.api import types as pdt
+
+        parsed: dict[str, np.ndarray] = {}
+        for name in self.columns_:
+            values = X[name]
+            if self.kinds_[name] != NUMBER or pdt.is_numeric_dtype(values.dtype) \
+                    or pdt.is_bool_dtype(values.dtype):
+                continue
+            parsed[name] = parse_numbers(name, values)
+        return X.assign(**parsed) if parsed else X
+
+    def _refuse_new_gaps(self, encoded: pd.DataFrame) -> None:
+        """A gap where training saw none: the encoding has no value learned for it (no median,
+        no indicator column), and the estimator takes no NaN. Refused naming the column."""
+        for column in encoded.columns:
+            values = encoded[column]
+            if str(values.dtype) == "category":
+                continue
+            gaps = int(np.isnan(values.to_numpy(dtype=np.float64)).sum())
+            if gaps:
+                from revcli.errors import DataError
+
+                source = self.source_of(str(column))
+                raise DataError(f"column {source!r} has {gaps:,} missing value(s), but the "
+                                "model was trained without gaps in it and its estimator takes "
+                                "none; fill them, or train on data with gaps in that column")
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
@@ -319,7 +459,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "kinds_")
         return {"kinds": dict(self.kinds_), "levels": {k: list(v) for k, v in
                                                        self.levels_.items()},
-                "imputed": {k: self.medians_[k] for k in self.missing_},
+                "imputed": {k: self.medians_[k] for k in self.missing_ if k in self.medians_},
                 "windows": {k: list(v) for k, v in getattr(self, "windows_", {}).items()},
                 "native_categories": self.native_categories, "scaled": sorted(self.scales_),
                 "encoded_columns": len(self.feature_names_out_)}

@@ -63,11 +63,37 @@ def _single_feature_auc(values: np.ndarray, ordered: np.ndarray) -> tuple[float,
         codes = np.unique(values, return_inverse=True)[1]
     pos = np.bincount(codes, weights=ordered, minlength=codes.max() + 1)
     neg = np.bincount(codes, minlength=len(pos)) - pos
+    return auc_of_counts(pos, neg)
+
+
+def auc_of_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[float, bool]:
+    """:func:`_single_feature_auc` from the orders (``pos``) and other sessions (``neg``) at
+    each distinct value, in the values' order: what a cluster adds up part by part."""
+    pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0 or n_neg == 0:
+        return 0.5, False
     below = np.cumsum(neg) - neg  # non-orders at lower values
     auc = float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
     with_orders = np.flatnonzero(pos)
     marks = len(with_orders) == 1 and neg[with_orders[0]] == 0
     return max(auc, 1.0 - auc), bool(marks)
+
+
+def finding(name: str, auc: float, marks_orders: bool, marking_value: Any, n_orders: int,
+            threshold: float = AUC_THRESHOLD, near: float = NEAR_THRESHOLD) -> LeakFinding | None:
+    """What the audit says of one column with this AUC (None: nothing)."""
+    if marks_orders:
+        value = marking_value
+        shown = int(value) if float(value).is_integer() else value
+        return LeakFinding(name, auc, f"value {shown} occurs only in sessions that ordered, "
+                           f"and in all {n_orders:,} of them")
+    if auc >= threshold:
+        return LeakFinding(name, auc, f"alone separates is_ordered (ROC AUC {auc:.3f})")
+    if auc >= near:
+        return LeakFinding(name, auc, f"nearly separates is_ordered on its own (ROC AUC "
+                           f"{auc:.3f} >= {near}): a near-leak", NEAR)
+    return None
 
 
 def audit(X: pd.DataFrame, ordered: np.ndarray, threshold: float = AUC_THRESHOLD,
@@ -83,17 +109,11 @@ def audit(X: pd.DataFrame, ordered: np.ndarray, threshold: float = AUC_THRESHOLD
         values = np.where(np.isnan(values), np.nanmin(values) - 1 if (~np.isnan(values)).any()
                           else 0.0, values)  # a gap ranks as its own lowest value
         auc, marks_orders = _single_feature_auc(values, ordered)
-        if marks_orders:
-            value = values[np.argmax(ordered)]
-            shown = int(value) if float(value).is_integer() else value
-            findings.append(LeakFinding(name, auc, f"value {shown} occurs only in sessions "
-                                        f"that ordered, and in all {int(ordered.sum()):,} of them"))
-        elif auc >= threshold:
-            findings.append(LeakFinding(name, auc,
-                                        f"alone separates is_ordered (ROC AUC {auc:.3f})"))
-        elif auc >= near:
-            findings.append(LeakFinding(name, auc, f"nearly separates is_ordered on its own "
-                                        f"(ROC AUC {auc:.3f} >= {near}): a near-leak", NEAR))
+        found = finding(name, auc, marks_orders,
+                        values[np.argmax(ordered)] if marks_orders else None,
+                        int(ordered.sum()), threshold, near)
+        if found is not None:
+            findings.append(found)
     return findings
 
 

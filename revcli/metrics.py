@@ -242,6 +242,111 @@ def zero_aware_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {k: METRICS[k].fn(y, p) for k in ZERO_AWARE}  # type: ignore[misc]
 
 
+def ratio(value: float, base: float, floor: float = 1e-9) -> float:
+    """``value / base`` where it means something: NaN (shown ``n/a``) when ``base`` is zero or
+    not finite -- a ratio of two zeros (an RMSE of $0.00 beside a baseline of $0.00) is no
+    number, never 236223201.000 from rounding noise."""
+    if not (math.isfinite(value) and math.isfinite(base)) or abs(base) <= floor:
+        return math.nan
+    return value / base
+
+
+def same(metric: Metric, value: float | None, base: float | None) -> bool:
+    """Whether two scores are the same as shown (equal to the digits the metric prints): the
+    scorecard then says ``same``, never ``better`` or ``worse`` by rounding noise."""
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+        return False
+    return value == base or metric.format(value) == metric.format(base)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``metric(a) - metric(b)`` of two models scored on the same rows, with the half-width of
+    its 95 % interval from the rows' own spread (paired: each row's error under both)."""
+
+    key: str
+    a: float
+    b: float
+    difference: float
+    half_width: float
+    rows: int
+    method: str
+
+    @property
+    def low(self) -> float:
+        return self.difference - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.difference + self.half_width
+
+    def gain_interval(self) -> tuple[float, float]:
+        """How much better a is than b (positive: better), low and high, by the metric's
+        direction."""
+        metric = get(self.key)
+        if metric.direction == HIGHER:
+            return self.low, self.high
+        return -self.high, -self.low
+
+    def clear(self) -> bool:
+        """Whether a is better than b beyond the noise (the whole interval is a gain)."""
+        return self.gain_interval()[0] > 0
+
+    def text(self, digits: int = 4) -> str:
+        """'-0.0101 ± 0.0800' (a - b), with a true minus sign (U+2212)."""
+        return (f"{self.difference:+.{digits}f} ± {self.half_width:.{digits}f}"
+                .replace("-", "\u2212"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.key, "a": self.a, "b": self.b, "difference": self.difference,
+                "half_width": self.half_width, "low": self.low, "high": self.high,
+                "rows": self.rows, "method": self.method, "clear": self.clear()}
+
+
+Z95 = 1.959963984540054
+
+
+def paired_difference(key: str, y: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      resamples: int = 400, seed: int = 0) -> PairedDifference:
+    """``key`` of predictions ``a`` minus that of ``b`` on the same rows ``y``, with a 95 %
+    interval. RMSE and MAE: a paired test of the rows' squared (absolute) errors -- the
+    difference of mean squared errors has the standard error sd(e_a² - e_b²)/√n, carried to
+    RMSE by the delta method (÷ (RMSE_a + RMSE_b)). Any other metric: a paired bootstrap of
+    the rows (``resamples``, fixed seed). The main metrics' ``conv_*`` twins take the
+    converters' rows and order values as given."""
+    base_key = key.removeprefix("conv_")
+    metric = get(key)
+    y = np.asarray(y, dtype=np.float64)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = len(y)
+    fn = metric.fn
+    if fn is None:
+        raise ConfigError(f"{key} cannot be compared row by row")
+    value_a, value_b = fn(y, a), fn(y, b)
+    if n < 2:
+        return PairedDifference(key, value_a, value_b, value_a - value_b, math.nan, n, "none")
+    if base_key in ("rmse", "mae"):
+        err_a, err_b = (y - a), (y - b)
+        if base_key == "rmse":
+            d = err_a ** 2 - err_b ** 2
+            scale = value_a + value_b
+            half = Z95 * float(d.std(ddof=1)) / math.sqrt(n) / scale if scale > 0 else 0.0
+        else:
+            d = np.abs(err_a) - np.abs(err_b)
+            half = Z95 * float(d.std(ddof=1)) / math.sqrt(n)
+        return PairedDifference(key, value_a, value_b, value_a - value_b, half, n,
+                                "paired test of the rows' errors")
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        rows = rng.integers(0, n, n)
+        diffs[i] = fn(y[rows], a[rows]) - fn(y[rows], b[rows])
+    half = float(np.nanpercentile(diffs, 97.5) - np.nanpercentile(diffs, 2.5)) / 2
+    return PairedDifference(key, value_a, value_b, value_a - value_b, half, n,
+                            "paired bootstrap of the rows")
+
+
 def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -258,9 +363,14 @@ class Baselines:
     @classmethod
     def of(cls, y_train: np.ndarray) -> Baselines:
         y_train = np.asarray(y_train, dtype=np.float64)
-        converters = y_train[y_train > 0]
-        return cls(revenue=float(y_train.mean()) if len(y_train) else math.nan,
-                   order_value=float(converters.mean()) if len(converters) else math.nan)
+        return cls.from_sums(float(y_train.sum()), len(y_train), int((y_train > 0).sum()))
+
+    @classmethod
+    def from_sums(cls, revenue: float, sessions: int, converters: int) -> Baselines:
+        """From the training rows' total revenue, sessions and converting sessions (all a
+        cluster needs to add up; every revenue is a converter's)."""
+        return cls(revenue=revenue / sessions if sessions else math.nan,
+                   order_value=revenue / converters if converters else math.nan)
 
 
 @dataclass
@@ -287,7 +397,8 @@ class Scorecard:
                 for k, m in METRICS.items() if k in self.metrics]
 
     def converter_score(self, key: str = "rmse") -> float:
-        """A main metric on converting sessions, whichever population the scorecard has."""
+        """A main metric of the order value predicted for converting sessions, whichever
+        population the scorecard has (NaN for a model without one, e.g. ``all``)."""
         from revcli.strategies import CONVERTERS
 
         if self.scored_on == CONVERTERS:
@@ -312,27 +423,34 @@ class Scorecard:
 
 def scorecard(strategy: type[Strategy], y: np.ndarray, pred: np.ndarray,
               baselines: Baselines, proba_order: np.ndarray | None = None,
-              population: str | None = None) -> Scorecard:
+              population: str | None = None,
+              order_value: np.ndarray | None = None) -> Scorecard:
     """Score test predictions of ``strategy`` beside ``baselines`` (the train means).
 
-    ``y`` and ``pred`` cover every test session; the strategy says which rows it is scored on
-    and which train mean is its baseline.
+    ``y``, ``pred`` and ``order_value`` cover every test session; the strategy says which rows
+    it is scored on and which train mean is its baseline. ``order_value`` is what the strategy
+    predicts a converting session orders (``Strategy.order_value_of``): the converter scores
+    (``conv_*``) of a strategy scored on all sessions are computed from it, and it has none
+    when it is None.
     """
     y = np.asarray(y)
     rows = strategy.evaluation_rows(y)
     return score(y[rows], np.asarray(pred)[rows], baselines, scored_on=strategy.scored_on,
                  baseline_value=strategy.baseline_of(baselines), name=strategy.name,
                  population=population or strategy.population(),
-                 proba_order=None if proba_order is None else np.asarray(proba_order)[rows])
+                 proba_order=None if proba_order is None else np.asarray(proba_order)[rows],
+                 order_value=None if order_value is None else np.asarray(order_value)[rows])
 
 
 def score(y: np.ndarray, pred: np.ndarray, baselines: Baselines, *, scored_on: str,
           baseline_value: float, name: str, population: str,
-          proba_order: np.ndarray | None = None) -> Scorecard:
+          proba_order: np.ndarray | None = None,
+          order_value: np.ndarray | None = None) -> Scorecard:
     """The scorecard of predictions on exactly these rows. Rows of every session
-    (``scored_on`` SESSIONS) add the zero-aware metrics, the four main metrics on the
-    converters among them (beside the mean order value) and the ROC AUC of P(order) when
-    given."""
+    (``scored_on`` SESSIONS) add the zero-aware metrics, the ROC AUC of P(order) when given, and
+    -- when ``order_value`` (the order value predicted for a converting session) is given --
+    the four main metrics of it on the converters among them, beside the train mean order
+    value: one definition of ``conv_*`` for every strategy (see :func:`converter_scores`)."""
     from revcli.strategies import SESSIONS
 
     y = np.asarray(y, dtype=np.float64)
@@ -345,17 +463,33 @@ def score(y: np.ndarray, pred: np.ndarray, baselines: Baselines, *, scored_on: s
         metrics.update(zero_aware_metrics(y, pred))
         baseline.update(zero_aware_metrics(y, base))
         conv = y > 0
-        conv_base = baselines.order_value
-        conv_y = y[conv]
-        metrics.update({CONVERTER_OF[k]: v for k, v in main_metrics(conv_y, pred[conv]).items()})
-        baseline.update({CONVERTER_OF[k]: v for k, v in main_metrics(
-            conv_y, np.full_like(conv_y, conv_base)).items()})
+        if order_value is not None:
+            conv_base = baselines.order_value
+            got, base_conv = converter_scores(y, np.asarray(order_value), conv_base)
+            metrics.update(got)
+            baseline.update(base_conv)
         if proba_order is not None:
             metrics["auc"] = roc_auc(conv, np.asarray(proba_order))
             baseline["auc"] = 0.5
     return Scorecard(strategy=name, population=population, scored_on=scored_on, rows=len(y),
                      converters=int((y > 0).sum()), baseline_value=float(baseline_value),
                      metrics=metrics, baseline=baseline, conv_baseline_value=conv_base)
+
+
+def converter_scores(y: np.ndarray, order_value: np.ndarray,
+                     mean_order_value: float) -> tuple[dict[str, float], dict[str, float]]:
+    """The one definition of ``conv_*``: the order value a model predicts for a converting
+    session (converting_only's prediction, two_stage's stage 2 E[revenue | order]) scored on
+    the converters among ``y``, and the train mean order value on the same rows. Never an
+    expected revenue (P(order) x value), which no model of revenue can make match an order
+    value."""
+    y = np.asarray(y, dtype=np.float64)
+    conv = y > 0
+    conv_y = y[conv]
+    got = main_metrics(conv_y, np.asarray(order_value, dtype=np.float64)[conv])
+    base = main_metrics(conv_y, np.full_like(conv_y, mean_order_value))
+    return ({CONVERTER_OF[k]: v for k, v in got.items()},
+            {CONVERTER_OF[k]: v for k, v in base.items()})
 
 
 def sort_key(key: str) -> Callable[[Any], tuple[int, float]]:

@@ -48,6 +48,16 @@ class RevenueModel(RegressorMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
+    def fitted_from(self, featurizer: Featurizer, strategy: Strategy,
+                    columns: list[str]) -> RevenueModel:
+        """This model, fitted elsewhere (a cluster: revcli.engines): the fitted encoding and
+        the fitted strategy, on the table's feature ``columns``."""
+        self.featurizer_ = featurizer
+        self.strategy_ = strategy
+        self.feature_names_in_ = np.asarray([str(c) for c in columns], dtype=object)
+        self.n_features_in_ = len(columns)
+        return self
+
     def encode(self, X: Any) -> Any:
         """The table's columns as the strategy sees them."""
         check_is_fitted(self, "featurizer_")

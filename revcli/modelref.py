@@ -1,9 +1,13 @@
-"""Which model a command means (run reference or file), loaded only once it is ours.
+"""Which model a command means (run reference or file), loaded only once it is safe.
 
-A model file is a pickle, and unpickling runs code, so its sha256 is checked BEFORE it is loaded
-against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow run (the run
-named by this workspace's ``models/<run id>/model.json``, or found by the hash). A ``model.json``
-beside a file is never proof on its own: whoever wrote the file could write the sidecar too. A
+A skops file (what revcli writes: :mod:`revcli.serialization`) is built from the types on
+revcli's one list of trusted types and nothing else, so it loads without a record of who wrote
+it; a file holding any other type is refused naming it. A pickle (``model.joblib`` of older
+workspaces, a ``.pkl`` from S3) runs code when it is loaded, so its sha256 is checked BEFORE it
+is loaded against a record revcli wrote itself: the ``revcli.model_sha256`` tag of its MLflow
+run, or its ``revcli.pickle_sha256`` (the pickle ``push`` made of it); the run named by this
+workspace's ``models/<run id>/model.json``, or found by the hash. A ``model.json`` beside a
+file is never proof on its own: whoever wrote the file could write the sidecar too. A
 mismatch or a file with no record is refused unless the caller trusts it (``--trust``); once
 loaded, a file that does not hold one of revcli's strategies is refused too.
 
@@ -19,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import atomic, strategies, tracking
+from revcli import atomic, serialization, strategies, tracking
 from revcli.errors import ConfigError, DataError, NotFoundError
 from revcli.progress import SILENT, Reporter
-from revcli.runs import META_FILE, MODEL_FILE
+from revcli.runs import LEGACY_MODEL_FILE, META_FILE, MODEL_FILE, model_path
 from revcli.tracking import LoggedRun
 
 if TYPE_CHECKING:
@@ -31,6 +35,17 @@ if TYPE_CHECKING:
     from revcli.workspace import Workspace
 
 SHA_TAG = tracking.record.SHA_TAG
+#: The sha256 of the pickle ``push`` wrote from a run's skops model (the default
+#: ``regression_model.pkl``): a record revcli wrote too, so that pickle loads under the rule.
+PICKLE_SHA_TAG = "revcli.pickle_sha256"
+
+
+def _recorded(run: LoggedRun | None) -> set[str]:
+    """The sha256s run ``run`` vouches for: its model and the pickle push made of it."""
+    if run is None:
+        return set()
+    tags = run.raw.data.tags if run.raw is not None else {}
+    return {sha for sha in (run.record.model_sha256, tags.get(PICKLE_SHA_TAG)) if sha}
 
 
 @dataclass
@@ -123,7 +138,7 @@ def _workspace_record(path: Path, workspace: Workspace | None) -> dict[str, Any]
         home = workspace.models_dir.resolve()
     except OSError:
         return None
-    if (resolved.name != MODEL_FILE or resolved.parent.parent != home
+    if (resolved.name not in (MODEL_FILE, LEGACY_MODEL_FILE) or resolved.parent.parent != home
             or not tracking.refs.RUN_ID.match(resolved.parent.name)):
         return None
     meta = _read_meta(resolved.parent / META_FILE)
@@ -149,6 +164,10 @@ def _unpickle(path: Path) -> Any:
     except Exception as exc:  # a pickle can fail in any way; all of them mean "not ours"
         raise DataError(f"{path} is not a revcli model: it cannot be read as a joblib file "
                         f"({type(exc).__name__})") from None
+    return _ours(path, model)
+
+
+def _ours(path: Path | str, model: Any) -> Any:
     try:
         strategies.of(model)
     except ConfigError:
@@ -157,8 +176,12 @@ def _unpickle(path: Path) -> Any:
     return model
 
 
-def _refuse(message: str, trust: bool, reporter: Reporter) -> str:
+def _refuse(message: str, trust: bool, reporter: Reporter, safe: bool = False) -> str:
     if not trust:
+        if safe:  # a skops file runs no code, but it is not the model the run names
+            raise DataError(f"{message}; refusing to use it as that run's model (changed or "
+                            "swapped since training): pass --trust only if you know where "
+                            "the file came from")
         raise DataError(f"{message}; refusing to unpickle it (a pickle can run code): pass "
                         "--trust only if you know where the file came from")
     reporter.warn(f"{message}; loading it anyway (--trust)")
@@ -187,13 +210,19 @@ def load_file(path: str | Path, *, trust: bool = False,
         if meta is not None:
             run = tracker.find_run(str(meta.get("run_id") or path.parent.name))
         else:
-            found = tracker.runs_tagged(SHA_TAG, sha)
+            found = tracker.runs_tagged(SHA_TAG, sha) or tracker.runs_tagged(PICKLE_SHA_TAG, sha)
             run = found[0] if found else None
     tagged = run.record.model_sha256 if run is not None else None
-    if tagged == sha and run is not None:
+    safe = serialization.format_of(path) == serialization.SKOPS
+    if run is not None and sha in _recorded(run):
         checked = f"sha256 matches MLflow run {run.run_id} (tag {SHA_TAG})"
         meta = {**{k: v for k, v in run.model_meta().items() if v not in (None, "")},
                 **(meta or {})}
+    elif safe and run is None:
+        # Loading it runs no code, so no record is needed; without one, its metadata comes
+        # from beside it and proves nothing (the same as --trust's).
+        checked = "skops, trusted types only (no run vouches for its sha256)"
+        meta = meta or _meta_beside(path)
     else:
         if run is not None:
             reason = (f"{path} (sha256 {sha[:12]}…) is not the model MLflow run {run.run_id} "
@@ -206,10 +235,10 @@ def load_file(path: str | Path, *, trust: bool = False,
             reason = (f"{path} (sha256 {sha[:12]}…) matches no record revcli wrote: no MLflow "
                       f"run{where} is tagged {SHA_TAG} with that hash (a model.json beside a "
                       "file proves nothing)")
-        checked = _refuse(reason, trust, reporter)
+        checked = _refuse(reason, trust, reporter, safe=safe)
         meta = meta or _meta_beside(path)
     run_id = run.run_id if run is not None else meta.get("run_id")
-    model = _unpickle(path)
+    model = _ours(path, serialization.load(path)) if safe else _unpickle(path)
     return LoadedModel(model=model, path=path, sha256=sha, meta=dict(meta), run_id=run_id,
                        source=f"file {path}", checked=checked, run=run)
 
@@ -220,34 +249,40 @@ def load_run(settings: Settings, workspace: Workspace, ref: str, tracker: tracki
     ``revcli.model_sha256`` tag before it is unpickled."""
     resolved = tracking.resolve(tracker, ref, settings.registry_model)
     run_id = resolved.run_id
-    path = workspace.model_dir(run_id) / MODEL_FILE
+    path = model_path(workspace.model_dir(run_id))
     run = tracker.get_run(run_id)
     if path.is_file():
         loaded = load_file(path, trust=trust, tracker=tracker, workspace=workspace, run=run,
                            reporter=reporter)
         loaded.source, loaded.run_id = resolved.how, run_id
         return loaded
-    # Not trained in this workspace: its MLflow-logged copy carries no hash revcli recorded,
-    # so loading it needs --trust.
+    # Not trained in this workspace: its MLflow-logged copy. A skops one loads with the
+    # trusted types only; an older cloudpickle one carries no hash revcli recorded, so it is
+    # unpickled only with --trust (and never downloaded without it).
     meta = run.model_meta()
     if not meta.get("strategy"):
         raise NotFoundError(f"run {run_id} was not logged by revcli (no strategy recorded); "
                             "revcli can only load models it trained")
-    if not trust:
+    model, kind = tracker.load_model(run, pickle=trust)
+    if kind is None:
         raise NotFoundError(f"run {run_id} has no model in this workspace ({path} is missing: "
-                            "it was trained elsewhere); point --workspace at the workspace that "
-                            "trained it, or pass --trust to load the copy logged to MLflow")
-    reporter.warn(f"loading the MLflow-logged model of run {run_id} without a sha256 check "
-                  "(--trust)")
-    model = tracker.load_model(run)
+                            "it was trained elsewhere) and its MLflow copy is a pickle; point "
+                            "--workspace at the workspace that trained it, or pass --trust to "
+                            "load the copy logged to MLflow")
+    if kind == serialization.SKOPS:
+        checked = "skops, trusted types only (the copy logged to MLflow)"
+    else:
+        reporter.warn(f"loading the MLflow-logged model of run {run_id} without a sha256 check "
+                      "(--trust)")
+        checked = "not checked (--trust, MLflow-logged copy)"
     try:
         strategies.of(model)
     except ConfigError:
         raise DataError(f"run {run_id}'s model is a {type(model).__name__}, not a revcli "
                         "model") from None
     return LoadedModel(model=model, path=None, sha256=None, meta=meta, run_id=run_id,
-                       source=resolved.how, checked="not checked (--trust, MLflow-logged copy)",
-                       run=run)
+                       source=resolved.how, checked=checked, run=run)
+
 
 
 def load(settings: Settings, workspace: Workspace, *, run: str | None = None,

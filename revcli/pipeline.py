@@ -21,6 +21,7 @@ import numpy as np
 from revcli import fetch, leakage, metrics, strategies, threads
 from revcli.data import Table, read_parquet
 from revcli.data import validate as validate_table
+from revcli.errors import ConfigError
 from revcli.progress import SILENT, Reporter
 from revcli.split import Split
 from revcli.workspace import DatasetRecord, Workspace
@@ -142,6 +143,10 @@ def prepare(settings: Settings, data: str | Path | None = None,
     reporter.step(f"loading {record.short} ({record.rows:,} rows)")
     frame = read_parquet(record.path)
     table = validate_table(frame, drop_features=drop_features)
+    for name in table.empty:
+        message = (f"column {name!r} is missing on every row: left out of the features")
+        reporter.warn(message)
+        notes.append(message)
     split = make(settings, frame, table.ordered)
     return Prepared(workspace=workspace, dataset=record, table=table, split=split, notes=notes)
 
@@ -155,19 +160,28 @@ def hyperparameters(settings: Settings, overrides: Mapping[str, Any] | None = No
 
 
 def build(settings: Settings, params: Mapping[str, Any], *, n_jobs: int | None = None,
-          strategy: str | None = None, estimator: str | None = None) -> RevenueModel:
+          strategy: str | None = None, estimator: str | None = None,
+          external: Any = None) -> RevenueModel:
     """The unfitted model of ``settings`` (or ``strategy`` / ``estimator``): the featurizer
     the estimator needs, then the strategy. Every bad name, parameter or option fails here,
-    before any data is read."""
+    before any data is read. ``external`` (revcli.tracking.classifier.External): a classifier
+    fitted elsewhere as the strategy's classifier stage, fed its own columns as they are."""
     from revcli import estimators, features
     from revcli.model import RevenueModel
 
     name = estimator or settings.estimator
-    inner = strategies.build(strategy or settings.strategy, name, params, seed=settings.seed,
+    chosen = strategy or settings.strategy
+    inner = strategies.build(chosen, name, params, seed=settings.seed,
                              n_jobs=settings.n_jobs if n_jobs is None else n_jobs,
                              options=settings.strategy_options())
-    return RevenueModel(featurizer=features.for_estimator(estimators.spec(name).capabilities),
-                        strategy=inner)
+    featurizer = features.for_estimator(estimators.spec(name).capabilities)
+    if external is not None:
+        if not strategies.get(chosen).has_classifier:
+            raise ConfigError(f"--classifier is the first stage of a strategy with a classifier "
+                              f"stage (two_stage), not {chosen!r}")
+        inner.set_params(classifier=external.wrapped())
+        featurizer.set_params(passthrough=tuple(external.columns))
+    return RevenueModel(featurizer=featurizer, strategy=inner)
 
 
 def validate(settings: Settings, params: Mapping[str, Any], *, strategy: str | None = None,
@@ -209,6 +223,8 @@ class Fitted:
     proba_test: np.ndarray | None
     fit_seconds: float
     threads: int
+    # the order value it predicts for each test session (Strategy.order_value_of), or None
+    order_value_test: np.ndarray | None = None
 
     @property
     def strategy(self) -> type[Strategy]:
@@ -216,7 +232,7 @@ class Fitted:
 
 
 def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, Any],
-                  reporter: Reporter = SILENT) -> Fitted:
+                  reporter: Reporter = SILENT, external: Any = None) -> Fitted:
     """Fit ``settings.strategy`` / ``settings.estimator`` on the training split, with threads
     sized to the rows it fits (revcli.threads), and score it on the holdout."""
     cls = strategies.get(settings.strategy)
@@ -224,16 +240,21 @@ def fit_and_score(prepared: Prepared, settings: Settings, params: Mapping[str, A
     mask = cls.fit_mask(y_train)
     n_fit = len(y_train) if mask is None else int(mask.sum())
     n_threads = threads.resolve(settings.n_jobs, n_fit)
-    model = build(settings, params, n_jobs=n_threads)
+    model = build(settings, params, n_jobs=n_threads, external=external)
+    if external is not None:
+        external.check_columns(prepared.table.features)
+        n_fit = int((y_train > 0).sum())  # only stage 2 is fitted
     reporter.step(f"fitting {settings.strategy} / {settings.estimator} on {n_fit:,} sessions")
     seconds = fit(model, prepared.X_train, y_train, n_threads)
     reporter.step("scoring the holdout")
     with threads.limit(n_threads):
         parts = model.predict_parts(prepared.X_test)
     pred, proba = parts["prediction"], parts.get("p_order")
-    card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba)
+    card = metrics.scorecard(cls, prepared.y_test, pred, prepared.baselines, proba_order=proba,
+                             order_value=cls.order_value_of(parts))
     return Fitted(model=model, scorecard=card, pred_test=pred, proba_test=proba,
-                  fit_seconds=seconds, threads=n_threads)
+                  fit_seconds=seconds, threads=n_threads,
+                  order_value_test=cls.order_value_of(parts))
 
 
 # -- judging ---------------------------------------------------------------------------------
@@ -245,6 +266,13 @@ def audit(prepared: Prepared, reporter: Reporter = SILENT,
     cannot inflate them) and the fix; :func:`judge` does not repeat it."""
     train = prepared.split.train
     findings = leakage.audit(prepared.table.X, prepared.table.ordered[train], rows=train)
+    warn_findings(findings, judged_for, reporter)
+    return findings
+
+
+def warn_findings(findings: Sequence[leakage.LeakFinding], judged_for: Sequence[str],
+                  reporter: Reporter) -> None:
+    """One warning per finding, saying what it means for the strategies ``judged_for``."""
     classes = [strategies.get(name) for name in judged_for]
     inflated = [c.name for c in classes if c.leak_can_inflate()]
     spared = [c.name for c in classes if not c.leak_can_inflate()]
@@ -261,7 +289,6 @@ def audit(prepared: Prepared, reporter: Reporter = SILENT,
                           "and is scored on): drop it for strategies scored on all sessions")
         else:
             reporter.warn(f"possible target leak: {found}")
-    return findings
 
 
 def judge(fitted: Fitted, findings: Sequence[leakage.LeakFinding], targets: Any,

@@ -48,13 +48,29 @@ def _sample(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, MAX_POINTS, replace=False))
 
 
+def printable(text: Any) -> str:
+    """Text as a plot draws it: control characters (a column name holding a terminal escape)
+    shown escaped (``\\x1b``), so no font lacks their glyph and no raw escape reaches a
+    warning on the user's terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
 def save_figure(fig: Any, path: Path) -> Path:
     """Write a figure (ours, or one drawn by optuna.visualization.matplotlib) as a PNG,
-    atomically, and close it."""
+    atomically, and close it. Every text on it is made :func:`printable` first."""
     import sys
+    import warnings
 
+    from matplotlib.text import Text
+
+    for artist in fig.findobj(Text):
+        artist.set_text(printable(artist.get_text()))
     path = Path(path)
-    with atomic.atomic_path(path, suffix=".png") as tmp:
+    with atomic.atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
+        # Labels drawn from data at draw time (tick labels of names) can still lack a glyph:
+        # matplotlib's warning would print the raw character; the PNG shows an empty box.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
     if "matplotlib.pyplot" in sys.modules:  # a figure pyplot made (optuna's) is freed by pyplot
         sys.modules["matplotlib.pyplot"].close(fig)
@@ -95,7 +111,8 @@ def feature_importance(names: Sequence[str], importance: np.ndarray, path: Path,
     """Horizontal bars, most important at the top."""
     order = np.argsort(importance)
     fig, ax = _figure(7, 0.35 * len(names) + 1.2)
-    ax.barh(np.asarray(names)[order], np.asarray(importance)[order], color="#2ca02c")
+    labels = np.asarray([printable(n) for n in names])
+    ax.barh(labels[order], np.asarray(importance)[order], color="#2ca02c")
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Permutation feature importance")
@@ -167,3 +184,29 @@ def training_set(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
             directory / "feature_importance.png", title=f"{importance.title} ({label})",
             xlabel=importance.unit),
     }
+
+
+def by_period(periods: Sequence[str], actual: Sequence[float], predicted: Sequence[float],
+              path: Path, title: str = "", unit: str = "revenue") -> Path:
+    """Actual and predicted total ``unit`` per period, in time order, and predicted ÷ actual
+    beneath: where a model loses a trend, the two lines part."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    x = np.arange(len(periods))
+    actual_arr = np.asarray(actual, dtype=np.float64)
+    predicted_arr = np.asarray(predicted, dtype=np.float64)
+    top.plot(x, actual_arr, marker="o", label="actual", color="black")
+    top.plot(x, predicted_arr, marker="o", label="predicted", color="#1f77b4")
+    top.set_ylabel(f"total {unit} per period ($)")
+    top.legend()
+    top.set_title(title or f"Actual vs predicted {unit} per period")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(actual_arr > 0, predicted_arr / actual_arr, np.nan)
+    bottom.axhline(1.0, color="black", linewidth=0.8)
+    bottom.plot(x, ratio, marker="o", color="#d62728")
+    bottom.set_ylabel("predicted ÷ actual")
+    step = max(1, len(periods) // 12)
+    bottom.set_xticks(x[::step], [str(p) for p in periods][::step], rotation=45, ha="right")
+    return save_figure(fig, path)

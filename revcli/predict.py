@@ -13,6 +13,7 @@ number). ``prediction`` is what the model predicts, in the words of its strategy
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from revcli import atomic, modelref, tracking
-from revcli.data import features_for, is_id_column, open_parquet
+from revcli.data import conform, features_for, is_id_column, open_parquet
 from revcli.errors import ConfigError, DataError
 from revcli.progress import SILENT, Reporter
 from revcli.workspace import Workspace
@@ -66,7 +67,8 @@ class _Writer:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        self._writer = (pq.ParquetWriter(path, schema) if fmt == "parquet"
+        self._writer = (pq.ParquetWriter(path, schema, write_page_checksum=True)
+                        if fmt == "parquet"
                         else pacsv.CSVWriter(path, schema))
 
     def write(self, table: Any) -> None:
@@ -76,11 +78,76 @@ class _Writer:
         self._writer.close()
 
 
+def _batches(source: Any, path: Path, **options: Any) -> Iterator[Any]:
+    """``source.iter_batches(**options)``, a read failure (a damaged page: its checksum) as one
+    error line naming ``path`` -- and only the read: the output's own failures stay theirs."""
+    from revcli.data import parquet_errors
+
+    batches = source.iter_batches(**options)
+    while True:
+        with parquet_errors(path):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
+
+
 def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str | None = None,
             model: str | Path | None = None, trust: bool = False,
             batch_rows: int = BATCH_ROWS, reporter: Reporter = SILENT) -> PredictResult:
     """Score every row of ``data`` with a model (``run`` id/alias or ``model`` file) into
-    ``out`` (``.parquet`` or ``.csv``)."""
+    ``out`` (``.parquet`` or ``.csv``; on a cluster also a directory of parts), in this
+    process or on the cluster of ``settings.cluster`` (revcli.engines)."""
+    from revcli import engines
+
+    with engines.open_engine(settings, reporter) as engine:
+        return engine.predict(settings, data=data, out=out, run=run, model=model, trust=trust,
+                              batch_rows=batch_rows, reporter=reporter)
+
+
+def load_model(settings: Settings, *, run: str | None, model: str | Path | None, trust: bool,
+               reporter: Reporter) -> modelref.LoadedModel:
+    """The model to score with, verified before it is unpickled (revcli.modelref)."""
+    ws = Workspace(settings.workspace)
+    # Only read: the workspace's store is not created when it does not exist.
+    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False, reading=True)
+    store = None if tracker.is_workspace_store and not ws.mlflow_db.is_file() else tracker
+    return modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
+                         reporter=reporter)
+
+
+def columns_of(data: Any, names: list[str], features: list[str],
+               reporter: Reporter) -> tuple[list[str], list[str]]:
+    """(id columns, ignored columns) of an input with columns ``names``; a missing feature is
+    an error naming it."""
+    missing = [f for f in features if f not in names]
+    if missing:
+        raise DataError(f"{data} lacks {len(missing)} column(s) the model needs: "
+                        f"{', '.join(missing)}")
+    ids = [c for c in names if is_id_column(c)]
+    ignored = [c for c in names if c not in features and c not in ids]
+    if ignored:
+        reporter.note(f"ignoring {len(ignored)} column(s) the model does not use: "
+                      f"{', '.join(ignored)}")
+    return ids, ignored
+
+
+def output_schema(loaded: modelref.LoadedModel, id_fields: list[Any]) -> Any:
+    """The output's arrow schema: the id columns (else ``row``), then the model's outputs;
+    what the prediction means and which model made it in the metadata."""
+    import pyarrow as pa
+
+    fields = [*id_fields] if id_fields else [pa.field("row", pa.int64())]
+    fields += [pa.field(name, pa.float64()) for name in loaded.model.output_columns()]
+    return pa.schema(fields, metadata={
+        "revcli.prediction": loaded.model.meaning(), "revcli.model": loaded.source,
+        "revcli.model_sha256": loaded.sha256 or "", "revcli.run_id": loaded.run_id or ""})
+
+
+def predict_file(settings: Settings, *, data: str | Path, out: str | Path,
+                 run: str | None = None, model: str | Path | None = None, trust: bool = False,
+                 batch_rows: int = BATCH_ROWS, reporter: Reporter = SILENT) -> PredictResult:
+    """:func:`predict` in this process, batch by batch."""
     import pyarrow as pa
 
     start = time.perf_counter()
@@ -96,31 +163,14 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
         raise ConfigError(f"--out {out} is inside the input directory of parts {data}; write "
                           "the predictions elsewhere")
 
-    ws = Workspace(settings.workspace)
-    # Only read: the workspace's store is not created when it does not exist.
-    tracker, _ = tracking.connect(settings, ws, experiment=False, create=False)
-    store = None if tracker.is_workspace_store and not ws.mlflow_db.is_file() else tracker
-    loaded = modelref.load(settings, ws, run=run, model_file=model, trust=trust, tracker=store,
-                           reporter=reporter)
+    loaded = load_model(settings, run=run, model=model, trust=trust, reporter=reporter)
     features = loaded.features
     names = list(source.schema_arrow.names)
-    missing = [f for f in features if f not in names]
-    if missing:
-        raise DataError(f"{data} lacks {len(missing)} column(s) the model needs: "
-                        f"{', '.join(missing)}")
-    ids = [c for c in names if is_id_column(c)]
-    ignored = [c for c in names if c not in features and c not in ids]
-    if ignored:
-        reporter.note(f"ignoring {len(ignored)} column(s) the model does not use: "
-                      f"{', '.join(ignored)}")
+    ids, ignored = columns_of(data, names, features, reporter)
     outputs = loaded.model.output_columns()
-    id_fields = [source.schema_arrow.field(c) for c in ids]
-    fields = [*id_fields] if ids else [pa.field("row", pa.int64())]
-    fields += [pa.field(name, pa.float64()) for name in outputs]
+    schema = output_schema(loaded, [source.schema_arrow.field(c) for c in ids])
+    fields = list(schema)
     meaning = loaded.model.meaning()
-    schema = pa.schema(fields, metadata={
-        "revcli.prediction": meaning, "revcli.model": loaded.source,
-        "revcli.model_sha256": loaded.sha256 or "", "revcli.run_id": loaded.run_id or ""})
 
     total = source.metadata.num_rows
     if total == 0:
@@ -130,9 +180,9 @@ def predict(settings: Settings, *, data: str | Path, out: str | Path, run: str |
         writer = _Writer(tmp, fmt, schema)
         try:
             with reporter.task(f"scoring {data.name}", total=total, unit="rows") as task:
-                for batch in source.iter_batches(batch_size=batch_rows,
-                                                 columns=[*features, *ids]):
-                    frame = batch.to_pandas()
+                for batch in _batches(source, data, batch_size=batch_rows,
+                                      columns=[*features, *ids]):
+                    frame = conform(batch).to_pandas()
                     try:
                         X = features_for(frame, features)
                     except DataError as exc:

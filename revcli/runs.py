@@ -2,9 +2,9 @@
 
 The one path ``train``, ``tune`` (its refit best model) and ``compare strategies`` share after
 :mod:`revcli.pipeline` has fitted and scored a model: targets and honesty (:func:`pipeline.judge`),
-importance, the model saved as joblib with its ``model.json`` *before* anything is
-sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run through
-:func:`revcli.tracking.log_training`.
+importance, the model saved (skops, revcli.serialization) with its ``model.json`` *before*
+anything is sent to MLflow (a finished fit is never thrown away), the plots, and one MLflow run
+through :func:`revcli.tracking.log_training`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import atomic, leakage, metrics, pipeline, targets, tracking
-from revcli.errors import RevcliError, TrackingError, first_line
+from revcli import atomic, backtest, leakage, metrics, pipeline, targets, tracking
+from revcli.errors import DataError, RevcliError, TrackingError, first_line
 from revcli.progress import SILENT, Reporter
 from revcli.tracking import RunRecord
 from revcli.workspace import DatasetRecord, Workspace
@@ -28,7 +28,8 @@ from revcli.workspace import DatasetRecord, Workspace
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"  # revcli.serialization.SKOPS_FILE: no pickle in a workspace
+LEGACY_MODEL_FILE = "model.joblib"  # what older workspaces hold (loaded under the sha256 rule)
 META_FILE = "model.json"
 RESULT_FILE = "scorecard.json"
 
@@ -55,6 +56,10 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     importance_method: str = pipeline.PERMUTATION
+    backtest: list[dict[str, Any]] = field(default_factory=list)
+    # where it ran (revcli.engines): {"kind": "in-process"} or the Dask cluster's description
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
+    classifier: dict[str, Any] | None = None  # a classifier fitted elsewhere (--classifier)
 
     @property
     def leakage(self) -> list[leakage.LeakFinding]:
@@ -90,6 +95,9 @@ class TrainResult:
             "importance_method": self.importance_method,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
+            "backtest": self.backtest,
+            "engine": self.engine,
+            "classifier": self.classifier,
         }
 
 
@@ -107,6 +115,9 @@ class RunSpec:
     user_tags: dict[str, str] = field(default_factory=dict)  # --tag k=v, as given
     plots: bool = True
     importance: str = pipeline.NATIVE                        # or pipeline.PERMUTATION
+    backtest: list[dict[str, Any]] = field(default_factory=list)  # revcli.backtest windows
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
+    classifier: dict[str, Any] | None = None   # the source of a classifier fitted elsewhere
 
 
 def record_of(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
@@ -150,23 +161,32 @@ def run_params(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline
     }
 
 
+def model_path(directory: Path) -> Path:
+    """The model file of a ``models/<run>/`` directory: ``model.skops``, or the
+    ``model.joblib`` of a model an older revcli saved."""
+    skops, legacy = directory / MODEL_FILE, directory / LEGACY_MODEL_FILE
+    return legacy if legacy.is_file() and not skops.is_file() else skops
+
+
 @contextlib.contextmanager
 def staged_model(workspace: Workspace, model: Any) -> Iterator[tuple[Path, str]]:
-    """The model dumped to a temp file in ``models/`` and its sha256, before any run exists:
-    the run is then created with the hash as its tag, so the store vouches for the file from
-    the run's first moment (``revcli runs sync`` loads nothing the store does not vouch for).
-    :func:`save_model` moves the file into place; otherwise it is removed."""
-    import joblib
-
+    """The model dumped (skops, revcli.serialization) to a temp file in ``models/`` and its
+    sha256, before any run exists: the run is then created with the hash as its tag, so the
+    store vouches for the file from the run's first moment (``revcli runs sync`` loads nothing
+    the store does not vouch for). :func:`save_model` moves the file into place; otherwise it
+    is removed."""
+    from revcli import serialization
     from revcli.errors import StorageError
 
     stack = contextlib.ExitStack()
     try:
-        tmp = stack.enter_context(atomic.temp_path(workspace.models_dir, suffix=".joblib"))
-        joblib.dump(model, tmp)
+        tmp = stack.enter_context(atomic.temp_path(workspace.models_dir, suffix=".skops"))
+        serialization.dump(model, tmp)
         sha = atomic.sha256_file(tmp)
-    except OSError as exc:
+    except BaseException as exc:
         stack.close()
+        if not isinstance(exc, OSError):
+            raise
         raise StorageError(f"cannot save the fitted model in {workspace.models_dir}: "
                            f"{exc.strerror or exc}; free some space or choose another "
                            "--workspace") from None
@@ -224,6 +244,11 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
 
     reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
+    # What MLflow cannot describe fails here, before any run or pending record exists (a
+    # pending run that `runs sync` could never log would be left otherwise).
+    from revcli.tracking._model import describe
+
+    describe(fitted.model, prepared.X_test.iloc[:5])
     with staged_model(prepared.workspace, fitted.model) as staged:
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
@@ -265,6 +290,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             "honest": honesty.honest,
             "too_good": honesty.too_good,
             "revcli_version": record.version,
+            "classifier": spec.classifier,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         prepared.commit()
@@ -285,7 +311,10 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             dropped=prepared.table.dropped, split=prepared.split_summary(), scorecard=card,
             honesty=honesty, model_path=model_path, model_sha256=model_sha, model_uri=None,
             plots=plot_paths, importance=importance.values, timings=timings,
-            notes=list(prepared.notes), importance_method=importance.method)
+            notes=list(prepared.notes), importance_method=importance.method,
+            backtest=list(spec.backtest),
+            engine=spec.engine,
+            classifier=spec.classifier)
         atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
         sample = prepared.X_test.iloc[:5]
         pending = Pending(
@@ -293,7 +322,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
             parent_run_id=spec.parent_run_id, note=spec.note, user_tags=dict(spec.user_tags),
             tags=record.to_tags(), params={k: str(v) for k, v in params.items()},
-            metrics=tracking.score_metrics(card),
+            metrics={**tracking.score_metrics(card), **backtest.as_metrics(spec.backtest)},
             plots={k: str(v.relative_to(prepared.workspace.root)) for k, v in plot_paths.items()},
             dataset=dataset_input(prepared))
         pending.save(sample)
@@ -302,6 +331,13 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         try:
             result.model_uri = pending.log(tracker, fitted.model, sample, result.to_dict(),
                                            timings)
+        except DataError as exc:
+            # The model's own problem (MLflow's model code refused it): a retry by `runs sync`
+            # would fail the same way, so nothing is left pending.
+            tracking.fail(tracker, run_id)
+            (model_path.parent / PENDING_FILE).unlink(missing_ok=True)
+            (model_path.parent / SAMPLE_FILE).unlink(missing_ok=True)
+            raise DataError(f"{exc} (run {run_id} is marked FAILED)") from None
         except RevcliError as exc:
             tracking.fail(tracker, run_id)
             raise TrackingError(f"{exc}; {_saved(model_path.parent)}") from None
@@ -459,7 +495,7 @@ def _sync_one(workspace: Workspace, tracker: tracking.Tracker, claim: Claim, tru
     reporter.step(f"logging {directory.name}")
     run = tracker.find_run(pending.run_id) if pending.run_id else None
     # Checked before anything is sent: a file no record vouches for creates no run either.
-    loaded = modelref.load_file(directory / MODEL_FILE, trust=trust, tracker=tracker, run=run,
+    loaded = modelref.load_file(model_path(directory), trust=trust, tracker=tracker, run=run,
                                 reporter=reporter)
     created = run is None
     if created:
@@ -579,6 +615,44 @@ def close_dead_runs(tracker: tracking.Tracker, experiment_id: str) -> list[str]:
     return closed
 
 
+def close_own_runs(tracker: tracking.Tracker, experiment_id: str, status: str) -> list[str]:
+    """End as ``status`` (FAILED, or KILLED for an interrupt or SIGTERM) the runs of this
+    experiment this very process left RUNNING: a command that fails after its run was created
+    (a full disk while saving the model, SIGTERM while logging) leaves no run RUNNING.
+    Never raises."""
+    from revcli import processes
+
+    me = {k: str(v) for k, v in processes.identity().items() if v is not None}
+    closed: list[str] = []
+    try:
+        found, _ = tracker.search([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=500)
+    except BaseException:
+        return closed
+    for run in found:
+        who = {k.removeprefix("worker."): str(v) for k, v in run.record.extra.items()
+               if k.startswith("worker.")}
+        if not who or who != me:
+            continue
+        try:
+            tracker.end_run(run.run_id, status)
+            closed.append(run.run_id)
+        except BaseException:
+            break
+    return closed
+
+
+@contextlib.contextmanager
+def closing_own_runs(tracker: tracking.Tracker, experiment_id: str) -> Iterator[None]:
+    """On any failure inside, :func:`close_own_runs` (KILLED for an interrupt), then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        close_own_runs(tracker, experiment_id,
+                       "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
 @dataclass
 class Cleanup:
     """What ``runs delete`` or ``gc`` removed."""
@@ -617,6 +691,8 @@ def delete(settings: Settings, refs: list[str], reporter: Reporter = SILENT) -> 
 
         raise NotFoundError(f"no MLflow store in workspace {workspace.root}; nothing to delete")
     ids = [tracking.resolve(tracker, ref, settings.registry_model).run_id for ref in refs]
+    _refuse_live_runs(tracker, list(dict.fromkeys(ids)))
+    _warn_champion(tracker, settings.registry_model, ids, reporter)
     cleanup = Cleanup()
     for run_id in dict.fromkeys(ids):
         reporter.step(f"deleting run {run_id}")
@@ -625,6 +701,43 @@ def delete(settings: Settings, refs: list[str], reporter: Reporter = SILENT) -> 
         _remove_tree(workspace.model_dir(run_id), cleanup)
         _remove_tree(workspace.plots_dir / run_id, cleanup)
     return cleanup
+
+
+def _refuse_live_runs(tracker: tracking.Tracker, ids: list[str]) -> None:
+    """A run still RUNNING in a live process (a train, tune or compare in progress) is not
+    deleted: the command would go on writing into a deleted run and a removed model directory,
+    and report a model path that no longer exists. Runs whose process died are deletable."""
+    from revcli import processes
+    from revcli.errors import ConfigError
+
+    for run_id in ids:
+        run = tracker.get_run(run_id)
+        if getattr(getattr(run.raw, "info", None), "status", "") != "RUNNING":
+            continue
+        who: dict[str, Any] = {k.removeprefix("worker."): v
+                               for k, v in run.record.extra.items() if k.startswith("worker.")}
+        for key in ("pid", "start", "pidns"):
+            who[key] = int(who[key]) if str(who.get(key, "")).isdigit() else None
+        if who.get("pid") is not None and not processes.gone(who):  # a revcli run, alive
+            raise ConfigError(f"run {run_id} is still RUNNING (pid {who['pid']} on "
+                              f"{who.get('host')}); stop that command or wait for it to "
+                              "finish, then delete the run")
+
+
+def _warn_champion(tracker: tracking.Tracker, name: str, ids: list[str],
+                   reporter: Reporter) -> None:
+    """Deleting the champion's run leaves the registry alone (its version keeps its own copy
+    of the model and keeps serving): said, so nobody believes the champion went with it."""
+    from revcli.tracking import registry
+
+    try:
+        found = registry.champion(tracker, name)
+    except RevcliError:
+        return
+    if found is not None and found[1] is not None and found[1].run_id in ids:
+        reporter.warn(f"run {found[1].run_id} is the champion of {name!r} (v{found[0]}): the "
+                      "alias still points at that version, which keeps serving; promote "
+                      "another run with `revcli push --promote` to replace it")
 
 
 def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:

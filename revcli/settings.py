@@ -91,6 +91,14 @@ class Settings:
     cv_folds: int = _setting(3, "cross-validation folds of `revcli tune`")
     tune_metric: str = _setting("rmse", "metric `revcli tune` minimises")
     storage: str | None = _setting(None, "Optuna storage URL; unset means sqlite in the workspace")
+    cluster: str | None = _setting(
+        None, "where train / evaluate / predict run: unset = in this process; local = a Dask "
+        "LocalCluster revcli starts and stops; tcp://host:8786 = an existing Dask scheduler",
+        env=("DASK_SCHEDULER_ADDRESS",))
+    cluster_workers: int | None = _setting(None, "--cluster local: worker processes (default: "
+                                           "one per core)")
+    worker_memory: str | None = _setting(None, "--cluster local: memory limit per worker, e.g. "
+                                         "4GB (default: the machine's memory / workers)")
 
     params: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict, metadata={"internal": True})
@@ -164,6 +172,10 @@ def read_toml(path: str | os.PathLike[str], what: str, missing_hint: str = "",
         raise ConfigError(f"{what} {path} is a directory, not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start} is "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); TOML files are UTF-8: "
+                          "save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 

@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
-RANDOM, TIME = "random", "time"
+RANDOM, TIME, HASH = "random", "time", "hash"
 KINDS = (RANDOM, TIME)
+#: The split a cluster makes (``--cluster``): each row decides for itself, so no worker needs
+#: another's rows. In-process commands recompute it for models trained on a cluster.
+ROW_POSITION = "__row__"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Split:
     # time splits: the training rows in time order (tune's forward-chaining folds use it)
     train_in_time: np.ndarray | None = field(default=None, compare=False, repr=False)
 
+    # hash splits: the column whose hash decides (ROW_POSITION: the row's position)
+    key: str | None = None
+
     def summary(self, ordered: np.ndarray) -> dict[str, Any]:
         return {
             "hash": self.hash,
@@ -55,12 +61,14 @@ class Split:
             "test_converters": int(ordered[self.test].sum()),
             **({"time_column": self.time_column, "gap": self.gap, **self.bounds}
                if self.kind == TIME else {}),
+            **({"key": self.key} if self.kind == HASH else {}),
         }
 
     def describe(self) -> dict[str, Any]:
         """What it takes to make this split again (recorded with every model)."""
         return {"kind": self.kind, "test_size": self.test_size, "seed": self.seed,
-                "time_column": self.time_column, "gap": self.gap}
+                "time_column": self.time_column, "gap": self.gap,
+                **({"key": self.key} if self.kind == HASH else {})}
 
 
 def split_hash(n_rows: int, test: np.ndarray, kind: str = RANDOM) -> str:
@@ -146,6 +154,67 @@ def make_split(ordered: np.ndarray, test_size: float = 0.2, seed: int = 42) -> S
                  hash=split_hash(n, test))
 
 
+# -- the hash split (clusters) ------------------------------------------------------------------
+
+_HASH_SPACE = float(2**32)
+
+
+def row_hashes(keys: Any, seed: int) -> np.ndarray:
+    """uint64 hash of each key (an id value, or a row position), salted with ``seed``:
+    pandas' stable hash, the same on every machine and in every process."""
+    import pandas as pd
+
+    values = np.asarray(keys)
+    if values.dtype.kind not in "iub":
+        values = np.asarray(pd.Series(values).astype(str))
+    return pd.util.hash_array(values, hash_key=f"{seed:016d}"[-16:], categorize=False)
+
+
+def hash_test_mask(keys: Any, seed: int, test_size: float) -> np.ndarray:
+    """Whether each row is a test row: its salted hash, as a number in [0, 1), is below
+    ``test_size``. A row's side depends on its key alone, so a cluster decides it part by part
+    and a row keeps its side when rows are added."""
+    return (row_hashes(keys, seed) >> np.uint64(32)).astype(np.float64) / _HASH_SPACE < test_size
+
+
+def hash_fingerprint(keys: Any, seed: int, test: np.ndarray) -> int:
+    """The sum (mod 2^64) of the test rows' hashes: order-free, so parts add up (with
+    :func:`hash_split_hash`, the split hash of a hash split)."""
+    return int(np.sum(row_hashes(keys, seed)[test], dtype=np.uint64))
+
+
+def hash_split_hash(n_rows: int, n_test: int, fingerprint: int, key: str, seed: int,
+                    test_size: float) -> str:
+    digest = hashlib.sha256(f"{HASH}:{key}:{seed}:{test_size!r}:{n_rows}:{n_test}:"
+                            f"{fingerprint % 2**64}".encode())
+    return digest.hexdigest()[:16]
+
+
+def hash_key_of(columns: Any) -> str:
+    """The column a hash split hashes: ``id``, else the first ``*_id`` column, else the row
+    position (ROW_POSITION)."""
+    from revcli.data import is_id_column
+
+    ids = [str(c) for c in columns if is_id_column(str(c))]
+    return "id" if "id" in ids else (ids[0] if ids else ROW_POSITION)
+
+
+def make_hash_split(keys: Any, ordered: np.ndarray, test_size: float, seed: int,
+                    key: str) -> Split:
+    """The hash split of a table held in memory (``keys``: the key column's values, or the row
+    positions): the same rows and the same hash as a cluster makes part by part."""
+    _check_test_size(test_size)
+    test_mask = hash_test_mask(keys, seed, test_size)
+    train, test = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+    _check_converters(ordered, train, test)
+    digest = hash_split_hash(len(test_mask), len(test), hash_fingerprint(keys, seed, test_mask),
+                             key, seed, test_size)
+    return Split(train=train, test=test, test_size=test_size, seed=seed, hash=digest, kind=HASH,
+                 key=key)
+
+
+
+
 def parse_gap(text: str | None) -> dt.timedelta:
     """``--gap``: any duration :mod:`revcli.durations` reads (``90m``, ``12h``, ``7d``, ``2w``;
     none: no gap)."""
@@ -180,7 +249,8 @@ def make_time_split(times: Any, ordered: np.ndarray, test_size: float = 0.2,
     in_time = earlier[stamps.iloc[earlier].to_numpy() < train_end.to_datetime64()]
     train = np.sort(in_time)
     if not len(train):
-        raise DataError(f"--split time with --gap {gap} leaves no training sessions")
+        raise DataError("--split time" + (f" with --gap {gap}" if gap else "")
+                        + " leaves no training sessions")
     _check_converters(ordered, train, test)
     bounds = {"train_until": str(stamps.iloc[train].max()),
               "test_from": str(stamps.iloc[test].min()), "test_until": str(stamps.max())}
@@ -199,6 +269,13 @@ def time_column_of(frame: Any, wanted: str | None) -> str:
     if wanted:
         if wanted not in frame.columns:
             raise DataError(f"--time-column {wanted!r} is not a column of this table")
+        dtype = frame[wanted].dtype
+        if pdt.is_numeric_dtype(dtype) or pdt.is_bool_dtype(dtype):
+            # A number has no unit (seconds? milliseconds? an hour of the day?): ordering by
+            # it would be a guess, so the table must say it is a time.
+            raise DataError(f"--time-column {wanted!r} is a number ({dtype}), not a timestamp; "
+                            "convert it in the table (epoch seconds: pd.to_datetime(x, "
+                            "unit='s')) or choose a timestamp column")
         return wanted
     if len(stamps) == 1:
         return stamps[0]
@@ -219,6 +296,11 @@ def recompute(meta: dict[str, Any], frame: Any, ordered: np.ndarray) -> Split:
     if test_size is None:
         raise ConfigError("the model records no test size, so its holdout cannot be "
                           "recomputed; give --data FILE with held-out rows")
+    if kind == HASH:
+        key = recorded.get("key") or ROW_POSITION
+        keys = np.arange(len(ordered)) if key == ROW_POSITION else frame[key].to_numpy()
+        return make_hash_split(keys, ordered, float(test_size), int(recorded.get("seed", 0)),
+                               key)
     if kind == TIME:
         column = recorded.get("time_column")
         return make_time_split(frame[column], ordered, float(test_size), column,

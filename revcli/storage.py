@@ -76,7 +76,8 @@ class Location:
         return self.uri
 
     def with_key(self, key: str) -> Location:
-        return Location(self.bucket, key.lstrip("/"))
+        check_key(key)
+        return Location(self.bucket, key)
 
     @property
     def is_prefix(self) -> bool:
@@ -86,6 +87,30 @@ class Location:
         """The prefix of the "directory" this key names: ``s3://b/sessions`` ->
         ``s3://b/sessions/``."""
         return self if self.is_prefix else Location(self.bucket, self.key + "/")
+
+
+def check_key(key: str, uri: str | None = None, prefix: bool = False) -> None:
+    """An object key revcli reads or writes: relative, no ``.`` or ``..`` segment, no empty
+    segment, no control character. S3 takes such keys literally, but a path-shaped key
+    (``../../etc/passwd``, ``/x``) means something else to every tool that maps keys to files
+    (a gateway on a file system, ``aws s3 sync``, a human), so it is refused, not cleaned."""
+    what = repr(uri) if uri else f"key {key!r}"
+    if prefix and (not key or key.endswith("/")):  # a prefix of parts: its segments count
+        if not key:
+            return
+        key = key[:-1]
+    elif not key or key.endswith("/"):
+        raise ConfigError(f"{what} names no object; give a key such as models/model.pkl")
+    if key.startswith("/"):
+        raise ConfigError(f"{what} is absolute; give the key without a leading '/'")
+    parts = key.split("/")
+    if any(part in (".", "..") for part in parts):
+        raise ConfigError(f"{what} has a '.' or '..' segment; give the key as it should be "
+                          "stored, e.g. candidates/model.pkl")
+    if any(not part for part in parts):
+        raise ConfigError(f"{what} has an empty segment ('//'); remove it")
+    if re.search(r"[\x00-\x1f\x7f]", key):
+        raise ConfigError(f"{what} holds a control character")
 
 
 def parse_uri(uri: str, prefix: bool = False) -> Location:
@@ -102,6 +127,7 @@ def parse_uri(uri: str, prefix: bool = False) -> Location:
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]", bucket):
         raise ConfigError(f"{uri!r}: {bucket!r} is not a valid bucket name (3-255 lowercase "
                           "letters, digits, dots, dashes)")
+    check_key(key, uri, prefix=prefix)
     return Location(bucket, key)
 
 
@@ -137,6 +163,24 @@ class Connection:
                                    "max_attempts": 1})
         return cls(endpoint_url=settings.endpoint_url, profile=settings.aws_profile,
                    region=settings.region, **limits)
+
+
+    def fsspec_options(self) -> dict[str, Any]:
+        """The same connection as s3fs ``storage_options`` (what Dask workers read ``s3://``
+        parts with): endpoint, region, profile and path-style addressing; the credentials come
+        from each worker's own standard chain, never from revcli."""
+        options: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        if self.endpoint_url:
+            client["endpoint_url"] = self.endpoint_url
+            options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
+        if self.region:
+            client["region_name"] = self.region
+        if client:
+            options["client_kwargs"] = client
+        if self.profile:
+            options["profile"] = self.profile
+        return options
 
 
 def _make_client(connection: Connection) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli import pipeline, runs, targets, tracking
+from revcli import engines, pipeline, runs, targets, tracking
 from revcli.errors import ConfigError
 from revcli.progress import SILENT, Reporter
 from revcli.runs import RunSpec, TrainResult
@@ -43,15 +43,22 @@ def start_from(settings: Settings, *, from_run: str | None = None,
             raise NotFoundError(f"no MLflow store in {workspace.root}, so no run {from_run!r}")
         run = tracker.get_run(tracking.resolve(tracker, from_run, settings.registry_model).run_id)
         meta = run.model_meta()
+        deleted = getattr(getattr(run.raw, "info", None), "lifecycle_stage", "") == "deleted"
         hyper = {k.removeprefix("hyper."): parse_param(f"x={v}")[1]
                  for k, v in run.params.items() if k.startswith("hyper.")}
         found = {"strategy": meta.get("strategy"), "estimator": meta.get("estimator"),
                  **(meta.get("options") or {})}
-        where = f"run {run.run_id}"
+        # A deleted run's recipe is still read (MLflow keeps it, restorable): said, not refused.
+        where = f"run {run.run_id}" + (" (deleted in MLflow)" if deleted else "")
     else:
         from revcli.tuning import _study
 
         url = settings.storage or _study.default_url(workspace)
+        if url == _study.default_url(workspace) and not (
+                workspace.studies_dir / _study.STUDY_DB).is_file():
+            raise NotFoundError(f"no study {from_study!r}: workspace {workspace.root} has no "
+                                "studies (it never ran `revcli tune`; give --storage for "
+                                "studies kept elsewhere)")
         storage = _study.open_storage(url, None)
         from_study = _study.resolve_name(storage, str(from_study), _study.mask(url))
         import optuna
@@ -84,14 +91,20 @@ def train(settings: Settings, *, data: str | Path | None = None,
           run_name: str | None = None, plots: bool = True,
           importance: str = pipeline.NATIVE, note: str | None = None,
           tags: Mapping[str, str] | None = None, from_run: str | None = None,
-          from_study: str | None = None, reporter: Reporter = SILENT) -> TrainResult:
+          from_study: str | None = None, backtest: int = 0,
+          classifier: str | None = None, trust: bool = False,
+          reporter: Reporter = SILENT) -> TrainResult:
     """Train ``settings.strategy`` / ``settings.estimator``, score it, log one MLflow run.
 
     ``note`` becomes the run's description, ``tags`` its user tags (``--note``, ``--tag``);
     ``from_run`` / ``from_study`` start from a run's or a study's best trial's strategy,
     estimator and hyperparameters (``params`` and explicit settings override them).
     ``importance``: ``native`` (the estimator's own, free) or ``permutation`` (any estimator).
-    ``timings`` of the result: seconds per step (``--timings``).
+    ``timings`` of the result: seconds per step (``--timings``). ``backtest`` (with
+    ``--split time``): refit the recipe at that many forward cut-offs (revcli.backtest) and log
+    the windows with the run. ``classifier``: a reference to a classifier fitted elsewhere
+    (revcli.tracking.classifier) as two_stage's P(order) stage; only stage 2 is fitted (a
+    pickled one needs ``trust``).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -106,39 +119,100 @@ def train(settings: Settings, *, data: str | Path | None = None,
     hyper = pipeline.hyperparameters(settings, params)
     # A bad name or parameter value fails here, before any data is loaded.
     pipeline.validate(settings, hyper)
+    engines.check(settings)  # what a cluster cannot run, before it is started
     if importance not in pipeline.IMPORTANCE_METHODS:
         raise ConfigError(f"--importance must be one of {', '.join(pipeline.IMPORTANCE_METHODS)}"
                           f", not {importance!r}")
     targets.load(settings.targets, fallback=settings.source_of("targets") == "default")
+    if backtest and settings.split != "time":
+        raise ConfigError("--backtest needs --split time: its windows go forward in time")
 
-    # MLflow's import and the store's opening run beside the data's loading; the fit waits for
-    # them, so an unreachable server still fails before minutes of work, not after.
-    opening = tracking.Opening(settings, Workspace(settings.workspace).ensure(),
-                               then=runs.close_dead_runs)
-    prepared = pipeline.prepare(settings, data, drop_features, reporter)
+    with engines.open_engine(settings, reporter) as engine:
+        # MLflow's import and the store's opening run in a process of their own (the other
+        # core) while the data loads and the model fits; a store that fails its cheap check (a
+        # dead server, a file that is no sqlite store) still fails before the fit.
+        logger = tracking.Logger(settings, Workspace(settings.workspace).ensure(),
+                                 then=runs.close_dead_runs)
+        try:
+            result = _train_steps(engine, logger, settings, data, drop_features, hyper,
+                                  classifier, trust, backtest, plots, timings, clock,
+                                  RunSpec(run_name=run_name, plots=plots, importance=importance,
+                                          note=note, tags=origin, user_tags=dict(tags or {}),
+                                          engine=engine.describe()), reporter)
+        except BaseException:
+            logger.close(kill=True)
+            raise
+        logger.close()
+    timings["total"] = time.perf_counter() - clock
+    return result
+
+
+def _times(prepared: pipeline.Prepared) -> Any:
+    """The time split's column when it is not a feature (dropped): read from the file."""
+    from revcli.data import read_parquet
+
+    column = str(prepared.split.time_column)
+    return read_parquet(prepared.dataset.path, columns=[column])[column]
+
+
+def _train_steps(engine: Any, logger: Any, settings: Settings, data: str | Path | None,
+                 drop_features: Sequence[str], hyper: Mapping[str, Any],
+                 classifier: str | None, trust: bool, backtest: int, plots: bool,
+                 timings: dict[str, float], clock: float, spec: RunSpec,
+                 reporter: Reporter) -> TrainResult:
+    """The engine's steps, then the run through the logger process: load, audit, fit, score
+    (and backtest), and only then wait for the store."""
+    prepared = engine.prepare(settings, data, drop_features, reporter)
     prepared.check(settings.strategy, settings.estimator, reporter)
     timings["load"] = time.perf_counter() - clock
-    reporter.step("opening the MLflow store")
-    start = time.perf_counter()
-    tracker, experiment_id = opening.result()
-    timings["tracking"] = opening.seconds
-    timings["tracking_wait"] = time.perf_counter() - start
+    logger.check()
 
+    external = None
+    if classifier is not None:
+        from revcli import strategies
+        from revcli.tracking import classifier as classifier_mod
+
+        if not strategies.get(settings.strategy).has_classifier:
+            raise ConfigError(f"--classifier is the first stage of two_stage; strategy "
+                              f"{settings.strategy!r} has no classifier stage")
+        reporter.step(f"loading the classifier {classifier}")
+        # the classifier is read with MLflow here (the logger process only logs)
+        local, _ = tracking.connect(settings, prepared.workspace, experiment=False,
+                                    create=False)
+        external = classifier_mod.load(local, classifier, trust=trust, reporter=reporter)
+        external.check_columns(prepared.table.features)
+        spec.tags.update(external.tags())
+        spec.params.update(external.params())
+        spec.classifier = external.source()
+    spec.tags.update(engine.tags())
     start = time.perf_counter()
-    findings = pipeline.audit(prepared, reporter, judged_for=[settings.strategy])
+    findings = engine.audit(prepared, reporter, judged_for=[settings.strategy])
     timings["audit"] = time.perf_counter() - start
     if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
         from revcli import plots as plots_mod
 
         plots_mod.preload()
     start = time.perf_counter()
-    fitted = pipeline.fit_and_score(prepared, settings, hyper, reporter)
+    fitted = engine.fit_and_score(prepared, settings, hyper, reporter, external=external)
     timings["fit"] = fitted.fit_seconds
     timings["score"] = time.perf_counter() - start - fitted.fit_seconds
-    result = runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                         RunSpec(run_name=run_name, plots=plots, importance=importance,
-                                 note=note, tags=origin,
-                                 user_tags=dict(tags or {})),
-                         reporter=reporter, timings=timings)
-    timings["total"] = time.perf_counter() - clock
-    return result
+    if backtest:
+        from revcli import backtest as backtests
+
+        split = prepared.split
+        spec.backtest = backtests.run(
+            backtests.unfitted(fitted.model), prepared.table.X, prepared.table.y,
+            prepared.table.X[split.time_column] if split.time_column in prepared.table.X
+            else _times(prepared), backtest, test_size=settings.test_size,
+            column=str(split.time_column), gap=settings.gap, n_jobs=settings.n_jobs,
+            reporter=reporter)
+    reporter.step("opening the MLflow store")
+    start = time.perf_counter()
+    tracker, experiment_id = logger.result()
+    timings["tracking"] = logger.seconds
+    timings["tracking_wait"] = time.perf_counter() - start
+    # A failure after the run exists (a full disk saving the model, SIGTERM) ends it, never
+    # leaves it RUNNING.
+    with runs.closing_own_runs(tracker, experiment_id):
+        return runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
+                           spec, reporter=reporter, timings=timings)

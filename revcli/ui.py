@@ -231,12 +231,107 @@ def _log_dir(workspace: Any, name: str = UI_DIR) -> Path:
 # -- starting and stopping ---------------------------------------------------------------------
 
 
+# Run first in each server's process (Linux): ask the kernel to SIGTERM it when revcli dies,
+# even by kill -9 (PR_SET_PDEATHSIG survives the exec), then become the server. A revcli that
+# died before the prctl is caught by comparing the parent pid.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "libc = ctypes.CDLL(None, use_errno=True); "
+    "libc.prctl(1, int(signal.SIGTERM), 0, 0, 0); "  # 1 = PR_SET_PDEATHSIG
+    "os.getppid() == int(os.environ.pop('REVCLI_UI_PARENT')) or sys.exit(143); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+STATE_FILE = "servers.json"
+
+
 def _launch(server: Server, command: list[str], env: dict[str, str], cwd: Path) -> None:
     assert server.log is not None
+    if sys.platform.startswith("linux"):
+        command = [sys.executable, "-c", _DIE_WITH_PARENT, *command]
+        env = {**env, "REVCLI_UI_PARENT": str(os.getpid())}
     server._log_file = open(server.log, "wb")  # noqa: SIM115 (closed by stop)
     server.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=server._log_file,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
+
+
+# -- servers a killed `revcli ui` left behind ----------------------------------------------------
+
+
+@dataclass
+class StaleServer:
+    """A server a `revcli ui` of this workspace started and that outlived it (kill -9 where the
+    kernel cannot stop children with their parent, or an older revcli)."""
+
+    name: str
+    url: str
+    pid: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "pid": self.pid}
+
+
+def _record(handle: UiHandle, logs: Path) -> None:
+    """Write who started which server (``<workspace>/ui/servers.json``), so the next `ui`
+    can tell servers whose `ui` is gone."""
+    from revcli import atomic, processes
+
+    servers = [{"name": s.name, "url": s.url, "pid": s.pid,
+                "start": processes._start_ticks(s.pid) if s.pid else None}
+               for s in handle.running]
+    with contextlib.suppress(OSError):
+        atomic.write_json(logs / STATE_FILE, {"parent": processes.identity(),
+                                              "servers": servers})
+
+
+def _forget(logs: Path | None) -> None:
+    if logs is not None:
+        with contextlib.suppress(OSError):
+            (logs / STATE_FILE).unlink(missing_ok=True)
+
+
+def stale_servers(settings: Settings) -> list[StaleServer]:
+    """Servers recorded in this workspace's ``ui/servers.json`` whose `revcli ui` provably
+    died and that still run (the same process: its start time matches). Only reads."""
+    import json
+
+    from revcli import processes
+    from revcli.workspace import Workspace
+
+    state = Workspace(settings.workspace).root / UI_DIR / STATE_FILE
+    try:
+        data = json.loads(state.read_text())
+        parent, servers = data["parent"], data["servers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not processes.gone(parent):
+        return []  # its `ui` still serves them: not ours to stop
+    stale = []
+    for entry in servers if isinstance(servers, list) else []:
+        try:
+            pid = int(entry["pid"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not processes.pid_gone(pid) and processes._start_ticks(pid) == entry.get("start"):
+            stale.append(StaleServer(str(entry.get("name")), str(entry.get("url")), pid))
+    return stale
+
+
+def stop_stale(settings: Settings, stale: list[StaleServer], grace: float = STOP_GRACE) -> None:
+    """Stop the process groups of ``stale`` (SIGTERM, SIGKILL after ``grace``) and forget them."""
+    from revcli import processes
+    from revcli.workspace import Workspace
+
+    for server in stale:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and not all(processes.pid_gone(s.pid) for s in stale):
+        time.sleep(0.1)
+    for server in stale:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pid, signal.SIGKILL)
+    _forget(Workspace(settings.workspace).root / UI_DIR)
 
 
 def _last_line(log: Path | None) -> str:
@@ -329,6 +424,7 @@ def start(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
             _launch(handle.optuna, [sys.executable, "-c", _DASHBOARD_MAIN, "--host", host,
                                     "--port", str(optuna_port), "--server", "wsgiref"],
                     {**env, "REVCLI_DASHBOARD_STORAGE": storage}, logs)
+        _record(handle, logs)
         if serve_mlflow:
             reporter.step(f"starting MLflow's UI on {shown} (10-30 s on a busy machine)")
             _wait_ready(handle.mlflow, f"{handle.mlflow.url}/health", True, timeout)
@@ -367,6 +463,8 @@ def stop(handle: UiHandle, grace: float = STOP_GRACE) -> None:
     ``grace`` seconds. Safe to call twice."""
     for server in handle.running:
         _stop_one(server, grace)
+    logs = next((s.log.parent for s in handle.running if s.log is not None), None)
+    _forget(logs)
 
 
 def wait(handle: UiHandle, interval: float = 0.5) -> Server | None:

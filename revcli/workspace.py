@@ -7,7 +7,7 @@ Layout (default ``./.revcli``, moved with ``--workspace`` or ``REVCLI_WORKSPACE`
     datasets/<sha256>/              ... or of a dataset made of parts (revcli.parts): the parquet
                                     parts with their relative paths (Hive key=value/ dirs) kept
     datasets/<sha256>.json          its manifest: source, sha256, rows, columns, created, parts...
-    models/<run_id>/model.joblib    every trained model, with model.json (sha256, features, ...)
+    models/<run_id>/model.skops     every trained model, with model.json (sha256, features, ...)
     mlflow.db, mlartifacts/         the default MLflow tracking store and its artifacts
     plots/<run_id>/*.png            plots written by train and evaluate
     studies/                        Optuna studies of `revcli tune`
@@ -268,7 +268,8 @@ class Workspace:
         """Write a pandas DataFrame as parquet into the cache and make it current."""
         self.ensure()
         with atomic.temp_path(self.datasets_dir, suffix=".parquet.tmp") as tmp:
-            frame.to_parquet(tmp, index=False)
+            # page checksums: a page damaged later fails its read (revcli.data.read_parquet)
+            frame.to_parquet(tmp, index=False, write_page_checksum=True)
             return self.register_file(tmp, source, move=True, extra=extra)
 
     def _read_manifest(self, sha: str) -> DatasetRecord | None:
@@ -397,6 +398,29 @@ class Workspace:
         records = [self._read_manifest(p.stem) for p in self.datasets_dir.glob("*.json")]
         return sorted((r for r in records if r is not None and r.path.exists()),
                       key=lambda r: r.created)
+
+    def broken_datasets(self) -> list[tuple[str, str]]:
+        """(sha256 or file name, what is wrong) of every cached dataset :meth:`datasets`
+        leaves out because it cannot be used: a manifest that is not readable, a manifest
+        whose parquet file is gone or of another size, a parquet file without a manifest.
+        Only reads (and hashes nothing), so a listing stays fast and changes nothing."""
+        if not self.datasets_dir.is_dir():
+            return []
+        broken: list[tuple[str, str]] = []
+        for manifest in sorted(self.datasets_dir.glob("*.json")):
+            record = self._read_manifest(manifest.stem)
+            if record is None:
+                broken.append((manifest.stem, f"its manifest {manifest.name} is not readable"))
+            elif not record.path.is_file():
+                broken.append((manifest.stem, f"its file {record.path.name} is missing"))
+            elif record.path.stat().st_size != record.bytes:
+                broken.append((manifest.stem, f"its file {record.path.name} was changed after "
+                                              "it was cached (another size)"))
+        for parquet in sorted(self.datasets_dir.glob("*.parquet")):
+            if not parquet.name.startswith(".") and not self._manifest_path(
+                    parquet.stem).exists():
+                broken.append((parquet.stem, f"{parquet.name} has no manifest"))
+        return broken
 
     def dataset(self, ref: str) -> DatasetRecord:
         """A cached dataset by sha256 or a unique prefix of it (at least 6 characters)."""

@@ -95,10 +95,10 @@ def test_mlflow_is_imported_only_under_revcli_tracking() -> None:
 
 
 @pytest.mark.parametrize("module", ["revcli.cli", "revcli.strategies", "revcli.settings",
-                                    "revcli.tracking", "revcli.metrics"])
+                                    "revcli.tracking", "revcli.metrics", "revcli.engines"])
 def test_light_modules_import_no_heavy_library(module: str) -> None:
     heavy = ("mlflow", "sklearn", "xgboost", "optuna", "boto3", "matplotlib", "pandas",
-             "pyarrow")
+             "pyarrow", "dask", "distributed")
     code = (f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

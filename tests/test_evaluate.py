@@ -99,9 +99,9 @@ def test_other_data_is_scored_on_all_its_rows(trained, trained_settings, tmp_pat
     assert card.baseline_value == pytest.approx(trained.scorecard.baseline_value)
     assert "recorded with the model" in result.baseline_note
     assert "make sure none of them was used to train" in result.data["note"]
-    import joblib
+    from revcli import serialization
 
-    pred = joblib.load(trained.model_path).predict(
+    pred = serialization.load(trained.model_path).predict(
         other[trained.features])
     conv = other["revenue"].to_numpy() > 0
     assert card.metrics["rmse"] == pytest.approx(
@@ -130,7 +130,7 @@ def test_a_split_that_does_not_reproduce_is_refused(trained, tmp_path) -> None:
     s = settings.resolve(flags={"workspace": str(root)}, env={})
     # This workspace has no MLflow store to vouch for the copied file: --trust says we know it.
     with pytest.raises(DataError, match="holdout does not reproduce"):
-        evaluate.evaluate(s, model=model_dir / "model.joblib", track=False, plots=False,
+        evaluate.evaluate(s, model=model_dir / "model.skops", track=False, plots=False,
                           trust=True)
 
 
@@ -146,7 +146,7 @@ def test_tracked_evaluation_run_has_plots_and_links_to_its_source(small_settings
     assert result.scorecard.leaks == []
     plots_dir = Workspace(s.workspace).plots_dir / result.eval_run_id
     assert set(result.plots) == {"residuals", "predicted_vs_actual", "feature_importance",
-                                 "lorenz", "calibration"}
+                                 "lorenz", "calibration", "by_period"}
     for path in result.plots.values():
         assert path.parent == plots_dir
         data = path.read_bytes()

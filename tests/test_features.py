@@ -137,3 +137,47 @@ def test_a_model_saved_before_windows_were_kept_still_predicts(table) -> None:
     f = Featurizer().fit(table)
     del f.windows_
     assert np.isfinite(f.transform(table)["created_at__month"]).all()
+
+
+# -- input drift at predict time (issue 21, class 4) --------------------------------------------
+
+def _flags_and_numbers() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"flag": rng.random(200) < 0.3, "x": rng.normal(size=200)})
+
+
+def test_a_flag_arriving_as_text_encodes_as_the_flag_did() -> None:
+    frame = _flags_and_numbers()
+    fitted = Featurizer(scale=True).fit(frame)
+    as_text = frame.assign(flag=frame["flag"].map({True: " TRUE", False: "false"}))
+    pd.testing.assert_frame_equal(fitted.transform(as_text), fitted.transform(frame))
+    as_digits = frame.assign(flag=frame["flag"].astype(int).astype(str))
+    pd.testing.assert_frame_equal(fitted.transform(as_digits), fitted.transform(frame))
+
+
+def test_text_that_is_no_flag_and_new_gaps_are_refused_naming_the_column() -> None:
+    from revcli.errors import DataError
+
+    frame = _flags_and_numbers()
+    fitted = Featurizer().fit(frame)
+    with pytest.raises(DataError, match=r"'flag'.*'maybe'"):
+        fitted.transform(frame.assign(flag=["maybe"] * len(frame)))
+    # a gap where training saw none is imputed with the training median (learned for every
+    # number); a model from before that, with no median for the column, refuses it
+    imputed = fitted.transform(frame.assign(x=[np.nan, *frame["x"].iloc[1:]]))
+    assert imputed["x"].iloc[0] == pytest.approx(float(np.median(frame["x"])))
+    del fitted.medians_["x"]
+    with pytest.raises(DataError, match="'x' has 1 missing"):
+        fitted.transform(frame.assign(x=[np.nan, *frame["x"].iloc[1:]]))
+    # an estimator that takes gaps gets them as they are
+    gaps = Featurizer(handles_missing=True).fit(frame)
+    assert np.isnan(gaps.transform(frame.assign(x=np.nan))["x"]).all()
+
+
+def test_a_duplicated_feature_column_is_refused_naming_it() -> None:
+    from revcli.errors import DataError
+
+    frame = _flags_and_numbers()
+    fitted = Featurizer().fit(frame)
+    with pytest.raises(DataError, match="'x' appears 2 times"):
+        fitted.transform(pd.concat([frame, frame[["x"]]], axis=1))

@@ -55,13 +55,18 @@ def test_scorecard_population_and_baseline(yp) -> None:
                                                                               60.0)))
     assert "gini" not in card.metrics and card.conv_baseline_value is None
 
-    card = metrics.scorecard(strategies.get("two_stage"), y, p, baselines, proba_order=p)
+    value = np.where(y > 0, y * 0.9 + 5, 55.0)  # stage 2: the order value if it converts
+    card = metrics.scorecard(strategies.get("two_stage"), y, p, baselines, proba_order=p,
+                             order_value=value)
     assert card.population == "all test sessions" and card.baseline_value == 4.1
     assert card.rows == len(y)
     for key in ("total_ratio", "gini", "top10_share", "conv_rmse", "conv_mae", "conv_r2",
                 "conv_mape", "auc"):
         assert key in card.metrics and key in card.baseline
-    assert card.metrics["conv_rmse"] == pytest.approx(metrics.rmse(y[y > 0], p[y > 0]))
+    # conv_* is the order value predicted for the converters, never P(order) x value.
+    assert card.metrics["conv_rmse"] == pytest.approx(metrics.rmse(y[y > 0], value[y > 0]))
+    assert card.metrics["conv_rmse"] != pytest.approx(metrics.rmse(y[y > 0], p[y > 0]))
+    assert card.converter_score("rmse") == card.metrics["conv_rmse"]
     # Each population beside its own baseline: converters beside the mean order value, not the
     # all-sessions mean that any order-value guess beats.
     conv = y[y > 0]
@@ -86,3 +91,27 @@ def test_the_registry_knows_each_metric_s_direction_and_format() -> None:
         metrics.get("nope")
     with pytest.raises(ConfigError, match="unknown tune metric 'r2'"):
         metrics.tunable("r2")
+
+
+def test_a_model_without_an_order_value_has_no_converter_scores(yp) -> None:
+    y, p = yp
+    cls = strategies.get("all")
+    assert cls.order_value_of({"prediction": p}) is None
+    card = metrics.scorecard(cls, y, p, metrics.Baselines(4.1, 60.0),
+                             order_value=cls.order_value_of({"prediction": p}))
+    assert not any(k.startswith("conv_") for k in card.metrics)
+    assert card.conv_baseline_value is None and np.isnan(card.converter_score("rmse"))
+    # converting_only's own prediction and two_stage's stage 2 are what conv_* reads
+    assert strategies.get("converting_only").order_value_of({"prediction": p}) is not None
+    parts = {"prediction": p * 0.1, "p_order": p, "order_value": p + 1}
+    assert np.array_equal(strategies.get("two_stage").order_value_of(parts), p + 1)
+
+
+def test_numbers_that_read_right() -> None:
+    import math
+
+    assert math.isnan(metrics.ratio(0.0, 0.0)) and math.isnan(metrics.ratio(1e-12, 4e-21))
+    assert metrics.ratio(2.0, 4.0) == 0.5
+    rmse = metrics.get("rmse")
+    assert metrics.same(rmse, 15.6512, 15.6549) and not metrics.same(rmse, 15.64, 15.66)
+    assert metrics.format_value("rmse", metrics.ratio(0.0, 0.0)) == "n/a"

@@ -24,10 +24,17 @@ class Recorder(Reporter):
 
 @pytest.fixture
 def copied(trained, tmp_path: Path) -> Path:
-    """The trained model and its model.json, copied so tests can tamper with them."""
+    """The trained model as a pickle (as `push` writes one, its sha256 tagged on the run, or as
+    an older workspace holds one) and its model.json, so tests can tamper with them."""
+    from mlflow import MlflowClient
+
+    from revcli import atomic, serialization
+
     directory = tmp_path / "copy"
     directory.mkdir()
-    shutil.copy(trained.model_path, directory / "model.joblib")
+    joblib.dump(serialization.load(trained.model_path), directory / "model.joblib")
+    MlflowClient(trained.tracking_uri).set_tag(trained.run_id, modelref.PICKLE_SHA_TAG,
+                                               atomic.sha256_file(directory / "model.joblib"))
     shutil.copy(trained.model_path.parent / "model.json", directory / "model.json")
     return directory / "model.joblib"
 
@@ -183,10 +190,16 @@ def test_a_pushed_model_is_checked_against_its_run_not_the_metadata_beside_it(
     JSON alone is no proof."""
     import json
 
+    from mlflow import MlflowClient
+
+    from revcli import atomic, serialization
+
     pkl = tmp_path / "regression_model.pkl"
-    shutil.copy(trained.model_path, pkl)
+    joblib.dump(serialization.load(trained.model_path), pkl)
+    sha = atomic.sha256_file(pkl)
+    MlflowClient(trained.tracking_uri).set_tag(trained.run_id, modelref.PICKLE_SHA_TAG, sha)
     document = {"run_id": trained.run_id, "strategy": "converting_only", "estimator": "xgb",
-                "features": trained.features, "model": {"sha256": trained.model_sha256}}
+                "features": trained.features, "model": {"sha256": sha}}
     (tmp_path / "regression_model.json").write_text(json.dumps(document))
     with pytest.raises(DataError, match="proves nothing"):
         modelref.load_file(pkl)

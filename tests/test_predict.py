@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
-from revcli import predict, settings, train
+from revcli import predict, serialization, settings, train
 from revcli.errors import ConfigError, DataError
 from tests.workspaces import seed_store
 
@@ -32,7 +31,7 @@ def trained_settings(trained):
 
 
 def _expected(model_path: Path, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return joblib.load(model_path).predict(frame[features])
+    return serialization.load(model_path).predict(frame[features])
 
 
 def test_rows_order_ids_and_values_match_the_model(trained, trained_settings, sessions,
@@ -134,7 +133,7 @@ def test_two_stage_through_a_registry_alias(small_settings, sessions, tmp_path) 
     assert "engagement_depth" in result.ignored
     scored = pd.read_parquet(out)
     assert list(scored.columns) == ["session_id", "prediction", "p_order", "order_value"]
-    model = joblib.load(source.model_path)
+    model = serialization.load(source.model_path)
     X = frame[source.features]
     np.testing.assert_allclose(scored["prediction"], model.predict(X))
     np.testing.assert_allclose(scored["p_order"], model.order_probability(X))

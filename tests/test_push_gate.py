@@ -48,7 +48,8 @@ def test_the_first_model_becomes_champion() -> None:
     ("total_ratio", 1.10, 0.95, LOST),
 ])
 def test_the_candidate_must_strictly_beat_the_champion(metric, new, old, verdict) -> None:
-    gate = judge(facts(**{metric: new}), champion(**{metric: old}), metric)
+    # --margin 0: on the recorded scores alone, any strict gain
+    gate = judge(facts(**{metric: new}), champion(**{metric: old}), metric, margin="0")
     assert gate.verdict == verdict
     assert (gate.candidate, gate.champion, gate.champion_version) == (new, old, "3")
     text = gate.summary()
@@ -90,7 +91,7 @@ def test_a_too_good_run_is_refused() -> None:
 def test_a_leak_that_cannot_inflate_the_scores_is_said_but_not_refused() -> None:
     # converting_only: engagement_depth is constant on converters, so the run stays honest.
     gate = judge(facts(leakage="engagement_depth", honest="true", rmse=16.0), champion(),
-                 "rmse")
+                 "rmse", margin="0")
     assert gate.verdict == WON
     assert gate.notes and "engagement_depth" in gate.notes[0]
 
@@ -118,3 +119,58 @@ def test_missing_metrics() -> None:
 ])
 def test_the_metadata_json_sits_beside_the_model(key, expected) -> None:
     assert metadata_location(Location("models", key)) == Location("models", expected)
+
+
+def _paired(gain: float, noise: float, n: int = 6449):
+    """Candidate and champion on the same rows: the candidate's RMSE ``gain`` lower, with
+    rows whose errors differ by ``noise``."""
+    import numpy as np
+
+    from revcli import metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.choice([49.99, 59.99, 79.98, 109.98], n)
+    champ = np.full(n, 60.0) + rng.normal(0, noise, n)
+    cand = np.full(n, 60.0) + rng.normal(0, noise, n)  # its own errors, row by row
+    target = metrics.rmse(y, champ) - gain
+    # shrink the candidate's errors until its RMSE is `gain` below the champion's
+    scale = target / metrics.rmse(y, cand)
+    cand = y + (cand - y) * scale
+    return metrics.paired_difference("rmse", y, cand, champ)
+
+
+def test_a_gain_within_the_noise_is_not_promoted() -> None:
+    d = _paired(0.01, 5.0)
+    assert d.difference == pytest.approx(-0.01, abs=1e-9) and not d.clear()
+    old, new = d.b, d.a
+    result = judge(facts(rmse=new), champion(rmse=old), "rmse", paired=d)
+    assert result.verdict == LOST and not result.promote
+    text = result.reasons[0]
+    assert "not a clear gain" in text and "\u22120.0100 ± " in text and "6,449 rows" in text
+    assert result.paired["clear"] is False
+    # --margin 0: any gain; --force: anyway
+    assert judge(facts(rmse=new), champion(rmse=old), "rmse", margin="0").verdict == WON
+    assert judge(facts(rmse=new), champion(rmse=old), "rmse", paired=d, force=True).promote
+
+
+def test_a_clear_gain_is_promoted_with_its_interval() -> None:
+    d = _paired(0.5, 0.5)
+    assert d.clear()
+    result = judge(facts(rmse=d.a), champion(rmse=d.b), "rmse", paired=d)
+    assert result.verdict == WON and "a clear gain" in result.reasons[0]
+
+
+@pytest.mark.parametrize("margin, won", [("0.4", True), ("0.6", False), ("1%", True),
+                                         ("5%", False)])
+def test_margin_absolute_or_share(margin: str, won: bool) -> None:
+    result = judge(facts(rmse=16.5), champion(rmse=17.0), "rmse", margin=margin)
+    assert (result.verdict == WON) is won
+
+
+def test_without_a_measured_noise_the_default_says_how_to_promote() -> None:
+    result = judge(facts(rmse=16.5), champion(rmse=17.0), "rmse",
+                   paired_error="the champion's model is not in this workspace")
+    assert result.verdict == LOST
+    assert "could not be measured" in result.reasons[0] and "--margin 0" in result.reasons[0]
+    with pytest.raises(ConfigError, match="--margin"):
+        judge(facts(rmse=16.5), champion(rmse=17.0), "rmse", margin="lots")

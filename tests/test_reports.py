@@ -37,7 +37,11 @@ def frame() -> pd.DataFrame:
 def test_groups_come_from_column_names(frame) -> None:
     groups = {g.name: g for g in reports.segment_groups(frame)}
     assert set(groups) == {"landing_page", "utm_source", "is_weekend", "is_repeat_session",
-                           "campaign"}
+                           "campaign", "hour_of_day"}
+    # a number with few distinct values is banded (8 values: bands of about equal rows)
+    hour = groups["hour_of_day"]
+    assert hour.kind == reports.BANDS and len(hour.levels) == reports.MAX_BANDS
+    assert hour.edges[0] == 1.0 and hour.levels[-1] == "7-8"
     landing = groups["landing_page"]
     assert landing.kind == "one-hot" and landing.levels == ("/a", "/b")
     assert landing.dropped == "/home"

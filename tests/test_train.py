@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
-from revcli import atomic, settings, train
+from revcli import atomic, serialization, settings, train
 from revcli.errors import ConfigError, DataError
 
 
@@ -46,7 +45,7 @@ def test_logged_model_loads_with_mlflow_and_predicts_like_the_joblib(trained) ->
     import mlflow
     import pandas as pd
 
-    model = joblib.load(trained.model_path)
+    model = serialization.load(trained.model_path)
     assert atomic.sha256_file(trained.model_path) == trained.model_sha256
     # models:/ URIs resolve against the global tracking URI, which other tests move
     mlflow.set_tracking_uri(trained.tracking_uri)

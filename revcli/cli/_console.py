@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -29,6 +29,7 @@ from revcli.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     RevcliError,
+    Terminated,
     first_line,
 )
 from revcli.progress import Reporter, Task
@@ -182,8 +183,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Whether the running command printed its JSON document (a failure after it -- evaluate's gate,
+# doctor's problems -- adds no second one).
+_json_printed = threading.local()
+
+
 def print_json(obj: Any) -> None:
     """Exactly one JSON document on one line of stdout (Airflow pushes the last line to XCom)."""
+    _json_printed.done = True
     text = json.dumps(_clean(obj), default=_json_default, allow_nan=False)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -390,34 +397,108 @@ def cli_errors(reporter: ConsoleReporter | None = None) -> Iterator[None]:
     """Turn every failure into ``Error: ...`` on one line and an exit code: revcli's errors their
     own (2, or 1 for a gate), the operating system's refusals 2, Ctrl-C 130, and anything else --
     a bug -- 3 (``REVCLI_DEBUG=1`` shows its traceback)."""
+    _json_printed.done = False
+    restore: Callable[[], None] = _nothing
     if threading.current_thread() is threading.main_thread():
         # From here on Ctrl-C raises KeyboardInterrupt, so temp files are cleaned up on the way.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        restore = _terminate_like_interrupt()
     try:
         yield
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise  # Typer's own: it prints usage errors itself (exit 2)
     except RevcliError as exc:
         _close(reporter)
-        error(str(exc))
-        raise typer.Exit(code=exc.exit_code) from None
+        _fail(str(exc), exc.exit_code)
+    except Terminated as exc:
+        _close(reporter)
+        _fail(f"terminated ({exc.name})", exc.exit_code)
     except KeyboardInterrupt:
         _close(reporter)
-        error("interrupted")
-        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+        _fail("interrupted", EXIT_INTERRUPTED)
     except OSError as exc:
         _close(reporter)
-        error(_os_error(exc))
-        raise typer.Exit(code=EXIT_BAD_INPUT) from None
+        _fail(_os_error(exc), EXIT_BAD_INPUT)
     except Exception as exc:
         if os.environ.get("REVCLI_DEBUG"):
             raise
         _close(reporter)
-        error(f"unexpected {type(exc).__name__}: {first_line(exc)} (a bug in revcli: "
-              "REVCLI_DEBUG=1 shows where)")
-        raise typer.Exit(code=EXIT_INTERNAL) from None
+        _fail(f"unexpected {type(exc).__name__}: {first_line(exc)} (a bug in revcli: "
+              "REVCLI_DEBUG=1 shows where)", EXIT_INTERNAL)
     finally:
         _close(reporter)
+        restore()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The one ``Error:`` line on stderr, and with ``--json`` the same as one ``{"error": ...}``
+    object on stdout (an Airflow XCom reader gets JSON, never an empty stdout); then exit."""
+    error(message)
+    if _json_requested() and not getattr(_json_printed, "done", False):
+        print_json({"error": printable(message), "exit_code": code})
+    raise typer.Exit(code=code) from None
+
+
+def _json_requested() -> bool:
+    """Whether the running command was given ``--json``, read from the command's Click
+    context, so no command has to pass it. (Typer 0.2x runs its own copy of Click, whose
+    context stack is not ``click``'s: both are asked; the matrix's ``decided`` cases check
+    this finds the flag.)"""
+    import importlib
+
+    for module in ("typer._click.globals", "click.globals"):
+        try:
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        except (ImportError, AttributeError):
+            continue
+        if ctx is not None:
+            return ctx.params.get("json") is True
+    return False
+
+
+def _terminate_like_interrupt() -> Callable[[], None]:
+    """SIGTERM (Airflow, systemd, Kubernetes) and SIGHUP (a closed terminal) raise
+    :class:`~revcli.errors.Terminated`, a KeyboardInterrupt, so every path that cleans up
+    after Ctrl-C (temp files, RUNNING runs and trials) cleans up after them; a repeated
+    signal while that cleanup runs is ignored. Returns what puts the old handlers back."""
+    fired: list[int] = []
+
+    def terminate(signum: int, frame: Any) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        from revcli import interrupts
+
+        interrupts.deliver(signum)  # raises Terminated now, or when a held step ends
+
+    def unraisable(info: Any) -> None:
+        # The signal arrived inside a finalizer or weakref callback, where Python prints the
+        # exception and drops it. Raise it again from a normal point a moment later.
+        if isinstance(info.exc_value, Terminated) and fired:
+            fired.clear()
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), info.exc_value.signum))
+            timer.daemon = True
+            timer.start()
+            return
+        previous_hook(info)
+
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    saved: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            saved[signum] = signal.signal(signum, terminate)
+
+    def restore() -> None:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
+    return restore
 
 
 def _close(reporter: ConsoleReporter | None) -> None:

@@ -72,6 +72,18 @@ TestSize = Annotated[float | None, typer.Option(
     "--test-size", help="Holdout share \\[default: 0.2]", show_default=False)]
 
 
+Cluster = Annotated[str | None, typer.Option(
+    "--cluster", help="Run on a Dask cluster: local (one revcli starts and stops) or "
+    "tcp://host:8786 (an existing scheduler) \\[env: REVCLI_CLUSTER, DASK_SCHEDULER_ADDRESS; "
+    "default: in this process]", show_default=False)]
+ClusterWorkers = Annotated[int | None, typer.Option(
+    "--cluster-workers", help="--cluster local: worker processes \\[default: one per core]",
+    show_default=False)]
+WorkerMemory = Annotated[str | None, typer.Option(
+    "--worker-memory", help="--cluster local: memory limit per worker, e.g. 4GB \\[default: "
+    "memory / workers]", show_default=False)]
+
+
 Note = Annotated[str | None, typer.Option(
     "--note", help="A description for the MLflow run (markdown; shown in the MLflow UI)",
     show_default=False)]
@@ -102,3 +114,10 @@ def parse_tags(items: list[str] | None) -> dict[str, str]:
 def resolve(config: Path | None, **flags: Any) -> settings_mod.Settings:
     """Settings for one command: flags given on the command line over env, file and defaults."""
     return settings_mod.resolve(flags=flags, config_file=config)
+
+
+Classifier = Annotated[str | None, typer.Option(
+    "--classifier", help="two_stage: use this classifier fitted elsewhere as the P(order) stage "
+    "and fit only the order value (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model "
+    "or a run id in the tracking store; sklearn or xgboost flavour; a pickle needs --trust)",
+    show_default=False)]

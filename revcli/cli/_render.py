@@ -23,10 +23,12 @@ def _fmt(key: str, value: float | None) -> str:
 
 def _delta(metric: Any, value: float | None, base: float | None) -> str:
     """'better' / 'worse' than the baseline, by the metric's own direction."""
+    from revcli.metrics import same
+
     gain = metric.gain(value, base)
     if not math.isfinite(gain):
         return ""
-    if abs(gain) < 1e-12:
+    if same(metric, value, base):
         return "[dim]same[/]"
     return "[green]better[/]" if gain > 0 else "[red]worse[/]"
 
@@ -44,8 +46,11 @@ def scorecard_table(card: Any, title: str, baseline_note: str | None = None) -> 
                 else f"the train mean (${card.baseline_value:.2f}) on the same rows")
     caption = f"baseline: {baseline}; MAPE on converters only"
     if card.conv_baseline_value is not None:
-        caption += (f"; converters' rows beside the train mean order value "
+        caption += (f"; converters' rows: the order value it predicts for a converting "
+                    f"session, beside the train mean order value "
                     f"(${card.conv_baseline_value:.2f})")
+    elif card.scored_on == "sessions":
+        caption += f"; no converter rows: {card.strategy} predicts no order value"
     if card.leaks:
         caption += "\n" + _leak_note(card)
     table = Table(title=safe(title), title_justify="left", caption=caption,
@@ -90,11 +95,11 @@ def render_scorecard(card: Any, title: str) -> None:
 # train's steps in the order they run: (key in the timings, what it covers).
 TIMED_STEPS = (
     ("load", "check, read, split the data"),
-    ("tracking", "MLflow import + store, beside load"),
-    ("tracking_wait", "of it, waited for after load"),
     ("audit", "leakage audit"),
     ("fit", "fit the model"),
     ("score", "predict and score the holdout"),
+    ("tracking", "MLflow import + store, own process"),
+    ("tracking_wait", "of it, waited for after the fit"),
     ("importance", "feature importance"),
     ("plots", "render the PNGs"),
     ("log", "log the MLflow run"),
@@ -274,3 +279,49 @@ def left_out(dropped: Sequence[Col], width: int, how: str, what: str = "column")
     plural = what if len(dropped) == 1 else what + "s"
     return (f"[dim]{len(dropped)} more {plural} did not fit in {width} columns: {safe(names)}; "
             f"{how}[/]")
+
+
+def backtest_table(windows: Sequence[dict[str, Any]], width: int,
+                   title: str = "backtest: the recipe refitted at each forward cut-off") -> Table:
+    """One row per window (train end, test window, rows, RMSE beside its own train mean,
+    RMSE ÷ baseline, predicted ÷ actual total), then the mean and spread over windows."""
+    import numpy as np
+
+    def day(text: Any) -> str:
+        return str(text)[:10] if text else ""
+
+    def num(value: Any, fmt: str) -> str:
+        return "n/a" if value is None or value != value else format(value, fmt)
+
+    ratios = [w["rmse"] / w["baseline_rmse"] if w.get("baseline_rmse") else None
+              for w in windows]
+    cells: dict[str, list[str]] = {
+        "window": [str(w.get("window", i + 1)) for i, w in enumerate(windows)],
+        "train until": [day(w["train_end"]) for w in windows],
+        "test from": [day(w["test_start"]) for w in windows],
+        "test until": [day(w["test_end"]) for w in windows],
+        "rows": [f"{w['rows']:,}" for w in windows],
+        "RMSE": [num(w["rmse"], ".3f") for w in windows],
+        "baseline": [num(w["baseline_rmse"], ".3f") for w in windows],
+        "÷ baseline": [num(r, ".4f") for r in ratios],
+        "pred ÷ actual": [num(w["total_ratio"], ".3f") for w in windows],
+    }
+    for key, column, fmt in (("rmse", "RMSE", ".3f"), ("baseline_rmse", "baseline", ".3f"),
+                             ("total_ratio", "pred ÷ actual", ".3f")):
+        values = np.array([w[key] for w in windows if w.get(key) is not None], dtype=float)
+        sd = values.std(ddof=1) if len(values) > 1 else 0.0
+        cells[column].append(f"{values.mean():{fmt}} ± {sd:{fmt}}" if len(values) else "n/a")
+    finite = np.array([r for r in ratios if r is not None], dtype=float)
+    cells["÷ baseline"].append(f"{finite.mean():.4f}" if len(finite) else "n/a")
+    for key in ("window", "train until", "test from", "test until", "rows"):
+        cells[key].append("mean ± SD" if key == "window" else "")
+    priority = {"window": 0, "test from": 0, "RMSE": 0, "÷ baseline": 1, "pred ÷ actual": 1,
+                "baseline": 2, "rows": 3, "test until": 4, "train until": 5}
+    cols = [Col(k, k, v, priority=priority[k], fit=FIXED,
+                justify="left" if k in ("window", "train until", "test from", "test until")
+                else "right") for k, v in cells.items()]
+    table, _ = fitted_table(cols, width, title=title,
+                            caption="each window beside the train mean of its own training "
+                            "rows; mean ± SD over windows",
+                            row_styles=[None] * len(windows) + ["bold"])
+    return table

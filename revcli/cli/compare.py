@@ -245,6 +245,11 @@ def _md_cells(result: Any, rows: list[list[Any]]) -> list[list[Any]]:
 MINUS = "\u2212"  # a real minus sign (U+2212) for deltas
 
 
+def _signed(value: float, digits: int = 3) -> str:
+    """+0.012 / -0.012, the minus a real minus sign (U+2212)."""
+    return ("+" if value >= 0 else MINUS) + f"{abs(value):.{digits}f}"
+
+
 def _value(key: str, value: float | None, delta: float | None) -> str:
     """A metric as the table shows it, with ``delta`` (value minus what it is compared with)
     beside it in green when better, red when worse by the metric's own direction."""
@@ -287,6 +292,14 @@ def _run_cell(key: str, row: Any, result: Any, now: Any) -> str:
         return "[yellow]no[/]" if row.not_honest else "yes" if row.honest else "-"
     if key in ("command", "strategy", "estimator"):
         return safe(getattr(row, key) or "-")
+    if key == "vs_baseline":
+        d = row.vs_baseline
+        if row is result.baseline:
+            return "-"
+        if not d or d.get("half_width") is None:
+            return "n/a"
+        text = f"{_signed(d['difference'])} ± {d['half_width']:.3f}"
+        return text if d["clear"] else f"[dim]{text}[/]"
     # a metric: deltas against the pinned run, or, for the sort metric, the train mean
     if result.baseline is not None:
         delta = result.delta(row, key)
@@ -311,11 +324,13 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
     sort = result.sort
     if chosen is None:
         keys = ["run", "name", "strategy", "estimator", *([sort] if sort else [])]
+        if any(r.vs_baseline for r in rows):
+            keys.append("vs_baseline")
         keys += [m for m in metric_flags if m not in keys]
         if any(r.not_honest for r in rows):
             keys.append("honest")
-        rank = {"run": 0, sort: 1, "strategy": 2, "estimator": 3, "honest": 4, "age": 6,
-                "name": 8}
+        rank = {"run": 0, sort: 1, "vs_baseline": 1.5, "strategy": 2, "estimator": 3,
+                "honest": 4, "age": 6, "name": 8}
         if width >= WIDE:
             # A wide terminal shows more than a narrow one: the other main scores, then where
             # the runs came from (the first to go when even these do not fit).
@@ -332,8 +347,9 @@ def _runs_table(result: Any, width: int, chosen: list[str] | None,
     now = dt.datetime.now(dt.UTC)
     cols = []
     for key in keys:
-        metric = key in METRICS and key not in RUN_COLUMNS
-        header = key + (" ▲" if key == sort else "")
+        metric = (key in METRICS and key not in RUN_COLUMNS) or key == "vs_baseline"
+        header = (f"{sort} vs ★ (95 %)" if key == "vs_baseline" else
+                  key + (" ▲" if key == sort else ""))
         cols.append(Col(key, header, [_run_cell(key, r, result, now) for r in rows],
                         priority=priority[key], justify="right" if metric else "left",
                         fit=CUT if key in ("name", "strategy", "estimator", "leak", "command")
@@ -356,7 +372,10 @@ def _reference_caption(result: Any, keys: list[str]) -> str | None:
 
     parts = []
     if result.baseline is not None:
-        parts.append(f"★ pinned baseline run {result.baseline.short}; (±) deltas against it")
+        parts.append(f"★ pinned baseline run {result.baseline.short}; (±) deltas against it"
+                     + ("; vs ★: both models scored on the same rows, the difference with its "
+                        "95 % interval, dim within the noise"
+                        if any(r.vs_baseline for r in result.rows) else ""))
     elif result.sort in keys and not result.side_by_side:
         parts.append(f"({result.sort} ±) against each run's train-mean baseline on the same rows")
     if result.reference:
@@ -417,6 +436,8 @@ def strategies_(
         "--sort", help="Leaderboard column to rank by (rmse, mae, r2, gini, conv_rmse, ...)")
     ] = "rmse",
     data: _options.Data = None,
+    classifier: _options.Classifier = None,
+    trust: _options.Trust = False,
     combine: Annotated[str | None, typer.Option(
         "--combine", help="two_stage (and the converting_only pairing): expected or threshold",
         show_default=False)] = None,
@@ -429,6 +450,9 @@ def strategies_(
         "--n-jobs", help="Threads, -1 for all cores \\[default: -1]", show_default=False)] = None,
     plots: Annotated[bool, typer.Option("--plots", help="Write and log each run's plots")
     ] = False,
+    backtest: Annotated[int, typer.Option(
+        "--backtest", help="With --split time: refit each model at N forward cut-offs and rank "
+        "on the mean of --sort over the windows")] = 0,
     columns: Annotated[list[str] | None, typer.Option(
         "--columns", help="Leaderboard columns, in order (comma-separated): model, run, "
         "strategy, estimator, leak or a leaderboard metric (rmse, mae, r2, total_ratio, gini, "
@@ -455,6 +479,8 @@ def strategies_(
 
         revcli compare strategies --estimator xgb
         revcli compare strategies -e ridge,xgb --drop-feature engagement_depth --format md
+        revcli compare strategies --split time --backtest 3 --sort conv_rmse
+        revcli compare strategies --classifier models:/conversion@champion
     """
     from revcli import compare as core
     from revcli.compare import LEADERBOARD_METRICS
@@ -473,7 +499,8 @@ def strategies_(
                 settings, estimator_names=_split_list(estimator),
                 **({"strategy_names": strategy_names} if strategy_names else {}),
                 data=data, drop_features=drop_feature or [],
-                sort=sort, plots=plots, reporter=reporter)
+                sort=sort, plots=plots, backtest=backtest, classifier=classifier,
+                trust=trust, reporter=reporter)
         reporter.close()
         _emit(board, fmt, quiet, lambda width: _board_table(board, width, chosen))
         if fmt == "table" and not quiet:
@@ -491,8 +518,10 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
 
     sort = board.sort
     if chosen is None:
-        keys = list(dict.fromkeys(["model", "run", sort, "rmse", "conv_rmse"]))
-        rank = {"model": 0, "run": 0, sort: 1}
+        ranked = f"backtest_{sort}" if board.backtest else sort
+        keys = list(dict.fromkeys(["model", "run", ranked, sort, "vs_best", "rmse",
+                                   "conv_rmse"]))
+        rank = {"model": 0, "run": 0, ranked: 1, sort: 1, "vs_best": 1.5}
         priority = {k: rank.get(k, 2 + i / 100) for i, k in enumerate(keys)}
     else:
         keys = list(dict.fromkeys(["model", *chosen]))
@@ -509,6 +538,18 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
             return f"[yellow]{safe(', '.join(row.leakage))}[/]" if row.leakage else "-"
         if key in ("strategy", "estimator"):
             return safe(getattr(row, key) or "-")
+        if key == "vs_best":
+            d = row.vs_best
+            if not d or d.get("half_width") is None:
+                return "best" if row is board.rows[0] else "-"
+            text = f"{_signed(d['difference'])} ± {d['half_width']:.3f}"
+            return text if d["clear"] or not math.isfinite(d["half_width"]) else \
+                f"[dim]{text}[/]"
+        if key.startswith("backtest_"):
+            mean, sd = row.metrics.get(key), row.metrics.get(f"{key}_sd")
+            if mean is None or not math.isfinite(mean):
+                return "-"
+            return f"{_fmt(sort, mean)} ± {_fmt(sort, sd)}"
         value = row.metrics.get(key)
         if value is None:
             return "-"
@@ -517,16 +558,24 @@ def _board_table(board: Any, width: int, chosen: list[str] | None) -> tuple[Any,
                  and math.isfinite(base) else None)
         return _value(key, value, delta) if delta is not None else _fmt(key, value)
 
-    cols = [Col(k, k + (" ▲" if k == sort else ""), [cell(k, r) for r in board.rows],
-                priority=priority[k], justify="right" if k in LEADERBOARD_METRICS else "left",
+    ranked_by = f"backtest_{sort}" if board.backtest else sort
+    headers = {"vs_best": f"{sort} vs best (95 %)"}
+    cols = [Col(k, headers.get(k) or (f"{sort} over {board.backtest} windows"
+                                      if k.startswith("backtest_") else k)
+                + (" ▲" if k == ranked_by else ""), [cell(k, r) for r in board.rows],
+                priority=priority[k], justify="right" if k in LEADERBOARD_METRICS
+                or k.startswith("backtest_") or k == "vs_best" else "left",
                 fit=WRAP if k == "model" else CUT if k in ("strategy", "estimator", "leak")
                 else FIXED, shrink_to=9) for k in keys]
     split = board.split
     caption = (f"({sort} ±) against the baseline row; all test sessions: "
                + ", ".join(m for m in LEADERBOARD_METRICS if not m.startswith("conv_"))
-               + "; test converters only: conv_*\n† converting_only: on all sessions its "
+               + "; test converters only: conv_* (the order value each predicts for a "
+               "converter; all has none)\n† converting_only: on all sessions its "
                "order value x P(order) of the two_stage classifier of its estimator; on the "
-               "converters its own order values (as the seed scored it)")
+               "converters its own order values (as the seed scored it)\nvs best: minus the "
+               "best row's, paired on the same rows, with its 95 % interval; dim when it is "
+               "within the noise")
     table, dropped = fitted_table(
         cols, width, title=f"strategies on one split ({split['hash']}; dataset "
         f"{board.dataset[:12]}), best first by {sort}", caption=caption,

@@ -44,12 +44,16 @@ def list_(
         ws = _workspace(config, workspace)
         records = ws.datasets()
         current = ws.current(strict=False)
+        broken = ws.broken_datasets()
     sha = current.sha256 if current else None
     if json:
-        print_json({"current": sha, "datasets": [r.to_dict() for r in records]})
+        print_json({"current": sha, "datasets": [r.to_dict() for r in records],
+                    "broken": [{"dataset": name, "problem": why} for name, why in broken]})
         return
+    _say_broken(broken)
     if not records:
-        out.print("no datasets yet: `revcli fetch --demo` makes one")
+        out.print("no datasets yet: `revcli fetch --demo` makes one" if not broken
+                  else "no usable datasets: `revcli fetch` gets one again")
         return
     from revcli.cli._console import output_width
     from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
@@ -74,6 +78,15 @@ def list_(
     missing = left_out(dropped, width, "--json has every field")
     if missing:
         out.print(missing, highlight=False)
+
+
+def _say_broken(broken: list[tuple[str, str]]) -> None:
+    """A dataset that cannot be used is said (one warning each, on stderr), never hidden."""
+    from revcli.cli._console import warn
+
+    for name, why in broken:
+        warn(f"dataset {name[:12]} is broken: {why}; `revcli fetch` it again, or delete "
+             f"datasets/{name[:12]}*.json and .parquet to drop it")
 
 
 @app.command("use")

@@ -14,8 +14,9 @@ Run = Annotated[str | None, typer.Option(
     "--run", "-r", help="MLflow run id (or a unique prefix), a registry alias of the registered "
     "model (e.g. champion) or models:/NAME@ALIAS", show_default=False)]
 ModelFile = Annotated[Path | None, typer.Option(
-    "--model", "-m", help="A model file (joblib) written by revcli train; its sha256 is checked "
-    "against model.json beside it or its MLflow run before it is loaded", show_default=False)]
+    "--model", "-m", help="A model file written by revcli: skops (model.skops, .skops) loads "
+    "with revcli's trusted types only; a pickle (.joblib, .pkl) only once its MLflow run "
+    "vouches for its sha256 (or --trust)", show_default=False)]
 
 
 def evaluate(
@@ -43,6 +44,14 @@ def evaluate(
         "rmse, mae or bias (|log predicted ÷ actual total|)")] = "vs_baseline",
     segments: Annotated[int, typer.Option(
         "--segments", help="Segment rows to show, worst first; 0 for all (JSON has all)")] = 12,
+    period: Annotated[str, typer.Option(
+        "--period", help="Time segment of a timestamp column: week, month or quarter")] = "month",
+    worst: Annotated[int, typer.Option(
+        "--worst", help="List the N sessions with the largest absolute error (ids, features, "
+        "actual, predicted); logged as worst.csv")] = 0,
+    backtest: Annotated[int, typer.Option(
+        "--backtest", help="Refit the run's recipe at N forward cut-offs (expanding window, its "
+        "--gap) and score each next window beside its own train mean")] = 0,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
     no_track: Annotated[bool, typer.Option(
         "--no-track", help="Do not log an evaluation run to MLflow")] = False,
@@ -69,7 +78,9 @@ def evaluate(
 
         revcli evaluate --run 3f2a9c1e
         revcli evaluate --run champion --level good
-        revcli evaluate --model models/model.joblib --data other.parquet --gate configs/targets.toml
+        revcli evaluate --run 3f2a9c1e --period week --worst 10
+        revcli evaluate --run 3f2a9c1e --backtest 4
+                revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 
@@ -82,7 +93,8 @@ def evaluate(
                                    gate=gate, level=level, enforce=gate is not None or
                                    level is not None, allow_leak=allow_leak,
                                    plots=not no_plots, track=not no_track,
-                                   segment_sort=segment_sort, reporter=reporter)
+                                   segment_sort=segment_sort, period=period, worst=worst,
+                                   backtest=backtest, reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
@@ -107,6 +119,26 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
         wide.print(table)
         if missing:
             wide.print(missing, highlight=False)
+        for rows, title, caption, keys in (
+                (result.time_segments, "errors by {group}, in time order",
+                 "pred ÷ actual drifting from 1: the model loses a trend",
+                 _TIME_COLUMNS),
+                (result.value_bands, "converters by actual order value",
+                 "the order value predicted for a converting session, beside the train mean "
+                 "order value", _BAND_COLUMNS)):
+            if rows:
+                title = title.format(group=rows[0].group)
+                table, missing = _segment_table(rows, 0, width, title=title, caption=caption,
+                                                keys=keys)
+                wide.print(table)
+                if missing:
+                    wide.print(missing, highlight=False)
+        if result.worst:
+            wide.print(_worst_table(result.worst, width))
+        if result.backtest:
+            from revcli.cli._render import backtest_table
+
+            wide.print(backtest_table(result.backtest, width))
         top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
         out.print("permutation importance (RMSE increase when shuffled): "
                   + ", ".join(f"{safe(k)} {v:+.2f}" for k, v in top))
@@ -140,7 +172,14 @@ _SEGMENT_PRIORITY = {"segment": 0, "level": 0, "rows": 1, "RMSE ÷ baseline": 1,
                      "MAE": 7}
 
 
-def _segment_table(segments: list[Any], limit: int, width: int) -> tuple[Any, str | None]:
+_TIME_COLUMNS = ("level", "rows", "actual mean", "pred. mean", "pred ÷ actual",
+                 "RMSE ÷ baseline", "RMSE", "conv.")
+_BAND_COLUMNS = ("level", "rows", "actual mean", "pred. mean", "RMSE", "RMSE ÷ baseline", "MAE")
+
+
+def _segment_table(segments: list[Any], limit: int, width: int, title: str | None = None,
+                   caption: str | None = None,
+                   keys: tuple[str, ...] | None = None) -> tuple[Any, str | None]:
     """Errors by segment laid out for ``width`` (labels wrap between words, numbers never);
     with the columns that did not fit named under it."""
     from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
@@ -161,13 +200,37 @@ def _segment_table(segments: list[Any], limit: int, width: int) -> tuple[Any, st
              "pred. mean": lambda s: num(s.predicted_mean, ".2f"),
              "RMSE": lambda s: num(s.rmse, ".2f"), "MAE": lambda s: num(s.mae, ".2f"),
              "pred ÷ actual": lambda s: num(s.total_ratio, ".3f"), "RMSE ÷ baseline": ratio}
-    cols = [Col(name, name, [cell(s) for s in shown], priority=_SEGMENT_PRIORITY[name],
+    order = keys or tuple(cells)
+    cols = [Col(name, name, [cells[name](s) for s in shown],
+                priority=_SEGMENT_PRIORITY[name] if keys is None else min(i, 1 + i // 2),
                 fit=WRAP if name in ("segment", "level") else FIXED,
                 justify="left" if name in ("segment", "level") else "right")
-            for name, cell in cells.items()]
+            for i, name in enumerate(order)]
     table, dropped = fitted_table(
-        cols, width, title=f"errors by segment, worst first ({len(shown)} of {len(segments)})",
-        caption="RMSE ÷ baseline above 1: the model is worse than the train mean there; dim "
-        "rows have too few rows to judge",
+        cols, width, title=title or f"errors by segment, worst first ({len(shown)} of "
+        f"{len(segments)})",
+        caption=caption or "RMSE ÷ baseline above 1: the model is worse than the train mean "
+        "there; dim rows have too few rows to judge",
         row_styles=["dim" if s.few_rows else None for s in shown])
     return table, left_out(dropped, width, "a wider terminal (or COLUMNS) or --json shows them")
+
+
+def _worst_table(worst: list[dict[str, Any]], width: int) -> Any:
+    """The sessions with the largest absolute error: actual, predicted, then the ids and
+    features that fit."""
+    from revcli.cli._render import CUT, FIXED, Col, fitted_table
+
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}" if value == value else "n/a"
+        return safe(str(value))
+
+    keys = ["actual", "predicted", *(k for k in worst[0] if k not in
+                                     ("actual", "predicted", "error"))]
+    cols = [Col(k, k, [text(r.get(k)) for r in worst], priority=0 if i < 2 else i,
+                fit=FIXED if i < 2 else CUT, justify="right" if i < 2 else "left",
+                shrink_to=6)
+            for i, k in enumerate(keys)]
+    table, _ = fitted_table(cols, width, title=f"the {len(worst)} largest errors",
+                            caption="every column: --json, or worst.csv of the evaluation run")
+    return table

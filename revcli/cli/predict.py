@@ -20,18 +20,22 @@ from revcli.cli.evaluate import ModelFile, Run
 
 
 def predict(
-    data: Annotated[Path, typer.Option(
+    data: Annotated[str, typer.Option(
         "--data", help="Parquet file (or directory of parts) of sessions to score (any "
-        "columns; the model's features "
-        "must be there)", show_default=False)],
+        "columns; the model's features must be there); with --cluster also an s3:// prefix",
+        show_default=False)],
     out_path: Annotated[Path, typer.Option(
         "--out", "-o", help="Where to write the predictions: .parquet or .csv (written to a temp "
-        "file and renamed when complete)", show_default=False)],
+        "file and renamed when complete); with --cluster a new directory gets one part per "
+        "input part", show_default=False)],
     run: Run = None,
     model: ModelFile = None,
     trust: _options.Trust = False,
     batch_rows: Annotated[int, typer.Option(
         "--batch-rows", help="Rows scored per batch (memory use scales with it)")] = 100_000,
+    cluster: _options.Cluster = None,
+    cluster_workers: _options.ClusterWorkers = None,
+    worker_memory: _options.WorkerMemory = None,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
     config: _options.Config = None,
@@ -50,12 +54,16 @@ def predict(
         revcli predict --run 3f2a9c1e --data sessions.parquet --out scored.parquet
         revcli predict --run champion --data s3-export.parquet --out scored.csv --json
         revcli predict --model models/model.joblib --data sessions.parquet --out scored.parquet
+        revcli predict --run 3f2a9c1e --cluster local --data ./sessions/ --out ./scored/
+        revcli predict --model regression_model.skops --data sessions.parquet --out scored.parquet
     """
     from revcli import predict as core
 
     reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
-        settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri)
+        settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri,
+                                    cluster=cluster, cluster_workers=cluster_workers,
+                                    worker_memory=worker_memory)
         with stdout_to_stderr(json):
             result = core.predict(settings, data=data, out=out_path, run=run, model=model,
                                   trust=trust, batch_rows=batch_rows, reporter=reporter)

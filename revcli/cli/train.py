@@ -36,6 +36,8 @@ def train(
         "prefix or latest (its storage: --storage / REVCLI_STORAGE, else the workspace's)",
         show_default=False)] = None,
     drop_feature: _options.DropFeature = None,
+    classifier: _options.Classifier = None,
+    trust: _options.Trust = False,
     combine: _options.Combine = None,
     threshold: _options.Threshold = None,
     data: _options.Data = None,
@@ -55,11 +57,17 @@ def train(
     importance: Annotated[str, typer.Option(
         "--importance", help="native: the estimator's own (XGBoost gain; free) | permutation: "
         "RMSE increase when a column is shuffled (any estimator, seconds)")] = "native",
+    backtest: Annotated[int, typer.Option(
+        "--backtest", help="With --split time: refit at N forward cut-offs (expanding window, "
+        "--gap respected) and score each next window beside its own train mean")] = 0,
     timings: Annotated[bool, typer.Option(
         "--timings", help="Print the seconds each step took (also in --json)")] = False,
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna storage of --from-study \\[env: REVCLI_STORAGE]",
         show_default=False)] = None,
+    cluster: _options.Cluster = None,
+    cluster_workers: _options.ClusterWorkers = None,
+    worker_memory: _options.WorkerMemory = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
@@ -74,7 +82,8 @@ def train(
     Every strategy shares the split (random and stratified on is_ordered by default; --split
     time trains on the earliest sessions and tests on the latest), the scorecard shows each
     metric beside the train-mean baseline, and a leakage audit names any feature that gives the
-    order away. Timestamps become calendar features, text columns categories.
+    order away. Timestamps become calendar features, text columns categories. With --cluster
+    it runs on Dask (xgb, xgb_log), and --data may be a directory or s3:// prefix of parts.
 
     Examples:
 
@@ -84,6 +93,10 @@ def train(
         revcli train -e rf -p max_depth=8 -p n_estimators=100 --note "seed recipe, shallower"
         revcli train --from-study nightly --note "best of the nightly search"
         revcli train --timings --importance permutation
+        revcli train --strategy two_stage --split time --gap 7d --backtest 4
+        revcli train -s two_stage --cluster local --data ./sessions/
+        revcli train --cluster tcp://scheduler:8786 --json
+        revcli train -s two_stage --classifier models:/conversion@champion
     """
     from revcli import estimators
     from revcli import train as core
@@ -94,6 +107,7 @@ def train(
             config, workspace=workspace, strategy=strategy, estimator=estimator,
             combine=combine, threshold=threshold, test_size=test_size, seed=seed, n_jobs=n_jobs,
             split=split, time_column=time_column, gap=gap, storage=storage,
+            cluster=cluster, cluster_workers=cluster_workers, worker_memory=worker_memory,
             experiment=experiment, tracking_uri=tracking_uri)
         params = dict(estimators.parse_param(p) for p in (param or []))
         with stdout_to_stderr(json):
@@ -101,7 +115,8 @@ def train(
                                 drop_features=drop_feature or [], run_name=run_name,
                                 plots=not no_plots, importance=importance, note=note,
                                 tags=_options.parse_tags(tag),
-                                from_run=from_run, from_study=from_study, reporter=reporter)
+                                from_run=from_run, from_study=from_study, backtest=backtest,
+                                classifier=classifier, trust=trust, reporter=reporter)
         reporter.close()
         if json:
             print_json(result.to_dict())
@@ -125,10 +140,24 @@ def _render(result: Any, quiet: bool) -> None:
         render_leakage(result.honesty, result.strategy)
     out.print(f"run [bold]{result.run_id}[/] in {safe(repr(result.experiment))} at "
               f"{safe(result.tracking_uri)}")
+    engine = result.engine
+    if engine.get("kind") == "dask" and not quiet:
+        out.print(f"trained on Dask ({engine['workers']} workers, {safe(engine['scheduler'])}); "
+                  f"dashboard {safe(engine['dashboard'])}")
     if not quiet:
         out.print(f"dataset {result.dataset.short} · split {split['hash']} "
                   f"({split['train_rows']:,} train / {split['test_rows']:,} test; converters "
                   f"{split['train_converters']:,} / {split['test_converters']:,})")
         out.print(f"model {safe(result.model_path)} (sha256 {result.model_sha256[:12]})")
+        if result.classifier:
+            c = result.classifier
+            out.print(f"stage 1: classifier {safe(c['uri'])} (run {c['run_id'] or '?'}, "
+                      f"sha256 {c['sha256'][:12]}; embedded in the model)")
         if result.plots:
             out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")
+    if result.backtest:
+        from revcli.cli._console import output_width, sized_console
+        from revcli.cli._render import backtest_table
+
+        width = output_width()
+        sized_console(width).print(backtest_table(result.backtest, width))

@@ -133,7 +133,8 @@ def _render(result: Any, quiet: bool) -> None:
             table.add_column("estimator")
         table.add_column("params", overflow="fold")
         for t in result.top:
-            row = [str(t.number), f"{t.value:.4g}", " ".join(f"{v:.4g}" for v in t.fold_scores)]
+            # enough digits to tell trials apart (a 0.08 % gain is the 4th decimal of $17)
+            row = [str(t.number), f"{t.value:.4f}", " ".join(f"{v:.3f}" for v in t.fold_scores)]
             if multi:
                 row.append(t.estimator)
             row.append(safe(_fmt_params(t.params)))
@@ -145,9 +146,15 @@ def _render(result: Any, quiet: bool) -> None:
     if result.refit is None:
         out.print("[yellow]no completed trial yet: nothing refit[/]")
         return
+    versus = result.versus_default
+    if versus is not None:
+        _render_versus(versus, result.metric)
     card = result.refit.scorecard
     best = result.best
-    title = (f"holdout, scored once: best trial {best.number} ({result.refit.strategy} / "
+    which = (f"the defaults (trial {versus['default_trial']})"
+             if versus is not None and versus["chosen"] == "default"
+             else f"best trial {best.number}")
+    title = (f"holdout, scored once: {which} ({result.refit.strategy} / "
              f"{result.refit.estimator}) on {card.population} ({card.rows:,} rows, "
              f"{card.converters:,} converters)")
     render_scorecard(card, title)
@@ -161,3 +168,22 @@ def _render(result: Any, quiet: bool) -> None:
                   f"(sha256 {result.refit.model_sha256[:12]})")
         for note in result.notes:
             out.print(f"[dim]note: {safe(note)}[/]")
+
+
+def _render_versus(versus: dict[str, Any], metric: str) -> None:
+    """The best trial beside the defaults it started from: CV scores, the gain with its
+    fold-to-fold spread, and which of the two was refit."""
+    def num(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    gain, pct = versus["gain"], versus.get("gain_pct")
+    spread = ("" if versus["fold_sd"] is None else
+              f", fold-to-fold SD {versus['fold_sd']:.4f}, needed > {num(versus['margin'])}")
+    verdict = ("[green]clearly better: the best trial is refit[/]" if versus["clear"] else
+               "[yellow]not clearly better: the defaults are refit[/]"
+               if versus["best_trial"] != versus["default_trial"] else
+               "the defaults are the best trial")
+    out.print(f"cv {metric}: best trial {versus['best_trial']} {num(versus['best_cv'])} vs the "
+              f"defaults (trial {versus['default_trial']}) {num(versus['default_cv'])}: gain "
+              f"{gain:+.4f}" + ("" if pct is None else f" ({pct:+.2f} %)") + spread
+              + f"; {verdict}")

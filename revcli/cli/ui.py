@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,6 +45,10 @@ def ui(
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna storage URL \\[env: REVCLI_STORAGE; default: sqlite in the "
         "workspace]", show_default=False)] = None,
+    stop_stale: Annotated[bool | None, typer.Option(
+        "--stop-stale/--keep-stale", help="Stop (or keep) servers a killed `revcli ui` of this "
+        "workspace left running \\[default: ask at a terminal, else keep and say so]",
+        show_default=False)] = None,
     tracking_uri: _options.TrackingUri = None,
     workspace: _options.Workspace = None,
     config: _options.Config = None,
@@ -69,6 +73,7 @@ def ui(
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, tracking_uri=tracking_uri,
                                     storage=storage)
+        _stale(core, settings, stop_stale, reporter)
         handle = core.start(settings, host=host, port=port, optuna=optuna,
                             optuna_port=optuna_port, reporter=reporter)
         try:
@@ -109,3 +114,25 @@ def ui(
                                     f"{gone.exit_code()}); see its log: {gone.log}")
         finally:
             core.stop(handle)
+
+
+def _stale(core: Any, settings: Any, stop: bool | None, reporter: ConsoleReporter) -> None:
+    """Servers a killed `revcli ui` of this workspace left running: stopped with --stop-stale
+    (or when the person at the terminal says yes), else named with the way to stop them."""
+    import sys
+
+    stale = core.stale_servers(settings)
+    if not stale:
+        return
+    listing = ", ".join(f"{s.name} at {s.url} (pid {s.pid})" for s in stale)
+    if stop is None and sys.stdin.isatty() and sys.stderr.isatty():
+        reporter.close()
+        stop = typer.confirm(f"a killed `revcli ui` left {listing} running; stop "
+                             f"{'it' if len(stale) == 1 else 'them'}?", default=True,
+                             err=True)
+    if stop:
+        core.stop_stale(settings, stale)
+        reporter.note(f"stopped what a killed `revcli ui` left running: {listing}")
+    else:
+        reporter.warn(f"a killed `revcli ui` left {listing} running; `revcli ui --stop-stale` "
+                      "stops it")

@@ -12,6 +12,7 @@ clipped at $0, as the seed pipeline did at evaluation time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -171,10 +172,51 @@ class Strategy(RegressorMixin, BaseEstimator):
         """P(order) per session when it has a classifier stage, else None."""
         return None
 
+    @classmethod
+    def order_value_of(cls, parts: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The order value it predicts for a session that converts, from
+        :meth:`predict_parts`: what every ``conv_*`` score is computed from, so converter
+        scores mean one thing for every strategy. A strategy of order values: its prediction;
+        one with an order-value stage: that stage (``order_value``, E[revenue | order]); one
+        without (``all``): None -- it has no converter scores, never P(order) x value scored
+        against the order value."""
+        if cls.predicts == ORDER_VALUE:
+            return np.asarray(parts["prediction"], dtype=np.float64)
+        value = parts.get("order_value")
+        return None if value is None else np.asarray(value, dtype=np.float64)
+
     def native_importance(self) -> np.ndarray | None:
         """The fitted estimators' own importance per encoded column (sums to 1), or None when
         an estimator has none (revcli.estimators.native_importance)."""
         return None
+
+    # -- fitted elsewhere (a cluster) ----------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        """The estimators ``fit`` fits, each with the rows and the target it fits on: what an
+        engine that fits them itself (revcli.engines) needs to know of this strategy."""
+        raise NotImplementedError
+
+    def with_stages(self, fitted: Mapping[str, Any], X: Any) -> Strategy:
+        """This strategy, fitted: ``fitted`` holds each stage's fitted estimator by name (as
+        :meth:`stages` names them), ``X`` the encoded columns (a frame with no rows will do)."""
+        for name, estimator in fitted.items():
+            setattr(self, f"{name}_", estimator)
+        record_features(self, X)
+        return self
+
+
+#: Which rows a stage fits on, and its target (a revenue, or whether the session ordered).
+ALL_ROWS, CONVERTING_ROWS = "all", "converters"
+REVENUE_TARGET, ORDERED_TARGET = "revenue", "ordered"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str          # the fitted attribute is ``<name>_``
+    estimator: Any     # unfitted
+    rows: str          # ALL_ROWS or CONVERTING_ROWS
+    target: str        # REVENUE_TARGET or ORDERED_TARGET
 
 
 class OneRegressor(Strategy):
@@ -200,6 +242,11 @@ class OneRegressor(Strategy):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
         return clipped(self.estimator_.predict(X))
+
+    def stages(self) -> list[Stage]:
+        base = self.estimator if self.estimator is not None else default_regressor()
+        rows = ALL_ROWS if self.fit_mask(np.zeros(1)) is None else CONVERTING_ROWS
+        return [Stage("estimator", base, rows, REVENUE_TARGET)]
 
     def native_importance(self) -> np.ndarray | None:
         from revcli import estimators

@@ -5,6 +5,8 @@
 - :mod:`._record`: :class:`RunRecord`, the ``revcli.*`` tag schema written and read in one place,
   and :class:`LoggedRun`, a run as revcli reads it
 - :mod:`._errors`: the one translator of MLflow's errors
+- :mod:`._logger`: :class:`Logger`, MLflow in a process of its own beside the load and fit
+- :mod:`._reader`: :class:`ReadingTracker`, an sqlite store's reads without importing MLflow
 - :mod:`._log`: :func:`log_training`, how train, tune, compare and evaluate log a run
 - :mod:`._model`: logging a model and its dataset through the client
 - :mod:`._refs`: one resolver for run references (id, prefix, name, alias, registry version)
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 from revcli.tracking import record, refs, registry, search
 from revcli.tracking._client import (
-    Opening,
     Tracker,
     connect,
     ensure_store,
@@ -37,10 +38,12 @@ from revcli.tracking._log import (
     score_metrics,
     start,
 )
+from revcli.tracking._logger import Logger, RemoteTracker
 from revcli.tracking.record import LoggedRun, RunRecord
 from revcli.tracking.refs import Resolved, resolve
 
-__all__ = ["Artifacts", "LoggedRun", "Opening", "Resolved", "RunRecord", "Tracker", "connect",
+__all__ = ["Artifacts", "LoggedRun", "Logger", "RemoteTracker", "Resolved",
+           "RunRecord", "Tracker", "connect",
            "ensure_store", "fail", "flat_params", "git_commit", "library_versions",
            "log_training", "model_requirements", "param_list", "record", "refs", "registry",
            "resolve",

@@ -88,7 +88,7 @@ def _scope() -> Iterator[None]:
 
 # Libraries whose versions a run records, by distribution name (import name may differ).
 _LIBRARIES = ("scikit-learn", "xgboost-cpu", "xgboost", "numpy", "pandas", "pyarrow", "mlflow",
-              "optuna", "joblib", "cloudpickle")
+              "optuna", "joblib", "skops")
 
 
 def library_versions() -> dict[str, str]:
@@ -104,7 +104,7 @@ def model_requirements() -> list[str]:
     versions = library_versions()
     return [f"{dist}=={versions[dist]}" for dist in
             ("scikit-learn", "xgboost-cpu" if "xgboost-cpu" in versions else "xgboost", "numpy",
-             "pandas", "pyarrow", "cloudpickle", "mlflow") if dist in versions]
+             "pandas", "pyarrow", "skops", "mlflow") if dist in versions]
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -185,10 +185,22 @@ class Tracker:
         found = self.call(f"read experiment {name!r}", find)
         if found is not None or not create:
             return found
-        location = (self.workspace.artifact_location()
-                    if self.workspace is not None and self.is_workspace_store else None)
+        location = self.default_artifact_location()
         return str(self.call(f"create experiment {name!r}", self.client.create_experiment, name,
                              artifact_location=location))
+
+    def default_artifact_location(self) -> str | None:
+        """Where the artifacts of an experiment revcli creates go: the workspace's when the
+        store is the workspace's own; beside the database for any other sqlite store
+        (``<its directory>/mlartifacts``, as ``mlflow server --default-artifact-root`` puts
+        them), never ``./mlruns`` of whatever directory the command ran in; the server's
+        choice for a server."""
+        if self.workspace is not None and self.is_workspace_store:
+            return self.workspace.artifact_location()
+        if self.uri.startswith("sqlite:///"):
+            database = Path(self.uri.removeprefix("sqlite:///").split("?")[0])
+            return (database.resolve().parent / "mlartifacts").as_uri()
+        return None
 
     def experiments(self, limit: int = 1000) -> list[Any]:
         return list(self.call("list experiments", self.client.search_experiments,
@@ -199,11 +211,25 @@ class Tracker:
                    start_time: int | None = None) -> str:
         """A new RUNNING run with ``tags`` (and ``params``); returns its id."""
         def create() -> str:
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags),
-                                         start_time=start_time)
-            given = {k: v for k, v in (params or {}).items() if v is not None}
-            if given:  # a param that is always None says nothing
-                self._log_batch(run.info.run_id, params=given)
+            from revcli import interrupts
+
+            run = None
+            try:
+                # A SIGTERM inside MLflow's create is held until the id is known, then raised
+                # here, where the run is ended: never a RUNNING run nobody knows the id of.
+                with interrupts.deferred():
+                    run = self.client.create_run(experiment_id, run_name=run_name,
+                                                 tags=dict(tags), start_time=start_time)
+                given = {k: v for k, v in (params or {}).items() if v is not None}
+                if given:  # a param that is always None says nothing
+                    self._log_batch(run.info.run_id, params=given)
+            except BaseException as exc:  # the caller never learns the id: end it here
+                if run is not None:
+                    with contextlib.suppress(Exception):
+                        self.client.set_terminated(
+                            run.info.run_id,
+                            "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+                raise
             return str(run.info.run_id)
 
         return self.call("create a run", create)
@@ -310,12 +336,14 @@ class Tracker:
         return self.call("log the model", _model.log_model, self, run_id, model, sample,
                          list(code_paths))
 
-    def load_model(self, run: LoggedRun) -> Any:
-        """The model a run logged to MLflow (downloaded and unpickled: callers decide whether
-        it is trusted)."""
+    def load_model(self, run: LoggedRun, *, pickle: bool = False) -> tuple[Any, str | None]:
+        """The model a run logged to MLflow and its format: a skops file is loaded with
+        revcli's trusted types only; an older cloudpickle one is unpickled (callers decide
+        whether it is trusted: ``pickle``; without it, (None, None))."""
         from revcli.tracking import _model
 
-        return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run)
+        return self.call(f"load the model of run {run.run_id}", _model.load_model, self, run,
+                         pickle)
 
     def log_dataset(self, run_id: str, *, name: str, digest: str, source: str,
                     schema: Mapping[str, str], rows: int, context: str = "training") -> None:
@@ -327,11 +355,19 @@ class Tracker:
 
 
 def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
-            create: bool = True) -> tuple[Tracker, str | None]:
+            create: bool = True, reading: bool = False) -> tuple[Tracker, str | None]:
     """A Tracker for the effective tracking URI and the experiment's id (created if missing and
     ``create``). The workspace's own store is created only when ``create``: a command that only
-    reads never makes one."""
-    tracker = Tracker(tracking_uri(settings, workspace), workspace)
+    reads never makes one. ``reading`` (with ``create=False``): an sqlite store's reads skip
+    MLflow's import (:mod:`revcli.tracking._reader`)."""
+    uri = tracking_uri(settings, workspace)
+    if reading and not create and uri.startswith("sqlite:///"):
+        from revcli.tracking._reader import ReadingTracker
+
+        tracker: Tracker = ReadingTracker(
+            uri, Path(uri.removeprefix("sqlite:///").split("?")[0]), workspace)
+    else:
+        tracker = Tracker(uri, workspace)
     if tracker.is_workspace_store:
         workspace.check_readable()
         if not create and not workspace.mlflow_db.exists():
@@ -343,45 +379,6 @@ def connect(settings: Settings, workspace: Workspace, experiment: bool = True,
     if not experiment:
         return tracker, None
     return tracker, tracker.experiment_id(settings.experiment, create=create)
-
-
-class Opening:
-    """:func:`connect` (and ``then``) in a background thread: MLflow's import and the store's
-    opening take seconds, which the caller spends loading its data instead of waiting.
-    :meth:`result` waits and raises what the thread raised. The thread is a daemon, so a
-    caller that fails first never waits for it."""
-
-    def __init__(self, settings: Settings, workspace: Workspace,
-                 then: Callable[[Tracker, str], Any] | None = None) -> None:
-        import time
-
-        self.seconds = 0.0
-        self._done = threading.Event()
-        self._value: tuple[Tracker, str] | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            start = time.perf_counter()
-            try:
-                tracker, experiment_id = connect(settings, workspace)
-                assert experiment_id is not None
-                if then is not None:
-                    then(tracker, experiment_id)
-                self._value = (tracker, experiment_id)
-            except BaseException as exc:  # handed to the caller by result()
-                self._error = exc
-            finally:
-                self.seconds = time.perf_counter() - start
-                self._done.set()
-
-        threading.Thread(target=run, name="revcli-tracking", daemon=True).start()
-
-    def result(self) -> tuple[Tracker, str]:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

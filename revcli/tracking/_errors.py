@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from revcli.errors import NotFoundError, RevcliError, TrackingError, first_line
+import errno
+from pathlib import Path
+
+from revcli.errors import NotFoundError, RevcliError, StorageError, TrackingError, first_line
 from revcli.urls import mask
 
 # Substrings of the messages urllib3/requests give when a server cannot be reached at all.
@@ -33,6 +36,11 @@ def translate(uri: str, exc: BaseException, what: str = "") -> RevcliError:
     doing = f" ({what})" if what else ""
     if isinstance(exc, RevcliError):
         return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The local disk, not the server: name the directory MLflow was writing.
+        where = Path(exc.filename).parent if exc.filename else "the MLflow store's disk"
+        return StorageError(f"no space left on the device of {where}{doing}; free some space "
+                            "there (or point --workspace / --tracking-uri elsewhere)")
     if any(marker in text for marker in _UNREACHABLE) or (
             isinstance(exc, OSError) and not is_missing(exc)):
         return TrackingError(f"MLflow tracking server at {shown} is unreachable{doing}; check "

@@ -65,16 +65,105 @@ def table_signature(sample: Any, predictions: Any) -> Any:
     return ModelSignature(Schema(inputs), outputs)
 
 
+def describe(model: Any, sample: Any) -> Any:
+    """The model's MLflow signature (:func:`table_signature`), checked before any run exists:
+    MLflow's failure to describe a column is a problem of the data or the model (DataError
+    naming the column), never of the tracking store."""
+    from revcli.errors import DataError, first_line
+
+    try:
+        return table_signature(sample, model.predict(sample))
+    except Exception as exc:  # MLflow's type inference fails in many ways; all mean the data
+        column = _undescribable(sample)
+        named = f" (column {column!r})" if column is not None else ""
+        raise DataError(f"MLflow cannot describe the model's input{named}: "
+                        f"{type(exc).__name__}: {first_line(exc, 160)}; drop or convert that "
+                        "column") from None
+
+
+def _undescribable(sample: Any) -> str | None:
+    """The first column MLflow's signature inference fails on alone, if one does."""
+    from mlflow.models import infer_signature
+
+    for name in sample.columns:
+        frame = sample[[name]]
+        if str(frame[name].dtype) == "category":
+            frame = frame.astype(str)
+        try:
+            infer_signature(frame)
+        except Exception:
+            return str(name)
+    return None
+
+
+def _no_space(exc: OSError, where: Path | str, model: Any, what: str) -> Exception:
+    """A full disk while logging, named as such: the directory and about how much it needs."""
+    from revcli.errors import StorageError
+
+    directory = Path(str(where))
+    if directory.name.startswith(".revcli-model-"):  # the staging directory, gone by now
+        directory = directory.parent
+    try:
+        import skops.io
+
+        need = f"about {len(skops.io.dumps(model)) / 1e6:.1f} MB"
+    except Exception:
+        need = "more space"
+    return StorageError(f"no space left on the device of {directory} ({what}): the model needs "
+                        f"{need} there; free some space")
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError an exception was raised from (MLflow wraps skops' write errors)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, OSError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _full(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+
+
+def _stage_code(directory: Path) -> str:
+    """A copy of the few revcli modules a logged model needs at load time
+    (:data:`revcli.serialization.MODEL_MODULES`), as a ``revcli`` package under ``directory``:
+    the model's ``code/`` instead of the whole package."""
+    import shutil
+
+    import revcli
+    from revcli.serialization import MODEL_MODULES
+
+    source = Path(revcli.__file__).parent
+    target = directory / "revcli"
+    for module in MODEL_MODULES:
+        relative = Path(*module.split(".")[1:])
+        file = (relative / "__init__.py" if (source / relative).is_dir()
+                else relative.with_suffix(".py"))
+        (target / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / file, target / file)
+    return str(target)
+
+
 def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
               code_paths: Sequence[str] = ()) -> str:
-    """Log ``model`` (sklearn flavour, cloudpickle, pinned requirements, a signature from the
-    ``sample`` rows and the model's own predictions on them) as ``model`` of run ``run_id``;
-    returns ``models:/<model id>``."""
+    """Log ``model`` as ``model`` of run ``run_id``: a skops file (no pickle) with revcli's
+    trusted types, MLflow's sklearn flavour and a pyfunc flavour whose loader is revcli's own
+    (:func:`revcli.serialization._load_pyfunc`), pinned requirements, the few revcli modules
+    the model's classes live in, and a signature from the ``sample`` rows and the model's own
+    predictions on them; returns ``models:/<model id>``."""
     import mlflow.sklearn
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    import revcli
+    from revcli import serialization
+    from revcli.errors import DataError, RevcliError, first_line
 
     _skip_package_scan()
     client = tracker.client
@@ -85,7 +174,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
-        signature = table_signature(sample, model.predict(sample))
+        signature = describe(model, sample)
         # Two rows as a request documents the format beside the signature: MLflow writes them
         # as input_example.json and serving_input_example.json, timestamps as ISO 8601 text
         # (what the served model takes; epoch numbers are refused, revcli.features).
@@ -97,15 +186,33 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         scratch = tracker.workspace.root if tracker.workspace is not None else None
         with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:
             local = Path(tmp) / MODEL_NAME
-            mlflow.sklearn.save_model(
-                model, path=str(local), mlflow_model=description, signature=signature,
-                input_example=example,
-                # skops refuses tree models without a trusted-types list; the strategies are
-                # revcli's own classes, shipped with the model (code_paths).
-                serialization_format="cloudpickle",
-                pip_requirements=model_requirements(),
-                code_paths=[*code_paths, str(Path(revcli.__file__).parent)])
-            client.log_model_artifacts(logged.model_id, str(local))
+            try:
+                mlflow.sklearn.save_model(
+                    model, path=str(local), mlflow_model=description, signature=signature,
+                    input_example=example, serialization_format="skops",
+                    skops_trusted_types=serialization.trusted_types(),
+                    pip_requirements=model_requirements(),
+                    code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
+                _pyfunc_through_revcli(local)
+            except OSError as exc:
+                if _full(exc):
+                    raise _no_space(exc, tmp, model, "saving the MLflow model") from None
+                raise
+            except RevcliError:
+                raise
+            except Exception as exc:  # MLflow's model code: a problem of the model ...
+                cause = _os_cause(exc)
+                if cause is not None and _full(cause):  # ... unless the disk filled under it
+                    raise _no_space(cause, tmp, model, "saving the MLflow model") from None
+                raise DataError(f"MLflow cannot save the model: {type(exc).__name__}: "
+                                f"{first_line(exc, 200)}") from None
+            try:
+                client.log_model_artifacts(logged.model_id, str(local))
+            except OSError as exc:
+                if _full(exc):
+                    raise _no_space(exc, logged.artifact_location.removeprefix("file://"),
+                                    model, "storing the model's artifacts") from None
+                raise
     except BaseException:
         import contextlib
 
@@ -114,6 +221,19 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         raise
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return f"models:/{logged.model_id}"
+
+
+def _pyfunc_through_revcli(local: Path) -> None:
+    """Point the saved model's pyfunc flavour at revcli's loader: MLflow's sklearn loader
+    refuses every format, skops included, under ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``
+    (it takes the trusted types from the MLmodel file, which the model's writer controls);
+    revcli's loader takes them from revcli itself, so the safe file loads with pickle off."""
+    from mlflow.models import Model
+    from mlflow.pyfunc import FLAVOR_NAME
+
+    description = Model.load(str(local))
+    description.flavors[FLAVOR_NAME]["loader_module"] = "revcli.serialization"
+    description.save(str(local / "MLmodel"))
 
 
 def log_dataset(tracker: Tracker, run_id: str, *, name: str, digest: str, source: str,
@@ -146,12 +266,15 @@ def _mlflow_type(arrow: str) -> str:
             "float": "float"}.get(arrow, arrow)
 
 
-def load_model(tracker: Tracker, run: Any) -> Any:
-    """Download the run's logged ``model`` from its artifact location and load it with the
-    sklearn flavour (the tracking URI is passed, never set globally)."""
+def load_model(tracker: Tracker, run: Any, pickle: bool = False) -> tuple[Any, str | None]:
+    """Download the run's logged ``model`` and load it (the tracking URI is passed, never set
+    globally): a skops file through :func:`revcli.serialization.load` (trusted types only),
+    an older cloudpickle one with MLflow's sklearn flavour (callers decide whether it is
+    trusted: ``pickle``). Returns the model and its format (SKOPS or PICKLE), or (None, None)
+    for a pickle when ``pickle`` is false."""
     import mlflow.artifacts
-    import mlflow.sklearn
 
+    from revcli import serialization
     from revcli.errors import NotFoundError
     from revcli.tracking.registry import logged_model_id
 
@@ -160,6 +283,12 @@ def load_model(tracker: Tracker, run: Any) -> Any:
         raise NotFoundError(f"run {run.run_id} logged no MLflow model named {MODEL_NAME!r}")
     location = tracker.client.get_logged_model(model_id).artifact_location
     with tempfile.TemporaryDirectory(prefix="revcli-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
-                                                    tracking_uri=tracker.uri)
-        return mlflow.sklearn.load_model(local)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                         tracking_uri=tracker.uri))
+        if (local / serialization.SKOPS_FILE).is_file():
+            return serialization.load(local / serialization.SKOPS_FILE), serialization.SKOPS
+        if not pickle:
+            return None, None
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(str(local)), serialization.PICKLE

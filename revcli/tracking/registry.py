@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from revcli.errors import NotFoundError
+from revcli.errors import GateFailed, NotFoundError, TrackingError
 from revcli.tracking._client import Tracker
 from revcli.tracking.record import LoggedRun
 
 CHAMPION = "champion"
 MODEL_NAME = "model"  # the name every run logs its model under
+# The promotion lease: a registered model of this name beside the real one exists while a
+# `push --promote` judges and moves the alias (see promotion_lease).
+LEASE_SUFFIX = ".promotion-lease"
+LEASE_OWNER_TAG = "revcli.lease.owner"
+LEASE_WAIT = 600.0  # seconds a promotion waits for another one to finish
+LEASE_STALE = 1800.0  # a lease this old is taken over (its holder cannot still be promoting)
 
 
 def champion(tracker: Tracker, name: str) -> tuple[str, LoggedRun | None] | None:
@@ -32,8 +41,11 @@ def champion(tracker: Tracker, name: str) -> tuple[str, LoggedRun | None] | None
 
 def logged_model_id(tracker: Tracker, run: LoggedRun) -> str | None:
     """The id of the MLflow model the run logged as ``model`` (MLflow 3 logged models)."""
-    outputs = getattr(getattr(run.raw, "outputs", None), "model_outputs", None) or []
-    for output in outputs:
+    outputs = getattr(getattr(run.raw, "outputs", None), "model_outputs", None)
+    if outputs is None:  # a run read without MLflow (revcli.tracking._reader) has no outputs
+        raw = tracker.call("read the run", tracker.client.get_run, run.run_id)
+        outputs = getattr(getattr(raw, "outputs", None), "model_outputs", None)
+    for output in outputs or []:
         logged = tracker.call("read the run's logged model", tracker.client.get_logged_model,
                               output.model_id)
         if logged.name == MODEL_NAME:
@@ -111,3 +123,106 @@ def check_name(name: str) -> None:
 
         raise ConfigError(f"registered model name {name!r} is not usable; set registry_model")
 
+
+
+def lease_name(name: str) -> str:
+    return f"{name}{LEASE_SUFFIX}"
+
+
+@contextlib.contextmanager
+def promotion_lease(tracker: Tracker, name: str, wait: float = LEASE_WAIT,
+                    on_wait: Any = None) -> Iterator[None]:
+    """Hold the promotion lease of registered model ``name`` for the block: one promotion at a
+    time, registry-side, so two `push --promote` started together are judged one after the
+    other and the second is judged against the first's result.
+
+    The lease is a registered model ``<name>.promotion-lease``: creating a registered model is
+    atomic in every MLflow store (a unique name; a second create fails with
+    RESOURCE_ALREADY_EXISTS), on a local sqlite file and behind ``mlflow server`` alike, and
+    needs no lock service. It is tagged with its holder's process identity and deleted when the
+    block ends. A lease whose holder provably died (same host) or older than LEASE_STALE is
+    taken over; a live one is waited for up to ``wait`` seconds (``on_wait(holder)`` is called
+    once), then the push fails with exit 2 naming the holder."""
+    from mlflow.exceptions import MlflowException
+
+    from revcli import processes
+
+    client = tracker.client
+    lock = lease_name(name)
+    me = processes.identity()
+    owner = json.dumps(me, sort_keys=True)
+    deadline = time.monotonic() + wait
+    said = False
+
+    def create() -> bool:
+        try:
+            client.create_registered_model(
+                lock, tags={LEASE_OWNER_TAG: owner},
+                description="revcli: held while `revcli push --promote` moves the champion "
+                            f"alias of {name!r}; deleted when it ends (safe to delete if its "
+                            "holder is gone)")
+            return True
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                return False
+            raise
+
+    while not tracker.call(f"take the promotion lease of {name!r}", create):
+        holder, age = _lease_holder(tracker, lock)
+        if holder is None and age is None:
+            continue  # released between our create and this read: try again at once
+        if processes.gone(holder) or (age is not None and age > LEASE_STALE):
+            with contextlib.suppress(NotFoundError, TrackingError):
+                tracker.call("take over a dead promotion lease", client.delete_registered_model,
+                             lock)
+            continue
+        if time.monotonic() > deadline:
+            who = (f"pid {holder.get('pid')} on {holder.get('host')}" if holder
+                   else "another process")
+            raise TrackingError(f"another `push --promote` of {name!r} ({who}) has held the "
+                                f"promotion lease for {age or 0:.0f} s; try again when it "
+                                f"ends, or delete the registered model {lock!r} if it is gone")
+        if not said and on_wait is not None:
+            on_wait(holder)
+            said = True
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(NotFoundError, TrackingError):
+            if (_lease_holder(tracker, lock)[0] or {}) == json.loads(owner):
+                tracker.call("release the promotion lease", client.delete_registered_model,
+                             lock)
+
+
+def _lease_holder(tracker: Tracker, lock: str) -> tuple[dict[str, Any] | None, float | None]:
+    """(holder identity, age in seconds) of the lease, (None, None) when there is none."""
+    try:
+        model = tracker.call("read the promotion lease", tracker.client.get_registered_model,
+                             lock)
+    except NotFoundError:
+        return None, None
+    try:
+        holder = json.loads((model.tags or {}).get(LEASE_OWNER_TAG, ""))
+    except ValueError:
+        holder = None
+    created = getattr(model, "creation_timestamp", None)
+    age = time.time() - created / 1000.0 if created else None
+    return (holder if isinstance(holder, dict) else None), age
+
+
+def promote_if(tracker: Tracker, name: str, version: str, expected: str | None,
+               reason: str) -> None:
+    """Compare-and-set of the ``champion`` alias: move it to ``version`` only if it still
+    points at ``expected`` (the version the gate judged against; None: no champion), else
+    GateFailed (exit 1) naming what changed. Called under :func:`promotion_lease`, so only a
+    writer that does not take the lease (an older revcli, a hand edit) can make it fail."""
+    current = champion(tracker, name)
+    now = current[0] if current else None
+    if now != expected and now != version:
+        was = f"v{expected}" if expected else "no champion"
+        raise GateFailed(f"not promoted: the {CHAMPION} of {name!r} changed to v{now} while "
+                         f"this push was judged against {was}; the model was uploaded and "
+                         "registered, push again with --promote to be judged against the new "
+                         f"{CHAMPION}")
+    promote(tracker, name, version, reason)

@@ -55,23 +55,16 @@ def make_folds(prepared: Prepared, strategy: str, n_folds: int, seed: int) -> li
         raise DataError(f"cannot make {n_folds} folds of a training split of {len(train)} rows; "
                         "lower --folds")
     ordered = prepared.table.ordered[train].astype(bool)
-    if prepared.split.train_in_time is not None:
-        # A time split: forward-chaining folds, each fitting on the past and scored on what
-        # follows it, as the holdout is.
-        from sklearn.model_selection import TimeSeriesSplit
-
-        train = prepared.split.train_in_time
-        ordered = prepared.table.ordered[train].astype(bool)
-        splitter: Any = TimeSeriesSplit(n_splits=n_folds)
-    else:
-        smallest = int(min(ordered.sum(), (~ordered).sum()))
-        if 0 < smallest < n_folds:
-            raise DataError(f"cannot make {n_folds} stratified folds: the training split has "
-                            f"only {smallest} sessions of its rarer class; lower --folds")
-        # A table of one class (converters only): nothing to stratify on.
-        splitter = (StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-                    if smallest else KFold(n_splits=n_folds, shuffle=True, random_state=seed))
     y = prepared.table.y
+    if prepared.split.time_column is not None and prepared.split.kind == "time":
+        return _forward_folds(prepared, cls, n_folds)
+    smallest = int(min(ordered.sum(), (~ordered).sum()))
+    if 0 < smallest < n_folds:
+        raise DataError(f"cannot make {n_folds} stratified folds: the training split has "
+                        f"only {smallest} sessions of its rarer class; lower --folds")
+    # A table of one class (converters only): nothing to stratify on.
+    splitter: Any = (StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                     if smallest else KFold(n_splits=n_folds, shuffle=True, random_state=seed))
     folds = []
     for fit_idx, val_idx in splitter.split(np.zeros(len(train)), ordered):
         fit, val = train[fit_idx], train[val_idx]
@@ -84,6 +77,41 @@ def make_folds(prepared: Prepared, strategy: str, n_folds: int, seed: int) -> li
         if not len(fit) or not len(val):
             raise DataError(f"a fold of the training split has no rows {cls.name} can fit on or "
                             "be scored on; lower --folds or add data")
+        folds.append(Fold(fit=fit, score=val))
+    return folds
+
+
+def _forward_folds(prepared: Prepared, cls: Any, n_folds: int) -> list[Fold]:
+    """A time split's folds look like its holdout: forward windows of the training rows
+    (revcli.backtest.windows, the one forward splitter), each fitting on everything before it
+    with the holdout's ``--gap`` left out, each about the holdout's size (together at most
+    half the training rows), the last ending where the training rows end -- as near the end
+    as the holdout is."""
+    from revcli import backtest
+
+    split = prepared.split
+    column = str(split.time_column)
+    if column in prepared.table.X.columns:
+        times = prepared.table.X[column]
+    else:
+        from revcli.data import read_parquet
+
+        times = read_parquet(prepared.dataset.path, columns=[column])[column]
+    train = np.sort(split.train)
+    share = min(0.5, n_folds * len(split.test) / max(len(train), 1))
+    y = prepared.table.y
+    folds = []
+    for made in backtest.windows(times.iloc[train].reset_index(drop=True),
+                                 prepared.table.ordered[train], n_folds, share, column,
+                                 split.gap):
+        fit, val = train[made.train], train[made.test]
+        mask = cls.fit_mask(y[fit])
+        if mask is not None:
+            fit = fit[mask]
+        val = val[cls.evaluation_rows(y[val])]
+        if not len(fit) or not len(val):
+            raise DataError(f"a forward fold of the training split has no rows {cls.name} can "
+                            "fit on or be scored on; lower --folds or add data")
         folds.append(Fold(fit=fit, score=val))
     return folds
 

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
     from revcli.tuning._space import SearchSpace
 
-STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# A pruned trial finished as the pruner meant it to (tagged revcli.trial_state=PRUNED and
+# revcli.pruned=true): it is no KILLED run in MLflow's UI, which means a process was stopped.
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 DEAD_AFTER = 2
 
 
@@ -103,6 +105,8 @@ class TrialRuns:
         estimator, params = self.space.decode(trial.params)
         state = trial.state.name
         extra = {"study": self.study, "trial": str(trial.number), "trial_state": state}
+        if state == "PRUNED":
+            extra["pruned"] = "true"
         if "failed_trial" in trial.system_attrs:
             extra["retry_of"] = str(trial.system_attrs["failed_trial"])
         if trial.user_attrs.get("error"):
@@ -123,8 +127,12 @@ class TrialRuns:
                              _ms(trial.datetime_complete) or int(time.time() * 1000))
 
 
-def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], list[str]]:
-    """Optimization history and parameter importances as PNGs; (paths, what was skipped)."""
+def study_plots(study: optuna.Study, directory: Path, metric: str = "rmse",
+                default: float | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Optimization history and parameter importances as PNGs; (paths, what was skipped).
+    The history's y axis says what it is (``cv <metric>``, in $ for money metrics) and, with
+    ``default`` (the default trial's CV score), a line at it and the best's relative gain in
+    the title, so a 0.08 % gain is not magnified into a cliff."""
     import warnings
 
     import matplotlib
@@ -144,7 +152,28 @@ def study_plots(study: optuna.Study, directory: Path) -> tuple[dict[str, Path], 
                 ax = draw(study)
             fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
             fig.set_size_inches(8, 5)
+            if name == "optimization_history":
+                _label_history(ax, study, metric, default)
             made[name] = plots.save_figure(fig, directory / f"{name}.png")
         except Exception as exc:  # e.g. importances need two completed trials
             skipped.append(f"{name}: {first_line(exc, 200)}")
     return made, skipped
+
+
+def _label_history(ax: Any, study: optuna.Study, metric: str, default: float | None) -> None:
+    from revcli import metrics
+
+    unit = " ($)" if metrics.METRICS.get(metric) and metrics.METRICS[metric].kind == "money" \
+        else ""
+    ax.set_ylabel(f"cross-validated {metric}{unit}, lower is better")
+    try:
+        best = study.best_value
+    except ValueError:
+        return
+    if default is not None and default > 0:
+        ax.axhline(default, color="grey", linestyle="--", linewidth=0.8,
+                   label=f"the defaults ({default:.4f})")
+        ax.legend()
+        gain = (default - best) / default * 100
+        ax.set_title(f"best {metric} {best:.4f} vs the defaults' {default:.4f}: "
+                     f"{gain:+.2f} % ({'better' if gain > 0 else 'not better'})")

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from revcli import estimators, metrics, pipeline, runs, targets, threads, tracking
-from revcli.errors import ConfigError, RevcliError
+from revcli.errors import ConfigError, RevcliError, Terminated
 from revcli.progress import SILENT, Reporter
 from revcli.tuning import _cv, _runs, _space, _study
 
@@ -143,6 +145,9 @@ class TuneResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # the best trial against the default trial it started from, fold by fold (see
+    # against_default); which of the two was refit ("best" or "default")
+    versus_default: dict[str, Any] | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -181,7 +186,54 @@ class TuneResult:
             "notes": self.notes,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "versions": self.versions,
+            "versus_default": self.versus_default,
         }
+
+
+def against_default(best: TrialSummary, default: TrialSummary | None,
+                    level: float = 0.95) -> dict[str, Any] | None:
+    """The best trial against the default trial, on the same folds: the mean gain of its fold
+    scores (default - best; positive: better), their spread, and whether the gain is clear of
+    it -- a one-sided paired t-test over the folds at ``level``. The best of many noisy trials
+    is partly luck (issue 17: 194 trials in 60 s ended worse forward than the defaults): tune
+    hands back the best only when its folds rate it clearly above the defaults."""
+    if default is None:
+        return None
+    base = {"default_trial": default.number, "default_cv": default.value,
+            "best_trial": best.number, "best_cv": best.value,
+            "default_folds": default.fold_scores, "best_folds": best.fold_scores}
+    if best.number == default.number or best.value is None or default.value is None:
+        return {**base, "gain": 0.0, "gain_pct": 0.0, "fold_sd": None, "margin": None,
+                "clear": False, "chosen": "default"}
+    k = min(len(best.fold_scores), len(default.fold_scores))
+    diffs = np.asarray(default.fold_scores[:k]) - np.asarray(best.fold_scores[:k])
+    gain = float(default.value - best.value)
+    if k >= 2:
+        from scipy import stats
+
+        sd = float(diffs.std(ddof=1))
+        margin = float(stats.t.ppf(level, k - 1)) * sd / math.sqrt(k)
+    else:
+        sd, margin = math.nan, math.inf
+    clear = bool(gain > 0 and gain > margin)
+    return {**base, "gain": gain, "gain_pct": gain / default.value * 100 if default.value else
+            None, "fold_sd": sd if math.isfinite(sd) else None,
+            "margin": margin if math.isfinite(margin) else None, "clear": clear,
+            "chosen": "best" if clear else "default"}
+
+
+def _default_trial(study: optuna.Study, space: _space.SearchSpace,
+                   estimator: str) -> TrialSummary | None:
+    """The completed trial at the defaults of ``estimator`` (else the best default trial)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and DEFAULTS_ATTR in t.user_attrs]
+    if not done:
+        return None
+    same = [t for t in done if t.user_attrs[DEFAULTS_ATTR] == estimator]
+    chosen = min(same or done, key=lambda t: (t.value, t.number))
+    return TrialSummary.of(chosen, space)
 
 
 # -- the search loop ------------------------------------------------------------------------------
@@ -196,13 +248,32 @@ class _StopRequest:
         # Second Ctrl-C: trials running in other threads cannot be interrupted mid-fit; they
         # see this before their next fold and fail.
         self.aborted = False
+        # SIGTERM / SIGHUP (Airflow, systemd, a closed terminal): abort the running trials at
+        # their next fold, refit nothing, and raise Terminated once the search has stopped --
+        # not from inside Optuna, where an exception between creating a trial and its heartbeat
+        # leaves the trial RUNNING and the heartbeat thread alive.
+        self.terminated: int | None = None
         self._previous: Any = None
+        self._saved: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
+            for name in ("SIGTERM", "SIGHUP"):
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    self._saved[signum] = signal.signal(signum, self._terminate)
         return self
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        if self.terminated is None:
+            self.terminated = signum
+            self.requested = self.aborted = True
+
+    def raise_if_terminated(self) -> None:
+        if self.terminated is not None:
+            raise Terminated(self.terminated)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -215,6 +286,8 @@ class _StopRequest:
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
 
 
 class _Tally:
@@ -301,8 +374,11 @@ def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tall
         try:
             study.optimize(objective, n_trials=count, timeout=remaining, n_jobs=jobs,
                            catch=(Exception,), callbacks=[tally])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             stop.requested = True
+            if isinstance(exc, Terminated):  # SIGTERM/SIGHUP: stop now, refit nothing
+                stop.aborted = True
+                raise
             return "interrupted"
 
 
@@ -398,13 +474,17 @@ def tune(settings: Settings, *, data: str | Path | None = None,
     and log everything to MLflow. Resumes the study of the same setup if there is one.
     ``note`` and ``tags`` describe the parent run (``--note``, ``--tag``)."""
     clock = time.perf_counter()
+    from revcli import engines
+
+    engines.in_process_only(settings, "tune", reporter)
     session = _open(settings, data, drop_features, study_name, fresh, reporter,
                     {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})})
     try:
         result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
     except BaseException as exc:
-        _runs.end_parent(session.tracker, session.parent_id,
-                         "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        _runs.end_parent(session.tracker, session.parent_id, status)
+        runs.close_own_runs(session.tracker, session.experiment_id, status)
         raise
     result.timings["total"] = time.perf_counter() - clock
     return result
@@ -558,6 +638,7 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
                 reason = _search(session.study, objective, p, tally, stop)
         finally:
             trial_runs.close()
+    stop.raise_if_terminated()
     timings["search"] = time.perf_counter() - search_start
     finished = tally.completed + tally.pruned + tally.failed
     timings["trials_per_minute"] = 60.0 * finished / max(timings["search"], 1e-9)
@@ -599,14 +680,29 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
     if plots:
         reporter.step("plotting the study")
         with _optuna_quiet():
+            default = _default_trial(session.study, p.space, best.estimator)
             plot_paths, skipped = _runs.study_plots(
-                session.study, session.prepared.workspace.plots_dir / session.parent_id)
+                session.study, session.prepared.workspace.plots_dir / session.parent_id,
+                p.metric, None if default is None else default.value)
         if reason != "tracking":
             with contextlib.suppress(RevcliError):  # the refit's logging reports a dead store
                 for path in plot_paths.values():
                     tracker.log_artifact(session.parent_id, path, "plots")
         session.notes.extend(f"plot skipped: {text}" for text in skipped)
 
+    versus = against_default(best, _default_trial(session.study, p.space, best.estimator))
+    if versus is not None and versus["chosen"] == "default" and best.number != versus[
+            "default_trial"]:
+        default = _default_trial(session.study, p.space, best.estimator)
+        assert default is not None
+        session.notes.append(
+            f"the best trial {best.number} (cv {p.metric} {best.value:.4f}) is not clearly "
+            f"better than the defaults (trial {default.number}, {default.value:.4f}): a gain "
+            f"of {versus['gain']:+.4f} against a margin of "
+            f"{'n/a' if versus['margin'] is None else format(versus['margin'], '.4f')} from "
+            f"the fold-to-fold spread; the defaults are refit")
+        reporter.warn(session.notes[-1])
+        best = default
     reporter.step(f"refitting trial {best.number} ({best.estimator}) on the training split")
     # n_jobs=-1: fit_and_score gives the refit as many threads as its rows can use.
     best_settings = s.replace(estimator=best.estimator, n_jobs=-1)
@@ -620,11 +716,19 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
             command=tracking.record.TUNE, run_id=session.parent_id, plots=plots,
             tags={"study": session.name, "tune_estimator": p.space.label,
                   "best_trial": str(best.number), "stop_reason": reason,
+                  "refit": "default" if versus and versus["chosen"] == "default" else "best",
                   "interrupted": str(reason == "interrupted").lower(),
                   "sampler_seed": str(s.seed), "storage": session.storage},
             params={f"best.{k}": v for k, v in best.params.items()}),
         reporter=reporter)
-    return session.result(reason, new, best_trials[:top], refit, plot_paths)
+    if versus is not None:
+        with contextlib.suppress(RevcliError):
+            tracker.log(session.parent_id, metrics={
+                f"default_cv_{p.metric}": versus["default_cv"],
+                f"gain_vs_default_cv_{p.metric}": versus["gain"]})
+    result = session.result(reason, new, best_trials[:top], refit, plot_paths)
+    result.versus_default = versus
+    return result
 
 
 @contextlib.contextmanager

@@ -73,4 +73,4 @@ def test_every_command_fits_the_terminal(width: int, small_settings, tmp_path: P
         if name == "train":
             # the run line's id and the model's path each stay whole
             assert re.search(r"\b[0-9a-f]{32}\b", result.stdout)
-            assert "model.joblib" in result.stdout
+            assert "model.skops" in result.stdout

@@ -190,7 +190,8 @@ def test_leaderboard_fits_at_80(small_settings) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert_fits(out, 80)
-    assert header_cells(out) == ["model", "run", "rmse ▲", "conv_rmse"]
+    # the ranking's noise beside the sort metric: each row minus the best, paired (issue 20)
+    assert header_cells(out) == ["model", "run", "rmse ▲", "rmse vs best (95 %)", "conv_rmse"]
     rows = body_cells(out)
     assert all(re.fullmatch(r"[0-9a-f]{8}", r[1]) for r in rows[:2])
     assert all("(" in r[2] for r in rows[:2])  # the delta against the baseline row
@@ -203,7 +204,9 @@ def test_evaluate_segment_table_fits_at_80(trained) -> None:
                      "--no-plots", columns=80)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    block = out[out.index("errors by segment"):out.index("permutation importance")]
+    assert_fits("\n".join(line for line in out.splitlines() if line[:1] in "┏┃┡│└"), 80)
+    # the segments' table, up to the errors by period that follow it (issue 17)
+    block = out[out.index("errors by segment"):out.index("errors by created_at (month)")]
     assert_fits(block, 80)
     heads = header_cells(block)
     assert {"segment", "level", "rows", "RMSE", "RMSE ÷ baseline"} <= set(heads)

@@ -46,7 +46,9 @@ def test_train_on_a_broken_current_dataset_is_an_error(invoke, monkeypatch, isol
     (isolated / "current.json").write_text("{")
     result = invoke("train", "--estimator", "mean", "--no-plots", "-q", "--json")
     _one_line_error(result, "revcli fetch")
-    assert result.stdout == ""
+    # with --json, stdout holds the same error as one JSON object (issue 21): nothing else
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == 2 and "revcli fetch" in payload["error"]
 
 
 def _one_line_error(result, fragment: str) -> None:
@@ -61,7 +63,7 @@ def _one_line_error(result, fragment: str) -> None:
 
 @pytest.mark.parametrize(("frame", "fragment"), [
     (pd.DataFrame({"revenue": [1.0, 0.0], "z": pd.to_timedelta([1, 2], "s")}),
-     "column 'z' has dtype"),
+     "column 'z' holds durations"),
     (pd.DataFrame({"revenue": [1.0, float("nan")], "x": [1, 2]}), "missing values"),
     (pd.DataFrame({"revenue": [1.0, -2.0], "x": [1, 2]}), "negative"),
     (pd.DataFrame({"revenue": pd.Series([], dtype=float), "x": pd.Series([], dtype=int)}),

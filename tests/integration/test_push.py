@@ -88,25 +88,43 @@ def test_push_uploads_model_and_metadata_and_registers_a_version(invoke, s3_env,
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     model_json = json.loads((runs.workspace / "models" / runs.ridge / "model.json").read_text())
-    sha = model_json["model_sha256"]
-    assert body["model_sha256"] == sha and body["version"] == "1"
+    skops_sha = model_json["model_sha256"]
+    assert body["version"] == "1"
     assert body["metadata_uri"] == f"s3://{bucket}/regression_model.json"
 
     client = s3_env.client()
     obj = client.get_object(Bucket=bucket, Key="regression_model.pkl")
     data = obj["Body"].read()
-    assert hashlib.sha256(data).hexdigest() == sha == obj["Metadata"]["sha256"]
-    assert data == (runs.workspace / "models" / runs.ridge / "model.joblib").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    assert body["model_sha256"] == sha == obj["Metadata"]["sha256"]
     assert obj["Metadata"]["revcli-run-id"] == runs.ridge
+    # the safe file beside it is the workspace's own skops file, byte for byte
+    safe = client.get_object(Bucket=bucket, Key="regression_model.skops")
+    safe_data = safe["Body"].read()
+    assert safe_data == (runs.workspace / "models" / runs.ridge / "model.skops").read_bytes()
+    assert hashlib.sha256(safe_data).hexdigest() == skops_sha == safe["Metadata"]["sha256"]
+    # the pickle loads under the sha256 rule (its hash is a tag of the run), the skops file
+    # anywhere
+    from revcli import modelref, tracking
+
+    for key in ("regression_model.pkl", "regression_model.skops"):
+        local = runs.workspace.parent / key
+        local.write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        loaded = modelref.load_file(local, tracker=tracking.Tracker(runs.tracking_uri, None))
+        assert loaded.run_id == runs.ridge, key
 
     meta_obj = client.get_object(Bucket=bucket, Key="regression_model.json")
     raw = meta_obj["Body"].read()
     assert hashlib.sha256(raw).hexdigest() == meta_obj["Metadata"]["sha256"]
     meta = json.loads(raw)
     assert meta["run_id"] == runs.ridge
-    assert meta["model"] == {"uri": f"s3://{bucket}/regression_model.pkl", "sha256": sha,
-                             "bytes": len(data), "format": "joblib",
-                             "loads_with": "joblib.load (revcli installed)"}
+    assert {k: meta["model"][k] for k in ("uri", "sha256", "bytes", "format")} == {
+        "uri": f"s3://{bucket}/regression_model.pkl", "sha256": sha, "bytes": len(data),
+        "format": "pickle"}
+    assert [(f["uri"], f["sha256"], f["format"]) for f in meta["files"]] == [
+        (f"s3://{bucket}/regression_model.pkl", sha, "pickle"),
+        (f"s3://{bucket}/regression_model.skops", skops_sha, "skops")]
+    assert "revcli.model.RevenueModel" in meta["files"][1]["trusted_types"]
     assert meta["metrics"]["rmse"] == pytest.approx(runs.rmse[runs.ridge])
     assert meta["params"]["estimator"] == "ridge"
     assert meta["dataset_sha256"] == model_json["dataset_sha256"]
@@ -136,7 +154,13 @@ def test_push_uploads_model_and_metadata_and_registers_a_version(invoke, s3_env,
     assert json.loads(candidate.stdout)["model_uri"] == f"s3://{bucket}/candidates/mean.pkl"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="candidates/")
             ["Contents"]}
-    assert keys == {"candidates/mean.pkl", "candidates/mean.json"}
+    assert keys == {"candidates/mean.pkl", "candidates/mean.skops", "candidates/mean.json"}
+
+    only = invoke(*target(runs.mean), "--key", "safe/mean.pkl", "--format", "skops", "--json")
+    assert only.exit_code == 0, only.output
+    assert json.loads(only.stdout)["model_uri"] == f"s3://{bucket}/safe/mean.skops"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="safe/")["Contents"]}
+    assert keys == {"safe/mean.skops", "safe/mean.json"}
 
 
 def test_the_promotion_gate(invoke, s3_env, bucket, runs, target) -> None:
@@ -144,7 +168,14 @@ def test_the_promotion_gate(invoke, s3_env, bucket, runs, target) -> None:
     assert first.exit_code == 0, first.output
     assert "no champion yet" in first.stdout and _champion(runs, target.name) == "1"
 
-    better = invoke(*target(runs.ridge, "--promote", "--json"))
+    # ridge is $0.48 better on the same 276 test converters, within the noise (± $0.59): the
+    # default gate refuses it with the interval, --margin 0 promotes any gain (issue 20)
+    noisy = invoke(*target(runs.ridge, "--promote"))
+    assert noisy.exit_code == 1, noisy.output
+    line = _error(noisy)
+    assert "not a clear gain" in line and " ± " in line and "paired on the same" in line
+    assert _champion(runs, target.name) == "1"
+    better = invoke(*target(runs.ridge, "--promote", "--margin", "0", "--json"))
     assert better.exit_code == 0, better.output
     gate = json.loads(better.stdout)["gate"]
     assert gate["verdict"] == "won" and gate["champion_version"] == "1"
@@ -213,7 +244,9 @@ def test_push_refuses_a_model_file_that_changed_after_training(invoke, runs, tar
                                                                tmp_path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(runs.workspace / "models" / runs.ridge, copy / "models" / runs.ridge)
-    with open(copy / "models" / runs.ridge / "model.joblib", "ab") as fh:
+    from revcli.runs import model_path
+
+    with open(model_path(copy / "models" / runs.ridge), "ab") as fh:  # model.skops
         fh.write(b"tampered")
     args = target(runs.ridge)
     args[args.index("--workspace") + 1] = str(copy)
@@ -260,3 +293,35 @@ def test_large_models_go_up_in_parts_with_their_metadata(s3_env, bucket, tmp_pat
     assert sum(seen) == path.stat().st_size
     body = s3_env.client().get_object(Bucket=bucket, Key="m/big.bin")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha
+
+
+@pytest.mark.parametrize("first", ["mean", "ridge"])
+def test_two_promotions_at_once_end_with_one_champion_the_better(s3_env, bucket, runs, target,
+                                                                  first: str) -> None:
+    """Issue 21: two `push --promote` with no champion yet, started together as real processes
+    against the real `mlflow server`: exactly one champion, the better model (ridge), whichever
+    starts first; the S3 key holds it; no promotion lease is left behind."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVCLI_", "MLFLOW_"))}
+    env.update(s3_env.env(), MLFLOW_DISABLE_TELEMETRY="true")
+    order = [runs.mean, runs.ridge] if first == "mean" else [runs.ridge, runs.mean]
+    procs = [subprocess.Popen([sys.executable, "-m", "revcli", *target(run_id, "--promote")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL) for run_id in order]
+    outcomes = [(p.wait(180), p.stderr.read().decode()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert all(code in (0, 1) for code, _ in outcomes), outcomes
+    client = MlflowClient(runs.tracking_uri)
+    model = client.get_registered_model(target.name)
+    assert list(model.aliases) == ["champion"]
+    assert client.get_model_version(target.name, model.aliases["champion"]).run_id == runs.ridge
+    head = s3_env.client().head_object(Bucket=bucket, Key="regression_model.pkl")
+    assert head["Metadata"]["revcli-run-id"] == runs.ridge
+    leases = client.search_registered_models(f"name = '{target.name}.promotion-lease'")
+    assert not leases

@@ -49,18 +49,19 @@ def test_a_server_that_dies_after_the_fit_loses_nothing_and_sync_logs_it(
     assert dead.exit_code == 2, dead.output
     errors = [line for line in dead.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "revcli runs sync" in errors[0], dead.stderr
-    assert "Traceback" not in dead.output and dead.stdout == ""
+    assert "Traceback" not in dead.output
+    # --json: stdout is the same error as one JSON object (issue 21), nothing else
+    assert json.loads(dead.stdout) == {"error": errors[0].removeprefix("Error: "),
+                                       "exit_code": 2}
     models = Path(small_settings.workspace) / "models"
     pending = [p.parent for p in models.glob("*/pending.json")]
-    assert len(pending) == 1 and (pending[0] / "model.joblib").is_file()
+    assert len(pending) == 1 and (pending[0] / "model.skops").is_file()
     assert pending[0].name.startswith("unlogged-") is created
 
     tracking_proxy.fail_after = None
-    if created:  # no run ever vouched for the file's sha256: loading it needs --trust
-        refused = invoke("runs", "sync")
-        assert refused.exit_code == 2 and "--trust" in refused.stderr, refused.output
-        assert list(models.glob("*/pending.json")) == [pending[0] / "pending.json"]
-    synced = invoke("runs", "sync", "--json", *(["--trust"] if created else []))
+    # No run ever vouched for the file's sha256 when the run could not be created; the file is
+    # skops, which loads with the trusted types only (no code runs), so no --trust is needed.
+    synced = invoke("runs", "sync", "--json")
     assert synced.exit_code == 0, synced.output
     [done] = json.loads(synced.stdout)["synced"]
     assert done["created"] is created and not list(models.glob("*/pending.json"))
@@ -99,4 +100,4 @@ def test_a_server_that_dies_during_tune_is_noticed_and_the_best_is_refit_and_sav
     assert noticed < 60  # bounded retries: seconds, not minutes
     models = Path(small_settings.workspace) / "models"
     [saved] = [p.parent for p in models.glob("*/pending.json")]
-    assert (saved / "model.joblib").is_file() and (saved / "scorecard.json").is_file()
+    assert (saved / "model.skops").is_file() and (saved / "scorecard.json").is_file()

@@ -121,6 +121,7 @@ class Outcome:
     seconds: float = 0.0
     timed_out: bool = False
     signal: int | None = None  # the subprocess died of this signal (exit_code is 128 + it)
+    signal_sent: bool | None = None  # for a ``signal_when`` case: whether its moment came
 
     @property
     def output(self) -> str:
@@ -134,7 +135,7 @@ class Case:
     argv: tuple[str, ...]
     setup: Callable[[Ctx], None] | None = None
     env: tuple[tuple[str, str], ...] = ()
-    exit: int | None = 2  # None: 0 or 2 are both acceptable, ``check`` decides
+    exit: int | tuple[int, ...] | None = 2  # None: 0 or 2; a tuple: any of those codes
     subprocess: bool = False
     fresh: bool = False  # a workspace that never had a dataset (only a migrated MLflow store)
     unchanged: bool | None = None  # default: True for failures, False for successes
@@ -143,6 +144,14 @@ class Case:
     never: tuple[str, ...] = ()  # text that must appear nowhere in the output
     check: Callable[[Ctx, Outcome], list[str]] | None = None
     sigint_after: float | None = None
+    # Send ``send`` (SIGINT by default) once ``signal_when(ctx)`` holds (polled every 10 ms):
+    # in the middle of the work the case names (a RUNNING trial, a temp file), not at a time.
+    signal_when: Callable[[Ctx], bool] | None = None
+    send: int = signal.SIGINT
+    s3: bool = False  # needs the real S3 gateway: ``{s3}`` is its endpoint, ``{bucket}`` fresh
+    # A second revcli command line started at the same moment as the case's own (two writers
+    # at once); its process is ``ctx.background`` for the check.
+    beside: str | None = None
     timeout: float = 60.0
 
     @property
@@ -215,23 +224,29 @@ def cli_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path, timeout: float,
-                   sigint_after: float | None = None) -> Outcome:
+                   sigint_after: float | None = None, send: int = signal.SIGINT,
+                   when: Callable[[], bool] | None = None) -> Outcome:
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "revcli", *argv], cwd=cwd, env=cli_env(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     timed_out = False
+    sent = None
     if sigint_after is not None:
         time.sleep(max(0.0, sigint_after - (time.perf_counter() - start)))
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+            proc.send_signal(send)
+    if when is not None:
+        # Pipes are drained by threads meanwhile, so a chatty command never blocks on them.
+        sent, out, err, timed_out = _signal_when(proc, when, send, start + timeout)
+    else:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
     seconds = time.perf_counter() - start
     code = proc.returncode
     died_of = None
@@ -240,7 +255,48 @@ def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path, timeout: flo
         code = 128 - code  # killed by a signal: report it the way a shell does
     return Outcome(None if timed_out else code, out.decode("utf-8", "replace"),
                    err.decode("utf-8", "replace"), out + err, None, seconds, timed_out,
-                   died_of)
+                   died_of, sent)
+
+
+def _signal_when(proc: subprocess.Popen, when: Callable[[], bool], send: int,
+                 deadline: float) -> tuple[bool, bytes, bytes, bool]:
+    """Poll ``when()`` every 10 ms while ``proc`` runs and send ``send`` the moment it holds;
+    then wait for the end. (sent, stdout, stderr, timed out)."""
+    import threading
+
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+
+    def drain(stream: Any, into: list[bytes]) -> None:
+        while data := stream.read1(65536):
+            into.append(data)
+
+    threads = [threading.Thread(target=drain, args=(proc.stdout, chunks["out"]), daemon=True),
+               threading.Thread(target=drain, args=(proc.stderr, chunks["err"]), daemon=True)]
+    for t in threads:
+        t.start()
+    sent = False
+    while proc.poll() is None and time.perf_counter() < deadline:
+        try:
+            ready = when()
+        except Exception:  # e.g. a database in the middle of a write: ask again
+            ready = False
+        if ready:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(send)
+            sent = True
+            break
+        time.sleep(0.01)
+    timed_out = False
+    try:
+        proc.wait(max(0.1, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    return sent, b"".join(chunks["out"]), b"".join(chunks["err"]), timed_out
 
 
 def relocate_store(db: Path, old: str, new: str) -> None:
@@ -277,17 +333,22 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
         problems.append(f"hung: no exit within {case.timeout:.0f} s")
     elif case.exit is None and outcome.exit_code not in (0, 2):
         problems.append(f"exit {outcome.exit_code} (want 0 or 2)")
+    elif isinstance(case.exit, tuple):
+        if outcome.exit_code not in case.exit:
+            problems.append(f"exit {outcome.exit_code} (want one of {case.exit})")
     elif case.exit is not None and outcome.exit_code != case.exit:
         problems.append(f"exit {outcome.exit_code} (want {case.exit})")
     if outcome.signal is not None:
         problems.append(f"killed by signal {outcome.signal}: the interrupt was not handled")
+    if case.signal_when is not None and outcome.signal_sent is False:
+        problems.append("the moment to send the signal never came (the command ended first)")
     if outcome.exception:
         problems.append(f"uncaught {last_line(outcome.exception)}")
     if "Traceback" in outcome.stdout or "Traceback" in outcome.stderr:
         tb_source = outcome.stderr if "Traceback" in outcome.stderr else outcome.stdout
         problems.append(f"traceback printed: {exception_line(tb_source)[:160]}")
     errors = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
-    failed = case.exit != 0 if case.exit is not None else outcome.exit_code != 0
+    failed = (case.exit != 0 if isinstance(case.exit, int) else outcome.exit_code != 0)
     if failed:
         if len(errors) != 1:
             problems.append(f"{len(errors)} 'Error:' lines on stderr (want 1)")

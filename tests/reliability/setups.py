@@ -331,6 +331,22 @@ def write_evil(path: Path, marker: Path) -> str:
     return sha256_file(path)
 
 
+def evil_skops(rel: str) -> Setup:
+    """A skops file (what revcli writes) holding a type no list trusts: a revcli model whose
+    strategy carries an object that would call ``open(marker, "w")`` when built."""
+    def run(ctx: Ctx) -> None:
+        import skops.io
+
+        from revcli import serialization
+
+        model = serialization.load(model_file(ctx.ws / "models" / ctx.run))
+        model.strategy_.payload_ = _Boom(str(ctx.root / MARKER))
+        path = ctx.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        skops.io.dump(model, path)
+    return run
+
+
 def forged_meta(ctx: Ctx, sha: str, run_id: str, model_file: str = "model.joblib") -> dict:
     """The template run's own model.json, pointing at ``sha``: everything else looks genuine."""
     meta = json.loads((ctx.ws / "models" / ctx.run / "model.json").read_text())
@@ -351,12 +367,20 @@ def evil_file(rel: str, sidecar: str | None = None, push_style: bool = False) ->
     return run
 
 
+def model_file(directory: Path) -> Path:
+    """The run's model file to swap: its ``model.skops`` when it has one (a pickle under that
+    name must still be refused), else an older workspace's ``model.joblib``."""
+    skops = directory / "model.skops"
+    return skops if skops.exists() else directory / "model.joblib"
+
+
 def evil_run_dir(run_id: str | None = None, with_meta: bool = True) -> Setup:
-    """A hostile pickle as ``models/<run id>/model.joblib`` of the workspace, with a forged
-    model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real) id."""
+    """A hostile pickle as the model file of ``models/<run id>/`` in the workspace, with a
+    forged model.json. ``run_id`` None: a fake id no MLflow run has; else that run's (real)
+    id, whose model.skops it replaces."""
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else FAKE_RUN
-        path = ctx.ws / "models" / rid / "model.joblib"
+        path = model_file(ctx.ws / "models" / rid)
         sha = write_evil(path, ctx.root / MARKER)
         if with_meta:
             meta = forged_meta(ctx, sha, rid)
@@ -372,9 +396,10 @@ def evil_pending(run_id: str | None = None, garbage: bool = False) -> Setup:
     def run(ctx: Ctx) -> None:
         rid = ctx.fmt(run_id) if run_id else None
         directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
-        sha = write_evil(directory / "model.joblib", ctx.root / MARKER)
+        path = model_file(directory)
+        sha = write_evil(path, ctx.root / MARKER)
         (directory / "model.json").write_text(json.dumps(
-            forged_meta(ctx, sha, rid or directory.name), indent=2))
+            forged_meta(ctx, sha, rid or directory.name, model_file=path.name), indent=2))
         if garbage:
             (directory / "pending.json").write_text("{not json")
             return
@@ -443,6 +468,78 @@ def wait(seconds: float) -> Setup:
     return run
 
 
+# -- Arrow column kinds (issue 18.3, 21.5) ----------------------------------------------------
+
+def _kinds(n: int) -> dict[str, Any]:
+    import datetime as dt
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+
+    day = dt.date(2024, 1, 1)
+    return {
+        "struct": lambda: pa.array([{"a": i, "b": "x"} for i in range(n)]),
+        "list": lambda: pa.array([[i, i + 1] for i in range(n)]),
+        "map": lambda: pa.array([[("k", i)] for i in range(n)],
+                                pa.map_(pa.string(), pa.int64())),
+        "binary": lambda: pa.array([b"ab"] * n, pa.binary()),
+        "duration": lambda: pa.array(np.arange(n), pa.duration("s")),
+        "time-of-day": lambda: pa.array([dt.time(i % 24) for i in range(n)]),
+        "decimal": lambda: pa.array([decimal.Decimal(i % 24) for i in range(n)],
+                                    pa.decimal128(12, 2)),
+        "float16": lambda: pa.array((np.arange(n) % 24).astype(np.float16)),
+        "date": lambda: pa.array([day + dt.timedelta(days=i % 300) for i in range(n)]),
+        "dictionary-text": lambda: pa.array([("a", "b", "c")[i % 3] for i in range(n)]
+                                            ).dictionary_encode(),
+        "dictionary-int": lambda: pa.array([i % 24 for i in range(n)]).dictionary_encode(),
+        "large-string": lambda: pa.array([("u", "v")[i % 2] for i in range(n)],
+                                         pa.large_string()),
+        "all-null": lambda: pa.nulls(n),
+        "all-null-string": lambda: pa.nulls(n, pa.string()),
+        "all-null-double": lambda: pa.nulls(n, pa.float64()),
+        "all-null-timestamp": lambda: pa.nulls(n, pa.timestamp("us")),
+        "all-null-bool": lambda: pa.nulls(n, pa.bool_()),
+        "all-null-decimal": lambda: pa.nulls(n, pa.decimal128(10, 2)),
+    }
+
+
+REFUSED_KINDS = ("struct", "list", "map", "binary", "duration", "time-of-day")
+ENCODED_KINDS = ("decimal", "float16", "date", "dictionary-text", "dictionary-int",
+                 "large-string", "all-null", "all-null-string", "all-null-double",
+                 "all-null-timestamp", "all-null-bool", "all-null-decimal")
+
+
+def arrow_column(name: str, kind: str, column: str = "extra") -> Setup:
+    """The demo table with a column of Arrow ``kind`` (added as ``column``, or replacing it
+    when the table has one), written with pyarrow as a warehouse export would be."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame(), preserve_index=False)
+        values = _kinds(table.num_rows)[kind]()
+        if column in table.column_names:
+            table = table.set_column(table.column_names.index(column), column, values)
+        else:
+            table = table.append_column(column, values)
+        pq.write_table(table, ctx.root / name)
+    return run
+
+
+def non_utf8_config(rel: str) -> Setup:
+    def run(ctx: Ctx) -> None:
+        (ctx.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx.root / rel).write_bytes("seed = 7 # r\xe9sum\xe9\n".encode("latin-1"))
+    return run
+
+
+def external_sqlite_store(ctx: Ctx) -> None:
+    """MLFLOW_TRACKING_URI at a sqlite store in another directory (a migrated one)."""
+    from tests.workspaces import seed_store
+
+    seed_store(ctx.root / "elsewhere")
+    ctx.env["MLFLOW_TRACKING_URI"] = "sqlite:///elsewhere/mlflow.db"
 # -- datasets made of parts (revcli.parts) ----------------------------------------------------
 
 PART_DAYS = ("2015-03-01", "2015-03-02", "2015-03-03")
@@ -507,3 +604,312 @@ def killed_parts_fetch(ctx: Ctx) -> None:
     (orphan / "dt=2015-03-01").mkdir(parents=True)
     (orphan / "dt=2015-03-01" / "part-0.parquet").write_bytes(b"x" * 4096)
     ctx.values["orphan"] = str(orphan)
+
+
+# -- input drift (issue 21, class 4) ----------------------------------------------------------
+
+def as_text_flags(column: str, true: str = "True", false: str = "False") -> Callable:
+    """A flag column as the strings a CSV or JSON export carries."""
+    def mutate(f: Any) -> Any:
+        f[column] = f[column].map({True: true, False: false}).astype(object)
+        return f
+    return mutate
+
+
+def duplicated_column(name: str, column: str) -> Setup:
+    """The demo table with ``column`` a second time (pandas cannot write that; Arrow can)."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pa.Table.from_pandas(frame(), preserve_index=False)
+        pq.write_table(pa.Table.from_arrays([*t.columns, t.column(column)],
+                                            names=[*t.column_names, column]), ctx.root / name)
+    return run
+
+
+def chain_mutations(*mutations: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def mutate(f: Any) -> Any:
+        for m in mutations:
+            f = m(f)
+        return f
+    return mutate
+
+
+# -- signals in the middle of the work (issue 21, class 3) ------------------------------------
+
+def _query(db: Path, sql: str) -> int:
+    if not db.is_file():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def running_runs(ctx: Ctx) -> int:
+    return _query(ctx.ws / "mlflow.db", "SELECT count(*) FROM runs WHERE status = 'RUNNING'")
+
+
+def running_trials(ctx: Ctx) -> int:
+    return _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state = 'RUNNING'")
+
+
+def a_run_is_running(ctx: Ctx) -> bool:
+    return running_runs(ctx) > 0
+
+
+def a_trial_is_running(ctx: Ctx, after: int = 3) -> bool:
+    """A trial is RUNNING and at least ``after`` trials of this search finished (so the
+    search is well under way, its MLflow parent run and trial runs being logged)."""
+    done = _query(ctx.ws / "studies" / "optuna.db",
+                  "SELECT count(*) FROM trials WHERE state != 'RUNNING'")
+    return running_trials(ctx) > 0 and done >= after + 1  # +1: the template's own trial
+
+
+def temp_files(ctx: Ctx) -> list[Path]:
+    return [p for p in ctx.root.rglob("*")
+            if p.name.startswith(".incoming.") or p.name.endswith(".tmp")]
+
+
+def a_temp_file_exists(ctx: Ctx) -> bool:
+    return bool(temp_files(ctx))
+
+
+def left_nothing_running(ctx: Ctx, outcome: Any) -> list[str]:
+    """After an interrupt: no run or trial RUNNING, no temp file anywhere in the case."""
+    problems = []
+    if running_runs(ctx):
+        problems.append(f"{running_runs(ctx)} MLflow run(s) left RUNNING")
+    if running_trials(ctx):
+        problems.append(f"{running_trials(ctx)} Optuna trial(s) left RUNNING")
+    left = temp_files(ctx)
+    if left:
+        problems.append(f"temp file(s) left: {', '.join(p.name for p in left[:3])}")
+    return problems
+
+
+def big_object(key: str, rows: int = 4_000_000) -> Setup:
+    """A ~32 MB parquet object (one float column: an object large enough to be caught in the
+    middle of its download) at ``s3://{bucket}/<key>``."""
+    def run(ctx: Ctx) -> None:
+        import boto3
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root.parent / f"{ctx.root.name}-object.parquet"  # outside the snapshot
+        rng = np.random.default_rng(0)
+        pq.write_table(pa.table({"revenue": rng.random(rows)}), path, compression="none")
+        client = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                              aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        client.upload_file(str(path), ctx.values["bucket"], key)
+        path.unlink()
+    return run
+
+
+# -- two writers at once (issue 21, class 2) --------------------------------------------------
+
+def train_current(estimator: str, key: str) -> Setup:
+    """Train ``estimator`` (converting_only) on the current dataset, as the template's ridge
+    run was: same dataset, split and population, so the promotion gate compares the two. Its
+    run id as ``{key}``."""
+    def run(ctx: Ctx) -> None:
+        from revcli import settings, train
+
+        (ctx.root / "empty.toml").write_text("")
+        s = settings.resolve(flags={"workspace": str(ctx.ws), "estimator": estimator,
+                                    "n_jobs": 1}, config_file=ctx.root / "empty.toml", env={})
+        ctx.values[key] = train.train(s, plots=False).run_id
+    return run
+
+
+def start_beside(ctx: Ctx, argv: str, env: dict[str, str]) -> None:
+    """Start ``revcli <argv>`` as a real process (``Case.beside``); ``ctx.background``."""
+    import shlex
+
+    from tests.reliability.harness import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "revcli",
+                             *(ctx.fmt(a) for a in shlex.split(argv))],
+                            cwd=ctx.root, env=cli_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    ctx.background = proc  # type: ignore[attr-defined]
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    ctx.cleanups.append(stop)
+
+
+def one_champion_the_better(first: str, second: str, bucket_key: str) -> Callable:
+    """After two `push --promote` at once of runs ``{first}`` and ``{second}``: exactly one
+    champion, the version of the one with the lower rmse; the S3 key holds that model; each
+    push exited 0 (promoted) or 1 (lost)."""
+    def check(ctx: Ctx, outcome: Any) -> list[str]:
+        import boto3
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+        a, b = ctx.values[first], ctx.values[second]
+        rmse = {r: client.get_run(r).data.metrics["rmse"] for r in (a, b)}
+        better, worse = (a, b) if rmse[a] < rmse[b] else (b, a)
+        proc = ctx.background  # type: ignore[attr-defined]
+        _out, err = proc.communicate(timeout=120)
+        problems = []
+        if proc.returncode not in (0, 1):
+            problems.append(f"the other push exited {proc.returncode}: "
+                            f"{err.decode(errors='replace').strip().splitlines()[-1:]}")
+        names = [m.name for m in client.search_registered_models()]
+        models = [n for n in names if not n.endswith(".promotion-lease")]
+        if len(models) != 1:
+            return [*problems, f"registered models: {names}"]
+        if len(names) != len(models):
+            problems.append(f"a promotion lease was left behind: {names}")
+        model = client.get_registered_model(models[0])
+        aliases = dict(model.aliases or {})
+        if list(aliases) != ["champion"]:
+            return [*problems, f"aliases: {aliases}"]
+        run_of = client.get_model_version(models[0], aliases["champion"]).run_id
+        if run_of != better:
+            problems.append(f"the champion is run {run_of[:12]}, not the better {better[:12]} "
+                            f"(rmse {rmse[better]:.4g}; the other {rmse[worse]:.4g})")
+        s3 = boto3.client("s3", endpoint_url=ctx.values["s3"], region_name="us-east-1",
+                          aws_access_key_id=ctx.env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=ctx.env["AWS_SECRET_ACCESS_KEY"])
+        held = s3.head_object(Bucket=ctx.values["bucket"], Key=bucket_key)["Metadata"]
+        if held.get("revcli-run-id") != better:
+            problems.append(f"s3://{ctx.values['bucket']}/{bucket_key} holds run "
+                            f"{held.get('revcli-run-id', '?')[:12]}, not the champion")
+        return problems
+    return check
+
+
+# -- a failed command changes nothing (issue 21, class 6) -------------------------------------
+
+def proxy_in_front(fail_after: int) -> Setup:
+    """A fault-injecting proxy in front of the S3 gateway (``{proxy}``): it lets
+    ``fail_after`` requests through and answers every later one with 503 SlowDown (a server
+    that fails in the middle of a push)."""
+    def run(ctx: Ctx) -> None:
+        from tests.integration.servers import FaultProxy
+
+        port = int(ctx.values["s3"].rsplit(":", 1)[1])
+        proxy = FaultProxy(upstream_port=port, fail_after=fail_after).start()
+        ctx.values["proxy"] = proxy.endpoint
+        ctx.env["AWS_MAX_ATTEMPTS"] = "1"
+        ctx.cleanups.append(proxy.close)
+    return run
+
+
+def no_registered_version(ctx: Ctx, outcome: Any) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+    versions = client.search_model_versions()
+    models = [m.name for m in client.search_registered_models()]
+    return ([f"{len(versions)} model version(s) registered by a failed push"] if versions
+            else []) + ([f"registered models left: {models}"] if models else [])
+
+
+def plots_whole(ctx: Ctx, outcome: Any) -> list[str]:
+    """No run's plot directory half-written, no run RUNNING, no temp file."""
+    problems = left_nothing_running(ctx, outcome)
+    plots = ctx.ws / "plots"
+    for directory in (plots.iterdir() if plots.is_dir() else []):
+        pngs = list(directory.glob("*.png"))
+        if directory.is_dir() and 0 < len(pngs) < 3:
+            problems.append(f"plots/{directory.name} is half-written ({len(pngs)} PNGs)")
+    return problems
+
+
+# -- a parquet page damaged in place (issue 21, class 7) --------------------------------------
+
+def flip_page_byte(path: Path, column: str = "hour_of_day") -> None:
+    """Flip one byte inside the last data page of ``column`` (PLAIN int32 values, so the file
+    still decodes: one value silently becomes another), keeping size and mtime."""
+    import pyarrow.parquet as pq
+
+    stat = path.stat()
+    meta = pq.read_metadata(path)
+    names = meta.schema.to_arrow_schema().names
+    chunk = meta.row_group(0).column(names.index(column))
+    at = chunk.data_page_offset + chunk.total_compressed_size - 2  # 3rd byte of the last value
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        byte = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def checksummed_then_flipped(name: str) -> Setup:
+    """The demo table written as revcli writes parquet (with page checksums; uncompressed and
+    without dictionaries so the damage decodes), then one page byte flipped."""
+    def run(ctx: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = ctx.root / name
+        pq.write_table(pa.Table.from_pandas(frame(), preserve_index=False), path,
+                       write_page_checksum=True, compression="none", use_dictionary=False)
+        flip_page_byte(path)
+    return run
+
+
+def flip_cached_page(ctx: Ctx) -> None:
+    """The current cached dataset damaged in place (size and mtime kept)."""
+    flip_page_byte(ctx.ws / "datasets" / f"{ctx.sha}.parquet")
+
+
+# -- decided and documented (issue 21, class 8) -----------------------------------------------
+
+def _client(ctx: Ctx) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{ctx.ws / 'mlflow.db'}")
+
+
+def delete_template_run(ctx: Ctx) -> None:
+    _client(ctx).delete_run(ctx.run)
+
+
+def running_run_of_a_live_process(ctx: Ctx) -> None:
+    """A run RUNNING in the store, made by a revcli process that is alive (a stand-in: a
+    sleeping process, its identity in the run's worker tags as train records it): ``{live}``."""
+    from revcli import processes
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            stdin=subprocess.DEVNULL)
+    ctx.cleanups.append(lambda: (proc.kill(), proc.wait()))
+    who = {**processes.identity(), "pid": proc.pid, "start": processes._start_ticks(proc.pid)}
+    client = _client(ctx)
+    experiment = client.get_experiment_by_name("Revenue_Prediction_Regression")
+    run = client.create_run(experiment.experiment_id, run_name="training", tags={
+        f"revcli.worker.{k}": str(v) for k, v in who.items() if v is not None})
+    ctx.values["live"] = run.info.run_id
+
+
+def template_run_is_champion(ctx: Ctx) -> None:
+    client = _client(ctx)
+    client.create_registered_model("revenue-regression")
+    uri = client.get_run(ctx.run).info.artifact_uri
+    version = client.create_model_version("revenue-regression", f"{uri}/model",
+                                          run_id=ctx.run)
+    client.set_registered_model_alias("revenue-regression", "champion", version.version)
+
+
+def pending_without_model(run_id: str | None = None) -> Setup:
+    """A pending run for `runs sync` whose model file is gone (deleted after the failed log)."""
+    def run(ctx: Ctx) -> None:
+        evil_pending(run_id)(ctx)
+        rid = ctx.fmt(run_id) if run_id else None
+        directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
+        (directory / "model.joblib").unlink()
+    return run
+
+

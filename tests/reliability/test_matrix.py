@@ -16,9 +16,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -347,7 +350,13 @@ def _hostile_models() -> list[Case]:
     pr = f"predict {data} --out o.parquet"
     evil = "evil/model.joblib"
     kw = {"check": S.no_marker}
+    foreign = S.evil_skops("evil/model.skops")
     return [
+        # skops: a file with a type off revcli's list is refused naming it, --trust or not
+        C(k, "evaluate-skops-foreign-type", f"{ev} --model evil/model.skops", setup=foreign,
+          says=("does not trust",), **kw),
+        C(k, "predict-skops-foreign-type-trust", f"{pr} --model evil/model.skops --trust",
+          setup=foreign, says=("does not trust",), **kw),
         C(k, "evaluate-model-no-sidecar", f"{ev} --model {evil}", setup=S.evil_file(evil), **kw),
         C(k, "evaluate-model-forged-model-json", f"{ev} --model {evil}",
           setup=S.evil_file(evil, "model.json"), **kw),
@@ -469,7 +478,59 @@ def _signals() -> list[Case]:
                  sigint_after=0.2, exit=130, timeout=30))
     out.append(C(k, "tune-sigint-0.3s", TUNE, subprocess=True, sigint_after=0.3, exit=130,
                  timeout=30))
+    # Issue 21, class 3: SIGTERM (Airflow, systemd, Kubernetes) and SIGHUP handled like Ctrl-C,
+    # sent in the middle of the work: exit 143 / 129, no run or trial RUNNING, no temp file.
+    TERM, HUP = signal.SIGTERM, signal.SIGHUP
+    codes = {TERM: 143, HUP: 129}
+    long_tune = "tune -e ridge -n 500 --no-plots"
+    predict = "predict --run {run} --data t.parquet --out o.parquet --batch-rows 1"
+    for sig, word in ((TERM, "sigterm"), (HUP, "sighup")):
+        kw = {"subprocess": True, "send": sig, "exit": codes[sig], "timeout": 90,
+              "check": S.left_nothing_running}
+        out += [
+            C(k, f"train-{word}-0.2s", TRAIN, sigint_after=0.2, **kw),
+            C(k, f"train-{word}-while-logging", TRAIN, signal_when=S.a_run_is_running,
+              unchanged=False, **kw),
+            C(k, f"tune-{word}-mid-trial", f"{long_tune} -j 1", signal_when=S.a_trial_is_running,
+              unchanged=False, **kw),
+            C(k, f"predict-{word}-mid-write", predict, signal_when=S.a_temp_file_exists, **kw),
+        ]
+    out += [
+        C(k, "tune-sigterm-mid-trial-two-threads", f"{long_tune} -j 2", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running, unchanged=False,
+          signal_when=S.a_trial_is_running),
+        C(k, "train-rf-sigterm-while-logging", "train -e rf --no-plots -p n_estimators=20",
+          subprocess=True, send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          unchanged=False, signal_when=S.a_run_is_running),
+        C(k, "compare-strategies-sigterm-while-logging", "compare strategies --estimator "
+          "ridge", subprocess=True, send=TERM, exit=143, timeout=120,
+          check=S.left_nothing_running, unchanged=False, signal_when=S.a_run_is_running),
+        C(k, "evaluate-sigterm-while-logging", "evaluate --run {run}", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.plots_whole, unchanged=False,
+          signal_when=S.a_run_is_running),
+        C(k, "fetch-demo-sigterm-mid-write", "fetch --demo --rows 400000", subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
+        C(k, "fetch-s3-sigterm-mid-download", "fetch s3://{bucket}/big.parquet "
+          "--endpoint-url {s3}", s3=True, setup=S.big_object("big.parquet"), subprocess=True,
+          send=TERM, exit=143, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
+        C(k, "fetch-s3-sighup-mid-download", "fetch s3://{bucket}/big.parquet "
+          "--endpoint-url {s3}", s3=True, setup=S.big_object("big.parquet"), subprocess=True,
+          send=HUP, exit=129, timeout=90, check=S.left_nothing_running,
+          signal_when=S.a_temp_file_exists),
+    ]
     return out
+
+
+def broken_in_json(ctx: Ctx, outcome: Outcome) -> list[str]:
+    try:
+        broken = json.loads(outcome.stdout).get("broken") or []
+    except ValueError:
+        return ["stdout is not JSON"]
+    if not any(b.get("dataset") == ctx.sha for b in broken):
+        return [f"--json does not list dataset {ctx.sha[:12]} as broken"]
+    return []
 
 
 def _corruption() -> list[Case]:
@@ -483,9 +544,29 @@ def _corruption() -> list[Case]:
         C(k, "dataset-replaced-evaluate", "evaluate --run {run} --no-plots --no-track",
           setup=S.replace_dataset_with("other.parquet")),
         C(k, "model-appended-evaluate", "evaluate --run {run} --no-plots --no-track",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
         C(k, "model-appended-predict", "predict --run {run} --data t.parquet --out o.parquet",
-          setup=S.append_byte("models/{run}/model.joblib")),
+          setup=S.append_byte("models/{run}/model.skops")),
+        # Issue 21, class 7: a page damaged in place (one byte of an int32 page, the file still
+        # decodes) fails its page checksum instead of training or scoring on a wrong value.
+        C(k, "page-flipped-train-data", f"{TRAIN} --data c.parquet",
+          setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-predict", "predict --run {run} --data c.parquet --out o.parquet",
+          setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-evaluate", "evaluate --run {run} --data c.parquet --no-plots "
+          "--no-track", setup=S.checksummed_then_flipped("c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-fetch", "fetch c.parquet", setup=S.checksummed_then_flipped(
+            "c.parquet"), says=("c.parquet",)),
+        C(k, "page-flipped-cache-train", TRAIN, setup=S.flip_cached_page),
+        # Issue 21, class 7: `datasets list` says a broken dataset is broken, never hides it.
+        C(k, "manifest-garbage-list", "datasets list", exit=0, unchanged=True,
+          setup=S.write_ws("datasets/{sha}.json", "garbage"), says=("{sha12}", "broken")),
+        C(k, "manifest-garbage-list-json", "datasets list --json", exit=0, unchanged=True,
+          setup=S.write_ws("datasets/{sha}.json", "garbage"), check=broken_in_json),
+        C(k, "parquet-missing-list", "datasets list", exit=0, unchanged=True,
+          setup=S.remove_ws("datasets/{sha}.parquet"), says=("{sha12}", "missing")),
+        C(k, "manifest-missing-list", "datasets list", exit=0, unchanged=True,
+          setup=S.remove_ws("datasets/{sha}.json"), says=("{sha12}", "no manifest")),
         # The model itself is verified by its MLflow run; a damaged model.json is said, and the
         # run's record stands in for it.
         C(k, "model-json-garbage-predict", "predict --run {run} --data t.parquet --out o.parquet",
@@ -507,6 +588,240 @@ def _s3() -> list[Case]:
     ]
 
 
+def _drift() -> list[Case]:
+    """Issue 21, class 4: a table that drifted from the one the model was trained on (ridge,
+    trained without gaps, with bool flags). Handled as the encoding defines (a flag as text is
+    parsed) or refused in one line naming the column; never an unexpected exception."""
+    k = "drift"
+    conv = S.on_converters
+    pr = "predict --run {run} --data d.parquet --out o.parquet"
+    ev = "evaluate --run {run} --data d.parquet --no-plots --no-track"
+    gap = S.table("d.parquet", conv("hour_of_day", np.nan, float))
+    stamp_gap = S.table("d.parquet", conv("created_at", None))
+    flags = S.table("d.parquet", S.as_text_flags("is_weekend"))
+    flags_lower = S.table("d.parquet", S.as_text_flags("device_type_mobile", "true", "false"))
+    not_a_flag = S.table("d.parquet", S.chain_mutations(
+        S.as_text_flags("is_weekend"), conv("is_weekend", "maybe")))
+    dup = S.duplicated_column("d.parquet", "hour_of_day")
+    return [
+        C(k, "predict-gap-ridge", pr, setup=gap, says=("'hour_of_day'", "missing")),
+        C(k, "evaluate-gap-ridge", ev, setup=gap, says=("'hour_of_day'", "missing")),
+        C(k, "predict-timestamp-gap-ridge", pr, setup=stamp_gap, says=("'created_at'",)),
+        C(k, "evaluate-timestamp-gap-ridge", ev, setup=stamp_gap, says=("'created_at'",)),
+        C(k, "predict-flag-as-text", pr, setup=flags, exit=0, check=same_predictions),
+        C(k, "predict-flag-as-lowercase-text", pr, setup=flags_lower, exit=0,
+          check=same_predictions),
+        C(k, "evaluate-flag-as-text", ev, setup=flags, exit=0),
+        C(k, "predict-flag-not-a-flag", pr, setup=not_a_flag, says=("'is_weekend'", "maybe")),
+        C(k, "evaluate-flag-not-a-flag", ev, setup=not_a_flag, says=("'is_weekend'",)),
+        C(k, "predict-duplicated-column", pr, setup=dup, says=("'hour_of_day'",)),
+        C(k, "evaluate-duplicated-column", ev, setup=dup, says=("hour_of_day",)),
+    ]
+
+
+def same_predictions(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """Predictions of the drifted table equal those of the table the model knows."""
+    import pandas as pd
+
+    again = run_inprocess(["predict", "--run", ctx.run, "--data", "t.parquet", "--out",
+                           "ref.parquet"], {"REVCLI_WORKSPACE": str(ctx.ws)}, 60,
+                          ctx.monkeypatch)
+    if again.exit_code != 0:
+        return [f"the reference predict failed: {describe(again)[:160]}"]
+    got = pd.read_parquet(ctx.root / "o.parquet")["prediction"].to_numpy()
+    want = pd.read_parquet(ctx.root / "ref.parquet")["prediction"].to_numpy()
+    if len(got) != len(want) or not np.allclose(got, want):
+        return ["the drifted table's predictions differ from the original table's"]
+    return []
+
+
+def _concurrency() -> list[Case]:
+    """Issue 21, class 2: two `push --promote` with no champion yet, started together (real
+    processes, the workspace's sqlite store, the real S3 gateway), end with exactly one
+    champion, the better one: the template's ridge run and a mean run on the same dataset,
+    split and population (the check reads which has the lower rmse), in both orders."""
+    k = "concurrency"
+    push = "push --promote --endpoint-url {s3} --uri s3://{bucket}/m.pkl --run"
+
+    def names_template(ctx: Ctx) -> None:
+        ctx.values["ridge"] = ctx.run
+
+    mean = S.train_current("mean", "mean")
+    kw = {"s3": True, "subprocess": True, "exit": (0, 1), "unchanged": False, "timeout": 120,
+          "check": S.one_champion_the_better("ridge", "mean", "m.pkl")}
+    return [
+        C(k, f"push-promote-race-{a}-beside-{b}{n}", f"{push} {{{b}}}",
+          setup=S.chain(names_template, mean), beside=f"{push} {{{a}}}", **kw)
+        for a, b in (("ridge", "mean"), ("mean", "ridge")) for n in ("", "-again")
+    ]
+
+
+def _failed_changes_nothing() -> list[Case]:
+    """Issue 21, class 6: a failed command changes nothing -- no RUNNING run, no half-written
+    set of plots, no object key outside what was meant, no registry version pointing at an
+    object that is not there."""
+    k = "failed_command"
+    push = "push --run {run} --endpoint-url {s3} --uri s3://{bucket}/m.pkl"
+    s3 = {"s3": True}
+    return [
+        C(k, "push-key-dotdot", f"{push} --key ../../etc/passwd", says=("'..'",), **s3),
+        C(k, "push-key-dotdot-inside", f"{push} --key models/../../x.pkl", says=("'..'",), **s3),
+        C(k, "push-key-absolute", f"{push} --key /etc/passwd", says=("absolute",), **s3),
+        C(k, "push-uri-dotdot", "push --run {run} --endpoint-url {s3} --uri "
+          "s3://{bucket}/../x.pkl", says=("'..'",), **s3),
+        C(k, "push-key-empty-segment", f"{push} --key models//x.pkl", **s3),
+        # the bucket answers, then every request fails: the upload fails, nothing registered
+        C(k, "push-upload-fails-registers-nothing", "push --run {run} --endpoint-url {proxy} "
+          "--uri s3://{bucket}/m.pkl", setup=S.proxy_in_front(1),
+          check=S.no_registered_version, **s3),
+        C(k, "push-promote-upload-fails-registers-nothing", "push --run {run} --promote "
+          "--endpoint-url {proxy} --uri s3://{bucket}/m.pkl", setup=S.proxy_in_front(1),
+          unchanged=False, check=S.no_registered_version, **s3),  # the lease came and went
+        # a pending run whose model file is gone: refused, no run left RUNNING
+        C(k, "sync-pending-model-missing", "runs sync --trust",
+          setup=S.pending_without_model(), check=S.left_nothing_running),
+        C(k, "sync-pending-of-a-run-model-missing", "runs sync",
+          setup=S.pending_without_model("{run}"), check=S.left_nothing_running),
+        C(k, "full-disk-train-rf", "train -e rf --no-plots -p n_estimators=50", timeout=90,
+          setup=S.full_disk_workspace(), unchanged=False, check=S.left_nothing_running),
+        C(k, "full-disk-train-rf-plots", "train -e rf -p n_estimators=50", timeout=90,
+          setup=S.full_disk_workspace(), unchanged=False, check=S.plots_whole),
+        *(C(k, f"full-disk-train-rf-{left // 1000}k-left", "train -e rf --no-plots -p "
+            "n_estimators=50", timeout=90, setup=S.full_disk_workspace(size="64m", leave=left),
+            unchanged=False, check=S.left_nothing_running)
+          for left in (500_000, 1_500_000)),
+        C(k, "full-disk-evaluate-plots", "evaluate --run {run}", timeout=90,
+          setup=S.full_disk_workspace(leave=60_000), unchanged=False, check=S.plots_whole),
+    ]
+
+
+def json_error(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """With --json a failure still leaves stdout one JSON object: {"error": ..., ...} holding
+    the Error line's text (an Airflow XCom reader gets JSON, not an empty stdout)."""
+    lines = [line for line in outcome.stdout.splitlines() if line.strip()]
+    if len(lines) != 1:
+        return [f"stdout holds {len(lines)} lines (want one JSON object)"]
+    try:
+        payload = json.loads(lines[0])
+    except ValueError:
+        return [f"stdout is not JSON: {lines[0][:80]!r}"]
+    said = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
+    if not isinstance(payload, dict) or "error" not in payload:
+        return ["the JSON object has no 'error'"]
+    if said and payload["error"] != said[0].removeprefix("Error: "):
+        return ["the JSON error differs from the Error line"]
+    if payload.get("exit_code") != outcome.exit_code:
+        return [f"the JSON exit_code {payload.get('exit_code')} is not {outcome.exit_code}"]
+    return []
+
+
+def _decided() -> list[Case]:
+    """Issue 21, class 8: what revcli decided (README "Safe to run unattended")."""
+    k = "decided"
+    kw = {"check": json_error}
+    return [
+        C(k, "json-error-train-bad-param", f"{TRAIN} --json -p alpha=-1", **kw),
+        C(k, "json-error-predict-no-run", "predict --run nope --data t.parquet --out o.parquet "
+          "--json", **kw),
+        C(k, "json-error-push-dead-endpoint", "push --run {run} --json --endpoint-url "
+          "http://127.0.0.1:{dead}", env=FAKE_AWS, **kw),
+        C(k, "json-error-fetch-missing", "fetch nope.parquet --json", **kw),
+        C(k, "json-error-sigterm", f"{TRAIN} --json", subprocess=True, send=signal.SIGTERM,
+          signal_when=S.a_run_is_running, exit=143, unchanged=False, timeout=90, **kw),
+        # a number has no unit: refused as a time column, with the conversion to make
+        C(k, "time-column-is-a-number", f"{TRAIN} --split time --time-column hour_of_day",
+          says=("'hour_of_day'", "not a timestamp")),
+        C(k, "time-column-is-a-flag", f"{TRAIN} --split time --time-column is_weekend",
+          says=("'is_weekend'", "not a timestamp")),
+        # a deleted run's recipe is still read, and that it is deleted is said
+        C(k, "from-run-deleted-is-said", f"{TRAIN} --from-run {{run}}", exit=0,
+          setup=S.delete_template_run, says=("deleted",)),
+        # a run still training is not deleted from under its command
+        C(k, "runs-delete-a-running-run", "runs delete {live}",
+          setup=S.running_run_of_a_live_process, says=("still RUNNING",)),
+        # deleting the champion's run: allowed, and the alias that stays is said
+        C(k, "runs-delete-the-champion-run-is-said", "runs delete {run}", exit=0,
+          setup=S.template_run_is_champion, says=("champion", "alias")),
+    ]
+
+
+def _column_kinds() -> list[Case]:
+    """Every Arrow column kind through every command that reads a table: refused in one line
+    naming the column, or encoded (issue 18.3 / 21.5: a struct passed fetch and broke every
+    later train; an all-null or decimal column failed in MLflow's signature code)."""
+    k = "column_kind"
+    out = []
+    for kind in S.REFUSED_KINDS:
+        setup = S.arrow_column("k.parquet", kind)
+        says = ("'extra'",)
+        out += [
+            C(k, f"fetch-{kind}", "fetch k.parquet", setup=setup, says=says),
+            C(k, f"train-{kind}", f"{TRAIN} --data k.parquet", setup=setup, says=says),
+            C(k, f"tune-{kind}", f"{TUNE} --data k.parquet", setup=setup, says=says),
+            C(k, f"compare-{kind}", "compare strategies -e ridge -s converting_only "
+              "--data k.parquet", setup=setup, says=says),
+            C(k, f"evaluate-{kind}", "evaluate --run {run} --data k.parquet --no-plots "
+              "--no-track", setup=setup, says=says),
+            # a feature the model reads, arriving as this kind at predict time
+            C(k, f"predict-{kind}", "predict --run {run} --data k.parquet --out o.parquet",
+              setup=S.arrow_column("k.parquet", kind, column="hour_of_day"),
+              says=("'hour_of_day'",)),
+        ]
+    for kind in S.ENCODED_KINDS:
+        setup = S.arrow_column("k.parquet", kind)
+        out += [
+            C(k, f"fetch-{kind}", "fetch k.parquet", setup=setup, exit=0),
+            C(k, f"train-{kind}", f"{TRAIN} --data k.parquet", setup=setup, exit=0,
+              check=nothing_pending),
+        ]
+    for kind in ("decimal", "float16", "dictionary-int", "all-null-double"):
+        out.append(C(k, f"predict-feature-as-{kind}", "predict --run {run} --data k.parquet "
+                     "--out o.parquet", setup=S.arrow_column("k.parquet", kind,
+                                                             column="hour_of_day"), exit=0))
+    return out
+
+
+def nothing_pending(ctx: Ctx, outcome: Outcome) -> list[str]:
+    """A run MLflow took completely: no pending.json a `runs sync` would have to replay."""
+    left = sorted(str(p.relative_to(ctx.ws)) for p in ctx.ws.glob("models/*/pending.json"))
+    return [f"pending runs left: {left}"] if left else []
+
+
+def no_mlruns_here(ctx: Ctx, outcome: Outcome) -> list[str]:
+    problems = []
+    if (ctx.root / "mlruns").exists():
+        problems.append("the command made ./mlruns in the directory it ran in")
+    if not (ctx.root / "elsewhere" / "mlartifacts").is_dir():
+        problems.append("no elsewhere/mlartifacts beside the store")
+    return problems
+
+
+def _named_failures() -> list[Case]:
+    """Failures named as what they are (issue 18.3, 21.7)."""
+    k = "named_failure"
+    return [
+        C(k, "from-study-never-tuned", "train -e ridge --no-plots --from-study nope",
+          fresh=True, says=("no study 'nope'",), never=("unable to open",)),
+        C(k, "from-study-unknown-lists-studies", "train -e ridge --no-plots --from-study nope",
+          says=("no study 'nope'", "studies there:")),
+        C(k, "config-not-utf8", f"{TRAIN} --config latin1.toml",
+          setup=S.non_utf8_config("latin1.toml"), says=("not UTF-8",)),
+        C(k, "config-default-not-utf8", TRAIN,
+          setup=S.non_utf8_config("configs/revcli.toml"), says=("not UTF-8",)),
+        # plots on: matplotlib's font warning must not print a column name's raw ESC
+        C(k, "plot-glyph-escape", "train -e ridge --data h.parquet", unchanged=False,
+          setup=S.table("h.parquet", S.add_column("promo" + CLEAR, 1.0)), exit=0,
+          never=(ESC, "Glyph"), env=WIDE, subprocess=True),
+        C(k, "evaluate-plot-glyph-escape", "evaluate --run {hrun} --no-track",
+          setup=S.train_on(S.add_column("x" + CLEAR, lambda f: np.arange(len(f)) % 2)),
+          exit=0, never=(ESC, "Glyph"), env=WIDE, subprocess=True),
+        C(k, "external-sqlite-artifacts-beside-store", TRAIN, setup=S.external_sqlite_store,
+          exit=0, check=no_mlruns_here),
+        C(k, "full-disk-while-logging-names-the-disk", "train -e rf --no-plots",
+          # room for the workspace's model (4.7 MB), not for MLflow's copy of it as well
+          setup=S.full_disk_workspace(size="16m", leave=6_500_000), exit=2,
+          says=("no space left",), never=("unreachable",), unchanged=False),
+    ]
 def orphan_removed(ctx: Ctx, outcome: Outcome) -> list[str]:
     """prune removed the killed fetch's temp directory and kept the current dataset."""
     problems = []
@@ -590,7 +905,9 @@ def _controls() -> list[Case]:
 
 CASES: list[Case] = [*_controls(), *_bad_tables(), *_bad_settings(), *_substitution(),
                      *_filesystem(), *_tracking(), *_hostile_models(), *_hostile_strings(),
-                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_parts()]
+                     *_secrets(), *_signals(), *_corruption(), *_s3(), *_parts(),
+                     *_column_kinds(), *_named_failures(), *_drift(), *_decided(),
+                     *_concurrency(), *_failed_changes_nothing()]
 
 
 # -- fixtures and the one test -----------------------------------------------------------------
@@ -653,9 +970,26 @@ def _prepare(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) ->
     return ctx
 
 
+@pytest.fixture(scope="module")
+def s3_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real S3 server of the integration tests (a JuiceFS gateway), for the cases that
+    need one (``Case.s3``); started only when such a case runs."""
+    from tests.integration.servers import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.klass}:{c.id}" for c in CASES])
-def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch,
+              request: pytest.FixtureRequest) -> None:
     ctx = _prepare(case, template, monkeypatch)
+    if case.s3:
+        server = request.getfixturevalue("s3_gateway")
+        bucket = f"r-{uuid.uuid4().hex[:12]}"
+        server.create_bucket(bucket)
+        ctx.values.update(s3=server.endpoint, bucket=bucket)
+        ctx.env.update(server.env())
     try:
         if case.setup is not None:
             case.setup(ctx)
@@ -664,8 +998,13 @@ def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch) -
         argv = [ctx.fmt(a) for a in case.argv]
         roots = [ctx.root]
         before = snapshot(roots)
+        if case.beside:
+            S.start_beside(ctx, case.beside, env)
         if case.subprocess:
-            outcome = run_subprocess(argv, env, ctx.root, case.timeout, case.sigint_after)
+            when = ((lambda: case.signal_when(ctx)) if case.signal_when is not None
+                    else None)
+            outcome = run_subprocess(argv, env, ctx.root, case.timeout, case.sigint_after,
+                                     case.send, when)
         else:
             outcome = run_inprocess(argv, env, case.timeout, monkeypatch)
         after = snapshot(roots)

@@ -1,0 +1,129 @@
+"""`--cluster` against the in-process path, in the same run: wall time and peak memory.
+
+At each scale (multiples of the demo's --rows; the table written once as one parquet file for the
+in-process path and as parts for the cluster), it runs as fresh processes in fresh workspaces:
+
+- `revcli train -s converting_only --no-plots` (in-process, `--data <file>`);
+- the same with `--cluster <scheduler> --data <parts>`;
+- `revcli train -s two_stage --drop-feature engagement_depth --no-plots`, both ways.
+
+The cluster is a LocalCluster this script starts once (--workers processes, 1 thread each,
+--worker-memory each) and stops at the end; its workers are restarted before every cluster run,
+so the peak RSS each reports (getrusage of the worker process) is that run's. For the cluster it
+prints the client's peak (the revcli process) and the largest worker's. Ratios are cluster /
+in-process of the same command at the same scale. It asserts nothing.
+
+    python benchmarks/bench_cluster.py                  # 1x and 10x of 472,871 rows
+    python benchmarks/bench_cluster.py --scales 1 --rows 100000   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import _measure as m
+
+DROP = "engagement_depth"
+COMMANDS = {"train converting_only": ["train", "-s", "converting_only", "--no-plots", "--json"],
+            f"train two_stage -{DROP}": ["train", "-s", "two_stage", "--drop-feature", DROP,
+                                          "--no-plots", "--json"]}
+
+
+def _worker_peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_parts(single: Path, parts: Path, n_parts: int) -> None:
+    """``single`` cut into ``n_parts`` files of consecutive rows (row groups streamed)."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(single)
+    total = source.metadata.num_rows
+    per_part = -(-total // n_parts)
+    parts.mkdir()
+    writer, written, index = None, 0, 0
+    for batch in source.iter_batches(batch_size=50_000):
+        while batch.num_rows:
+            if writer is None:
+                writer = pq.ParquetWriter(parts / f"part-{index:04d}.parquet", batch.schema)
+            take = min(batch.num_rows, per_part - written)
+            writer.write_batch(batch.slice(0, take))
+            batch, written = batch.slice(take), written + take
+            if written == per_part:
+                writer.close()
+                writer, written, index = None, 0, index + 1
+    if writer is not None:
+        writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default="1,10")
+    parser.add_argument("--rows", type=int, default=472_871, help="rows at 1x")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-memory", default="4GB")
+    parser.add_argument("--rows-per-part", type=int, default=250_000)
+    args = parser.parse_args()
+    scales = [int(s) for s in args.scales.split(",")]
+    try:
+        import distributed
+    except ImportError:
+        print("bench_cluster needs Dask: pip install 'revcli[dask]'; skipped", file=sys.stderr)
+        return
+    results: dict[tuple[str, int, str], tuple[m.Run, float | None]] = {}
+    rows: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp_name, \
+            distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                     processes=True, memory_limit=args.worker_memory,
+                                     dashboard_address=":0", silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        tmp = Path(tmp_name)
+        for scale in scales:
+            base = tmp / f"scale-{scale}"
+            base.mkdir()
+            single = base / "sessions.parquet"
+            print(f"== {scale}x: writing the table ...", file=sys.stderr, flush=True)
+            rows[scale] = m.write_scaled(None, args.rows, scale, single)
+            parts = base / "parts"
+            write_parts(single, parts, max(2, rows[scale] // args.rows_per_part))
+            ws = m.FreshWorkspace(base / "ws", single, f"demo x{scale}")
+            env = m.child_env(ws.root)
+            for name, cmd in COMMANDS.items():
+                ws.reset()
+                local = m.run([*m.revcli(), *cmd, "--data", str(single)], env, base)
+                results[(name, scale, "in-process")] = (local, None)
+                ws.reset()
+                client.restart()
+                remote = m.run([*m.revcli(), *cmd, "--cluster", cluster.scheduler_address,
+                                "--data", str(parts)], env, base)
+                peaks = client.run(_worker_peak_mb)
+                results[(name, scale, "cluster")] = (remote, max(peaks.values()))
+                for kind in ("in-process", "cluster"):
+                    run, peak = results[(name, scale, kind)]
+                    state = "ok" if run.returncode == 0 else f"FAILED: {run.error}"
+                    rmse = (run.json() or {}).get("scorecard", {}).get("metrics", {}).get("rmse")
+                    print(f"  {scale}x {name} {kind}: {run.wall:.1f} s, {run.rss_mb:.0f} MB"
+                          + (f", worker peak {peak:.0f} MB" if peak else "")
+                          + (f", rmse {rmse:.4f}" if rmse else "") + f", {state}",
+                          file=sys.stderr, flush=True)
+    print(f"\n{args.workers} workers x 1 thread, {args.worker_memory} each; "
+          f"{m.cores()} cores; load {m.load()}")
+    print(f"{'command':34}{'scale':>6}{'rows':>11}{'in-proc s':>10}{'MB':>7}{'cluster s':>10}"
+          f"{'client MB':>10}{'worker MB':>10}{'wall ratio':>11}")
+    for name in COMMANDS:
+        for scale in scales:
+            local, _ = results[(name, scale, "in-process")]
+            remote, peak = results[(name, scale, "cluster")]
+            ratio = remote.wall / local.wall if local.wall else float("nan")
+            print(f"{name:34}{scale:>5}x{rows[scale]:>11,}{local.wall:>10.1f}"
+                  f"{local.rss_mb:>7.0f}{remote.wall:>10.1f}{remote.rss_mb:>10.0f}"
+                  f"{(peak or 0):>10.0f}{ratio:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

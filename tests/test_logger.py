@@ -1,0 +1,81 @@
+"""The logger process (revcli.tracking._logger): MLflow beside the load and fit, and the run
+handed to it, with the guarantees of the safety work unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from revcli import runs, train
+from revcli.errors import TrackingError
+from revcli.tracking import Tracker, _logger
+from revcli.workspace import Workspace
+from tests.workspaces import train_in
+
+
+def test_a_run_logged_through_the_logger_is_whole(tmp_path: Path, small_demo) -> None:
+    _, result = train_in(tmp_path, small_demo, estimator="ridge", strategy="converting_only")
+    run = Tracker(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}").get_run(result.run_id)
+    assert run.status == "FINISHED"
+    assert run.record.model_sha256 == result.model_sha256
+    assert run.params["estimator"] == "ridge" and "rmse" in run.metrics
+    assert result.model_uri and result.model_uri.startswith("models:/")
+    assert not (result.model_path.parent / runs.PENDING_FILE).exists()
+    assert result.timings["tracking"] > 0
+
+
+def test_a_logger_that_dies_loses_no_fit_and_sync_logs_it(tmp_path: Path, small_demo,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    s, first = train_in(tmp_path / "a", small_demo, estimator="ridge")
+    ready = _logger.Logger.result
+
+    def then_dies(self: _logger.Logger) -> tuple[_logger.RemoteTracker, str]:
+        value = ready(self)
+        self._proc.kill()  # killed (out of memory, kill -9) once the store was open
+        self._proc.wait()
+        return value
+
+    monkeypatch.setattr(_logger.Logger, "result", then_dies)
+    with pytest.raises(TrackingError, match="revcli runs sync") as caught:
+        train.train(s, plots=False)
+    assert "\n" not in str(caught.value)
+    monkeypatch.undo()
+    pending = runs.pending_runs(Workspace(s.workspace))
+    assert len(pending) == 1
+    assert json.loads((pending[0] / runs.PENDING_FILE).read_text())["metrics"]["rmse"] > 0
+    synced = runs.sync(s)
+    assert len(synced) == 1 and synced[0].created
+    tracker = Tracker(f"sqlite:///{Path(s.workspace) / 'mlflow.db'}")
+    assert tracker.get_run(synced[0].run_id).status == "FINISHED"
+    assert tracker.get_run(first.run_id).status == "FINISHED"
+
+
+def test_a_remote_tracker_offers_only_the_logging_calls(tmp_path: Path, small_demo) -> None:
+    s, _ = train_in(tmp_path, small_demo, estimator="ridge")
+    with _logger.Logger(s, Workspace(s.workspace)) as logger:
+        tracker, experiment_id = logger.result()
+        assert tracker.is_workspace_store and experiment_id
+        with pytest.raises(AttributeError):
+            tracker.client  # noqa: B018 - the MLflow client stays in the logger process
+    assert logger._proc.returncode is not None  # ended, not left behind
+
+
+def test_a_dead_server_fails_before_the_fit(tmp_path: Path, small_demo,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from revcli import pipeline
+
+    s, _ = train_in(tmp_path, small_demo, estimator="ridge")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    fits: list[int] = []
+    monkeypatch.setattr(pipeline, "fit_and_score",
+                        lambda *a, **k: fits.append(1) or pytest.fail("fitted"))
+    with pytest.raises(TrackingError, match="unreachable"):
+        train.train(s.replace(tracking_uri=f"http://127.0.0.1:{port}"), plots=False)
+    assert not fits
