@@ -29,12 +29,15 @@ def _register(store: str, frame, name: str = "conversion", fmt: str = "skops",
 
     X = frame[columns].astype("float64")
     clf = LogisticRegression(max_iter=500).fit(X, frame["is_ordered"].astype(int))
-    mlflow.set_tracking_uri(store)
-    mlflow.set_experiment("classification-team")
-    with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(clf, name="model", serialization_format=fmt,
-                                 signature=infer_signature(X, clf.predict_proba(X)[:, 1]),
-                                 registered_model_name=name)
+    # the other team's fluent API, on the store through the environment (put back after: no
+    # process-global tracking URI is left behind for later tests)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", store)
+        mlflow.set_experiment("classification-team")
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(clf, name="model", serialization_format=fmt,
+                                     signature=infer_signature(X, clf.predict_proba(X)[:, 1]),
+                                     registered_model_name=name)
     client = MlflowClient(store)
     version = client.search_model_versions(f"name='{name}'")[0].version
     client.set_registered_model_alias(name, "champion", version)

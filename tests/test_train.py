@@ -41,14 +41,15 @@ def test_run_has_metrics_params_tags_and_artifacts(trained) -> None:
     assert json.loads(local.read_text())["scorecard"]["population"] == "test converters"
 
 
-def test_logged_model_loads_with_mlflow_and_predicts_like_the_joblib(trained) -> None:
+def test_logged_model_loads_with_mlflow_and_predicts_like_the_joblib(trained,
+                                                                    monkeypatch) -> None:
     import mlflow
     import pandas as pd
 
     model = serialization.load(trained.model_path)
     assert atomic.sha256_file(trained.model_path) == trained.model_sha256
-    # models:/ URIs resolve against the global tracking URI, which other tests move
-    mlflow.set_tracking_uri(trained.tracking_uri)
+    # runs:/ URIs resolve against the tracking URI: the environment's, put back after
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained.run_id}/model")
     # the table as revcli reads it -- timestamps, int32, int64 and bool columns as they are
     raw = pd.read_parquet(trained.dataset.path).head(200)

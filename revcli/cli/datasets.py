@@ -59,19 +59,20 @@ def list_(
     from revcli.cli._render import FIXED, WRAP, Col, fitted_table, left_out
 
     width = output_width()
-    # A dataset made of parts shows how many; a column only when there is one.
+    # A dataset made of parts shows how many; a column only when there is one, and the last
+    # to go when the width is short (created first: its age is in --json).
     any_parts = any(r.is_parts for r in records)
     columns = [
         Col("current", "", ["*" if r.sha256 == sha else "" for r in records], fit=FIXED),
         Col("sha256", "sha256", [r.short for r in records], fit=FIXED),
         Col("rows", "rows", [f"{r.rows:,}" for r in records], fit=FIXED, justify="right"),
         *([Col("parts", "parts", [f"{len(r.parts):,}" if r.is_parts else "1"
-                                  for r in records], fit=FIXED, justify="right", priority=3)]
+                                  for r in records], fit=FIXED, justify="right", priority=1)]
           if any_parts else []),
         Col("size", "size", [_size(r.bytes) for r in records], fit=FIXED, justify="right",
             priority=2),
         Col("created", "created", [r.created[:16].replace("T", " ") for r in records],
-            fit=WRAP, priority=1),
+            fit=WRAP, priority=3),
         Col("source", "source", [safe(r.source) for r in records], fit=WRAP)]
     table, dropped = fitted_table(columns, width, title="datasets in the workspace")
     out.print(table)

@@ -848,8 +848,8 @@ def _predict_with(X: pd.DataFrame, estimator: Any) -> np.ndarray:
 
 def _combine_statistics(per_part: list[list[Any]]) -> list[Any]:
     """The encoding's statistics of the whole training split from those of its parts: rows
-    and level counts add up, gaps anywhere are gaps (levels most frequent first, ties by name,
-    so the levels kept do not depend on the parts' order)."""
+    and level counts add up, gaps anywhere are gaps, timestamp windows span them all (levels
+    most frequent first, ties by name, so the levels kept do not depend on the parts' order)."""
     import pandas as pd
 
     first = per_part[0]
@@ -862,6 +862,9 @@ def _combine_statistics(per_part: list[list[Any]]) -> list[Any]:
             counts = pd.concat([s.counts for s in column if s.counts is not None])
             counts = counts.groupby(level=0).sum()
             merged.counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+        windows = [s.window for s in column if s.window is not None]
+        if windows:  # a timestamp's training window: the earliest start, the latest end
+            merged.window = (min(w[0] for w in windows), max(w[1] for w in windows))
         if any(s.median is not None for s in column):
             # An exact median does not add up over parts; the cluster's estimators take gaps
             # as they are (EstimatorSpec.handles_missing), so none asks for it.

@@ -328,13 +328,15 @@ class Tracker:
     # -- models and datasets --------------------------------------------------------------------
 
     def log_model(self, run_id: str, model: Any, sample: Any, *, code_paths: Sequence[str]
-                  = ()) -> str:
+                  = (), trusted: Sequence[str] | None = None) -> str:
         """Log ``model`` as the run's MLflow model ``model`` (sklearn flavour, a signature
-        inferred from ``sample`` as revcli reads tables, pinned requirements); returns its URI."""
+        inferred from ``sample`` as revcli reads tables, pinned requirements); returns its URI.
+        ``trusted``: the skops types, as the process that built the model knows them (the
+        logger process does not know a strategy registered only in its parent)."""
         from revcli.tracking import _model
 
         return self.call("log the model", _model.log_model, self, run_id, model, sample,
-                         list(code_paths))
+                         list(code_paths), trusted)
 
     def load_model(self, run: LoggedRun, *, pickle: bool = False) -> tuple[Any, str | None]:
         """The model a run logged to MLflow and its format: a skops file is loaded with

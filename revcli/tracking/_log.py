@@ -77,7 +77,11 @@ def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
     model_uri = None
     if model is not None:
         start_model = time.perf_counter()
-        model_uri = tracker.log_model(run_id, model, sample)
+        from revcli import serialization
+
+        # the trusted types as this process knows them (the model's own strategy registry)
+        model_uri = tracker.log_model(run_id, model, sample,
+                                      trusted=serialization.trusted_types())
         timings["log_model"] = time.perf_counter() - start_model
     artifacts = artifacts or Artifacts()
     for path in artifacts.files.values():

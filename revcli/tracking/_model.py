@@ -152,7 +152,7 @@ def _stage_code(directory: Path) -> str:
 
 
 def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
-              code_paths: Sequence[str] = ()) -> str:
+              code_paths: Sequence[str] = (), trusted: Sequence[str] | None = None) -> str:
     """Log ``model`` as ``model`` of run ``run_id``: a skops file (no pickle) with revcli's
     trusted types, MLflow's sklearn flavour and a pyfunc flavour whose loader is revcli's own
     (:func:`revcli.serialization._load_pyfunc`), pinned requirements, the few revcli modules
@@ -190,7 +190,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
                 mlflow.sklearn.save_model(
                     model, path=str(local), mlflow_model=description, signature=signature,
                     input_example=example, serialization_format="skops",
-                    skops_trusted_types=serialization.trusted_types(),
+                    skops_trusted_types=list(trusted or serialization.trusted_types()),
                     pip_requirements=model_requirements(),
                     code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
                 _pyfunc_through_revcli(local)

@@ -148,16 +148,13 @@ def test_config_env_prints_sourceable_exports_without_credentials(invoke, isolat
     assert data["env"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
 
 
-def test_the_logged_model_documents_iso_timestamps_and_refuses_epoch_numbers(trained) -> None:
+def test_the_logged_model_documents_iso_timestamps_and_refuses_epoch_numbers(
+        trained, monkeypatch) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(trained.tracking_uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"runs:/{trained.run_id}/model")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.tracking_uri)  # put back after
+    model = mlflow.pyfunc.load_model(f"runs:/{trained.run_id}/model")
     example = model.input_example  # input_example.json beside the signature
     assert example is not None and "created_at" in example.columns
     info = model.metadata.saved_input_example_info
