@@ -424,14 +424,21 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
                "gate_level": result.gate.level})
     short = source[:8] if source else Path(str(loaded.path)).name
     reporter.step("logging the evaluation run")
-    run_id = tracking.start(
-        tracker, experiment_id, record, run_name=f"evaluate {short}",
-        note=f"Evaluation of {loaded.source} on {card.population} ({result.data['source']}).",
-        params={"data": result.data["path"], "holdout": result.data["holdout"],
-                "rows": result.data["rows"], "targets": result.gate.source,
-                "gate_level": result.gate.level, "model_source": loaded.source})
-    result.eval_run_id = run_id
+    from revcli import interrupts
+
+    run_id: str | None = None
     try:
+        # A SIGTERM while the run is created is held until its id is known here, inside the
+        # try that ends it: never a RUNNING run nobody knows the id of.
+        with interrupts.deferred():
+            run_id = tracking.start(
+                tracker, experiment_id, record, run_name=f"evaluate {short}",
+                note=f"Evaluation of {loaded.source} on {card.population} "
+                     f"({result.data['source']}).",
+                params={"data": result.data["path"], "holdout": result.data["holdout"],
+                        "rows": result.data["rows"], "targets": result.gate.source,
+                        "gate_level": result.gate.level, "model_source": loaded.source})
+            result.eval_run_id = run_id
         if plots:
             measured = pipeline.Importance(result.importance, pipeline.PERMUTATION)
             result.plots = _write_plots(ws.plots_dir / run_id, label, y_eval, pred_eval,
@@ -457,7 +464,8 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
                                          documents={"evaluation.json": result.to_dict()},
                                          texts=texts))
     except BaseException:
-        tracking.fail(tracker, run_id)
+        if run_id is not None:
+            tracking.fail(tracker, run_id)
         raise
     if source:
         # Link both ways: the source run points at its latest evaluation.

@@ -442,11 +442,6 @@ def _push(settings: Settings, ref: str, *, key: str | None, promote: bool, force
     with _files(workspace, path, fmt) as (skops_file, pickle_file):
         pickle_sha = atomic.sha256_file(pickle_file) if pickle_file is not None else None
         skops_sha = atomic.sha256_file(skops_file)
-        if pickle_sha is not None:
-            # The pickle's own record, so revcli loads the pushed .pkl under the sha256 rule.
-            from revcli.modelref import PICKLE_SHA_TAG
-
-            tracker.set_tag(run_id, PICKLE_SHA_TAG, pickle_sha)
         scores = {k: v for k, v in run.metrics.items() if math.isfinite(v)}
         version_tags = {
             "revcli.run_id": run_id,
@@ -470,6 +465,12 @@ def _push(settings: Settings, ref: str, *, key: str | None, promote: bool, force
         uploads.append((skops_file, safe_location, skops_sha, SKOPS))
         files = [_upload(storage, *item, s3_meta, reporter) for item in uploads]
     primary = files[0]
+    if pickle_sha is not None:
+        # The pickle's own record, so revcli loads the pushed .pkl under the sha256 rule; set
+        # once it is in place (a failed upload changes nothing in the store).
+        from revcli.modelref import PICKLE_SHA_TAG
+
+        tracker.set_tag(run_id, PICKLE_SHA_TAG, pickle_sha)
 
     # Registered only now that the object is in place and checked: a failed upload leaves no
     # registry version pointing at nothing.

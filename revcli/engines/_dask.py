@@ -304,9 +304,11 @@ def _score_part(frame: pd.DataFrame, model: Any, features: Sequence[str]) -> pd.
     test = frame.loc[frame[IS_TEST].to_numpy()]
     with threads.limit(1):
         parts = model.predict_parts(test[list(features)])
+    value = strategies.of(model).order_value_of(parts)  # what conv_* scores (NaN: none)
     return pd.DataFrame({"y": test[TARGET].to_numpy(dtype=np.float64),
                          "prediction": parts["prediction"],
-                         "p_order": parts.get("p_order", np.full(len(test), np.nan))})
+                         "p_order": parts.get("p_order", np.full(len(test), np.nan)),
+                         "order_value": np.full(len(test), np.nan) if value is None else value})
 
 
 def _predict_part(file: str, parts: Parts, model: Any, features: Sequence[str],
@@ -695,11 +697,13 @@ class DaskEngine:
         reporter.step("scoring the holdout on the cluster")
         scored = self.compute(prepared.frame.map_partitions(
             _score_part, model, features,
-            meta={"y": "f8", "prediction": "f8", "p_order": "f8"}))[0]
+            meta={"y": "f8", "prediction": "f8", "p_order": "f8", "order_value": "f8"}))[0]
         cls = strategies.of(model)
         proba = scored["p_order"].to_numpy() if cls.has_classifier else None
+        value = scored["order_value"].to_numpy()
         card = metrics.scorecard(cls, scored["y"].to_numpy(), scored["prediction"].to_numpy(),
-                                 prepared.baselines, proba_order=proba)
+                                 prepared.baselines, proba_order=proba,
+                                 order_value=None if np.isnan(value).all() else value)
         parts = model.predict_parts(prepared.X_test)
         return pipeline.Fitted(model=model, scorecard=card, pred_test=parts["prediction"],
                                proba_test=parts.get("p_order"), fit_seconds=seconds,

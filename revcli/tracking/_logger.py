@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 PROBE, READY, OK, ERROR = "probe", "ready", "ok", "error"
 # The Tracker methods a finished run's logging calls (runs.finish, log_training, Pending.log).
+_SERVING = threading.Event()  # the store is open and calls are being served
 REMOTE_METHODS = frozenset({"create_run", "log", "set_tag", "end_run", "log_artifact",
                             "log_artifacts", "log_dict", "log_text", "log_model",
                             "log_dataset"})
@@ -302,19 +303,33 @@ def _serve(proto_in: IO[bytes], proto_out: IO[bytes], start: float) -> None:
         return
     _send(proto_out, (READY, (tracker.uri, tracker.shown, experiment_id,
                               time.perf_counter() - start)))
-    while True:
-        _preload(proto_in)
-        try:
-            method, args, kwargs = pickle.load(proto_in)
-        except (EOFError, OSError):
-            return
-        try:
-            value = getattr(tracker, method)(*args, **kwargs) if method in REMOTE_METHODS \
-                else None
-            reply: tuple[str, Any] = (OK, value)
-        except BaseException as exc:
-            reply = (ERROR, _portable(exc))
-        _send(proto_out, reply)
+    # Runs this process created and no call ended yet: when the parent goes away mid-run (it
+    # was interrupted, or terminated while waiting for a reply, so the stream is out of step
+    # and it cannot end them itself), they are ended KILLED here, never left RUNNING.
+    started: set[str] = set()
+    _SERVING.set()
+    try:
+        while True:
+            _preload(proto_in)
+            try:
+                method, args, kwargs = pickle.load(proto_in)
+            except (EOFError, OSError):
+                return
+            try:
+                value = getattr(tracker, method)(*args, **kwargs) if method in REMOTE_METHODS \
+                    else None
+                reply: tuple[str, Any] = (OK, value)
+                if method == "create_run":
+                    started.add(str(value))
+                elif method == "end_run" and args:
+                    started.discard(str(args[0]))
+            except BaseException as exc:
+                reply = (ERROR, _portable(exc))
+            _send(proto_out, reply)
+    finally:
+        for run_id in started:
+            with contextlib.suppress(BaseException):
+                tracker.end_run(run_id, "KILLED")
 
 
 def main() -> None:
@@ -324,7 +339,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGTERM"):
         def stop(*_: Any) -> None:
-            raise SystemExit(143)  # unwinds: temp files (a store being created) are removed
+            # While the store opens, unwind (temp files of a store being created are removed);
+            # once it serves, the parent's closed stdin ends the loop, and the runs it left
+            # are ended KILLED (_serve) without a SystemExit cutting that in two.
+            if not _SERVING.is_set():
+                raise SystemExit(143)
 
         signal.signal(signal.SIGTERM, stop)
     # The protocol gets a private copy of stdout; whatever a library prints goes to stderr.

@@ -269,8 +269,9 @@ def resolve_name(storage: Any, ref: str, shown: str) -> str:
         shown_matches = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
         raise NotFoundError(f"study prefix {ref!r} is ambiguous ({len(matches)} studies: "
                             f"{shown_matches}); give more characters")
-    raise NotFoundError(f"no study {ref!r} in {shown} ({len(names)} studies, the latest "
-                        f"{names[-1]}); give a name, a unique prefix or latest")
+    listed = ", ".join(names[-10:]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
+    raise NotFoundError(f"no study {ref!r} in {shown}; studies there: {listed}; give a name, a "
+                        "unique prefix or latest")
 
 
 def study_exists(storage: Any, name: str) -> bool:

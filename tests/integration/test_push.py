@@ -309,7 +309,9 @@ def test_two_promotions_at_once_end_with_one_champion_the_better(s3_env, bucket,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVCLI_", "MLFLOW_"))}
     env.update(s3_env.env(), MLFLOW_DISABLE_TELEMETRY="true")
     order = [runs.mean, runs.ridge] if first == "mean" else [runs.ridge, runs.mean]
-    procs = [subprocess.Popen([sys.executable, "-m", "revcli", *target(run_id, "--promote")],
+    # --margin 0: any gain promotes (the compare-and-set is tested, not the noise gate)
+    procs = [subprocess.Popen([sys.executable, "-m", "revcli",
+                               *target(run_id, "--promote", "--margin", "0")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL) for run_id in order]
     outcomes = [(p.wait(180), p.stderr.read().decode()) for p in procs]

@@ -909,7 +909,7 @@ def pending_without_model(run_id: str | None = None) -> Setup:
         evil_pending(run_id)(ctx)
         rid = ctx.fmt(run_id) if run_id else None
         directory = ctx.ws / "models" / (rid or "unlogged-" + "e" * 32)
-        (directory / "model.joblib").unlink()
+        model_file(directory).unlink()
     return run
 
 

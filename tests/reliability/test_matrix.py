@@ -604,8 +604,10 @@ def _drift() -> list[Case]:
         S.as_text_flags("is_weekend"), conv("is_weekend", "maybe")))
     dup = S.duplicated_column("d.parquet", "hour_of_day")
     return [
-        C(k, "predict-gap-ridge", pr, setup=gap, says=("'hour_of_day'", "missing")),
-        C(k, "evaluate-gap-ridge", ev, setup=gap, says=("'hour_of_day'", "missing")),
+        # a number gap training never saw is imputed with the training median, which every
+        # model now learns for every number (a model from before that refuses it, naming it)
+        C(k, "predict-gap-ridge", pr, setup=gap, exit=0),
+        C(k, "evaluate-gap-ridge", ev, setup=gap, exit=0),
         C(k, "predict-timestamp-gap-ridge", pr, setup=stamp_gap, says=("'created_at'",)),
         C(k, "evaluate-timestamp-gap-ridge", ev, setup=stamp_gap, says=("'created_at'",)),
         C(k, "predict-flag-as-text", pr, setup=flags, exit=0, check=same_predictions),
@@ -641,7 +643,9 @@ def _concurrency() -> list[Case]:
     champion, the better one: the template's ridge run and a mean run on the same dataset,
     split and population (the check reads which has the lower rmse), in both orders."""
     k = "concurrency"
-    push = "push --promote --endpoint-url {s3} --uri s3://{bucket}/m.pkl --run"
+    # --margin 0: any gain promotes, so the race is about the compare-and-set, not the noise
+    # gate (on these 3,000 rows ridge's gain over the mean is within the noise)
+    push = "push --promote --margin 0 --endpoint-url {s3} --uri s3://{bucket}/m.pkl --run"
 
     def names_template(ctx: Ctx) -> None:
         ctx.values["ridge"] = ctx.run
