@@ -246,9 +246,7 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
     log_start = time.perf_counter()
     # What MLflow cannot describe fails here, before any run or pending record exists (a
     # pending run that `runs sync` could never log would be left otherwise).
-    from revcli.tracking._model import describe
-
-    describe(fitted.model, prepared.X_test.iloc[:5])
+    _describable(tracker, fitted.model, prepared.X_test.iloc[:5])
     with staged_model(prepared.workspace, fitted.model) as staged:
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
@@ -347,6 +345,20 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         # the plots are a step of their own: the rest is saving and logging
         timings["log"] = time.perf_counter() - log_start - timings.get("plots", 0.0)
         return result
+
+
+def _describable(tracker: tracking.Tracker, model: Any, sample: Any) -> None:
+    """MLflow can describe ``model`` (DataError otherwise), asked where MLflow is imported: the
+    logger process. When that process or the store is gone, asked here (the failure of the
+    store itself is met, and handled, when the run is created)."""
+    try:
+        tracker.describe(model, sample)
+    except DataError:
+        raise
+    except RevcliError:
+        from revcli.tracking._model import describe
+
+        describe(model, sample)
 
 
 UNLOGGED = "unlogged-"

@@ -4,6 +4,7 @@ handed to it, with the guarantees of the safety work unchanged."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,32 @@ def test_a_dead_server_fails_before_the_fit(tmp_path: Path, small_demo,
     with pytest.raises(TrackingError, match="unreachable"):
         train.train(s.replace(tracking_uri=f"http://127.0.0.1:{port}"), plots=False)
     assert not fits
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_the_logger_takes_only_the_cpu_the_command_leaves(tmp_path: Path, small_demo) -> None:
+    # Beside XGBoost's threads at equal priority (or in a session of its own, which the
+    # kernel's autogroup scheduling weighs like the command's) a fit on 2 cores ran 5-10x slower.
+    s, _ = train_in(tmp_path, small_demo, estimator="ridge")
+    with _logger.Logger(s, Workspace(s.workspace)) as logger:
+        logger.result()
+        child = logger._proc.pid
+        assert os.getpriority(os.PRIO_PROCESS, child) == 19
+        assert os.getsid(child) == os.getsid(0)
+        assert os.getpgid(child) != os.getpgid(0)  # the terminal's Ctrl-C is the parent's
+
+
+def test_the_check_that_mlflow_can_describe_the_model_runs_in_the_logger(
+        tmp_path: Path, small_demo) -> None:
+
+    from revcli import modelref
+    from revcli.errors import DataError
+
+    s, result = train_in(tmp_path, small_demo, estimator="ridge")
+    model = modelref.load_file(result.model_path).model
+    sample = small_demo.drop(columns=["revenue"]).head(5)
+    with _logger.Logger(s, Workspace(s.workspace)) as logger:
+        tracker, _ = logger.result()
+        assert tracker.describe(model, sample) is None  # described: nothing raised
+        with pytest.raises(DataError, match="MLflow cannot describe"):
+            tracker.describe(model, sample.assign(session_start=[{"a": 1}] * 5))

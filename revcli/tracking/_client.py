@@ -327,6 +327,14 @@ class Tracker:
 
     # -- models and datasets --------------------------------------------------------------------
 
+    def describe(self, model: Any, sample: Any) -> None:
+        """Check that MLflow can describe ``model``'s input and output on ``sample`` (its
+        signature); DataError naming the column when it cannot. Run where MLflow is imported
+        already (the logger process), so the command itself never imports it for this."""
+        from revcli.tracking import _model
+
+        _model.describe(model, sample)
+
     def log_model(self, run_id: str, model: Any, sample: Any, *, code_paths: Sequence[str]
                   = (), trusted: Sequence[str] | None = None) -> str:
         """Log ``model`` as the run's MLflow model ``model`` (sklearn flavour, a signature

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 PROBE, READY, OK, ERROR = "probe", "ready", "ok", "error"
 # The Tracker methods a finished run's logging calls (runs.finish, log_training, Pending.log).
 _SERVING = threading.Event()  # the store is open and calls are being served
-REMOTE_METHODS = frozenset({"create_run", "log", "set_tag", "end_run", "log_artifact",
+REMOTE_METHODS = frozenset({"describe", "create_run", "log", "set_tag", "end_run", "log_artifact",
                             "log_artifacts", "log_dict", "log_text", "log_model",
                             "log_dataset"})
 
@@ -220,8 +220,11 @@ def _spawn() -> subprocess.Popen[bytes]:
         [sys.executable, "-P", "-c", f"import sys; sys.path.insert(0, {root!r}); "
          "from revcli.tracking._logger import main; main()"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        # the parent handles Ctrl-C and ends the child itself
-        **({"start_new_session": True} if os.name == "posix" else {}))
+        # The parent handles Ctrl-C and ends the child itself: a process group of its own keeps
+        # the terminal's Ctrl-C away from it. Not a session of its own: the kernel's autogroup
+        # scheduling would give a new session a CPU share equal to the command's, whatever
+        # the child's nice value (main).
+        **({"process_group": 0} if os.name == "posix" else {}))
 
 
 def prestart() -> None:
@@ -266,7 +269,9 @@ def _probe(settings: Settings, workspace: Workspace) -> BaseException | None:
     return None
 
 
-PRELOAD = ("mlflow.models", "mlflow.sklearn", "sklearn.base", "revcli.model", "xgboost")
+# skops.io: ~0.5 s of its import lists scikit-learn's estimators (the model is logged in skops)
+PRELOAD = ("mlflow.models", "mlflow.sklearn", "sklearn.base", "revcli.model", "xgboost",
+           "skops.io")
 
 
 def _preload(proto_in: IO[bytes]) -> None:
@@ -335,6 +340,12 @@ def _serve(proto_in: IO[bytes], proto_out: IO[bytes], start: float) -> None:
 def main() -> None:
     start = time.perf_counter()
     import signal
+
+    # The lowest CPU priority: MLflow's imports take the core the command leaves idle, never
+    # one that XGBoost's threads wait on (beside them at equal priority, a fit on 2 cores ran
+    # 5-10x slower: OpenMP threads wait at each barrier for the one that was descheduled).
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(19)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGTERM"):
