@@ -117,10 +117,11 @@ def test_commands_that_run_in_process_only_say_so_when_a_cluster_is_set() -> Non
             self.warnings.append(message)
 
     recorder = Recorder()
-    engines.in_process_only(settings.resolve(env={}), "tune", recorder)
+    engines.in_process_only(settings.resolve(env={}), "compare strategies", recorder)
     assert recorder.warnings == []
     st = settings.resolve(env={"DASK_SCHEDULER_ADDRESS": "tcp://scheduler:8786"})
     assert st.cluster == "tcp://scheduler:8786"
-    engines.in_process_only(st, "tune", recorder)
-    assert recorder.warnings == ["tune runs in this process: the cluster setting "
-                                 "(env:DASK_SCHEDULER_ADDRESS) is used by train and predict only"]
+    engines.in_process_only(st, "compare strategies", recorder)
+    assert recorder.warnings == ["compare strategies runs in this process: the cluster setting "
+                                 "(env:DASK_SCHEDULER_ADDRESS) is used by train, tune and "
+                                 "predict only"]

@@ -60,6 +60,9 @@ def tune(
     test_size: _options.TestSize = None,
     note: _options.Note = None,
     tag: _options.Tag = None,
+    cluster: _options.Cluster = None,
+    cluster_workers: _options.ClusterWorkers = None,
+    worker_memory: _options.WorkerMemory = None,
     seed: _options.Seed = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
@@ -74,13 +77,16 @@ def tune(
     running the same command again resumes it, also after Ctrl-C or kill -9: trials left
     running by a dead worker are failed and retried once. Several workers may share a study.
     The holdout is scored once, by the refit best model, beside the baseline. Ctrl-C stops
-    after the running trial, refits the best so far and exits 130.
+    after the running trial, refits the best so far and exits 130. With --cluster the
+    trials run as tasks on the Dask workers (one at a time on each, the CV folds sent to every
+    worker once) against the same study; the refit runs here.
 
     Examples:
 
         revcli tune --strategy converting_only --estimator xgb --n-trials 50
         revcli tune --strategy two_stage --estimator all --timeout 600 --n-jobs 2
         revcli tune --storage postgresql://user@db-host/optuna --study nightly
+        revcli tune --cluster local --n-trials 40          # a trial per Dask worker at a time
         revcli tune --space my_spaces.toml --metric mae --fresh --json
     """
     from revcli import tuning
@@ -92,7 +98,8 @@ def tune(
             n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, tune_metric=metric,
             cv_folds=folds, spaces=space, storage=storage, combine=combine,
             threshold=threshold, seed=seed, experiment=experiment, tracking_uri=tracking_uri,
-            split=split, time_column=time_column, gap=gap, test_size=test_size)
+            split=split, time_column=time_column, gap=gap, test_size=test_size,
+            cluster=cluster, cluster_workers=cluster_workers, worker_memory=worker_memory)
         with stdout_to_stderr(json):
             result = tuning.tune(settings, data=data, drop_features=drop_feature or [],
                                  study_name=study, fresh=fresh, top=top, plots=not no_plots,
@@ -143,6 +150,11 @@ def _render(result: Any, quiet: bool) -> None:
     out.print(f"trials: {new['completed']} new completed, {new['pruned']} pruned, "
               f"{new['failed']} failed ({stopped}) · study: {totals['complete']} completed of "
               f"{totals['total']}")
+    engine = result.engine
+    if engine.get("kind") == "dask" and not quiet:
+        out.print(f"trials ran on Dask ({engine['workers']} workers, "
+                  f"{safe(engine['scheduler'])}; dashboard {safe(engine['dashboard'])}); the "
+                  "refit ran in this process")
     if result.refit is None:
         out.print("[yellow]no completed trial yet: nothing refit[/]")
         return

@@ -63,7 +63,8 @@ def in_process_only(settings: Settings, command: str, reporter: Reporter = SILEN
     for a command that runs in this process only, rather than ignore it silently."""
     if settings.cluster:
         reporter.warn(f"{command} runs in this process: the cluster setting "
-                      f"({settings.source_of('cluster')}) is used by train and predict only")
+                      f"({settings.source_of('cluster')}) is used by train, tune and predict "
+                      "only")
 
 
 @contextlib.contextmanager

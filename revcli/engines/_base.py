@@ -57,5 +57,10 @@ class Engine(Protocol):
         """Score every row of ``data`` into ``out``."""
         ...
 
+    def search_trials(self, study: Any, objective: Any, budget: Any, stop: Any, *,
+                      url: str, seed: int) -> str:
+        """Run a tune's trials (revcli.tuning) until ``budget`` says stop; returns why."""
+        ...
+
     def close(self) -> None:
         ...

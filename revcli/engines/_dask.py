@@ -484,6 +484,13 @@ class DaskEngine:
                 "dask.scheduler": info["scheduler"], "dask.workers": str(info["workers"]),
                 "dask.dashboard": info["dashboard"]}
 
+    def search_trials(self, study: Any, objective: Any, budget: Any, stop: Any, *,
+                      url: str, seed: int) -> str:
+        """A tune's trials as tasks on the workers (revcli.tuning._cluster)."""
+        from revcli.tuning import _cluster
+
+        return _cluster.search(self, study, objective, budget, stop, url=url, seed=seed)
+
     def close(self) -> None:
         # revcli stops only what it started; an existing cluster is only disconnected from.
         try:

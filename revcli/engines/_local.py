@@ -46,5 +46,11 @@ class InProcess:
         return predict.predict_file(settings, data=data, out=out, run=run, model=model,
                                     trust=trust, batch_rows=batch_rows, reporter=reporter)
 
+    def search_trials(self, study: Any, objective: Any, budget: Any, stop: Any, *,
+                      url: str, seed: int) -> str:
+        from revcli.tuning import _tune
+
+        return _tune.search_in_process(study, objective, budget, stop)
+
     def close(self) -> None:
         pass

@@ -116,6 +116,11 @@ def _forward_folds(prepared: Prepared, cls: Any, n_folds: int) -> list[Fold]:
     return folds
 
 
+def never() -> bool:
+    """``aborted`` of an objective that nothing aborts (one that runs on a cluster's worker)."""
+    return False
+
+
 @dataclass
 class _FoldData:
     X_fit: Any
@@ -137,7 +142,7 @@ class Objective:
                  folds: list[Fold], metric_name: str, *, threads: int,
                  fixed: Mapping[str, Mapping[str, Any]] | None = None,
                  on_start: Callable[[Any], None] | None = None,
-                 aborted: Callable[[], bool] = lambda: False) -> None:
+                 aborted: Callable[[], bool] = never) -> None:
         self.settings = settings
         self.space = space
         self.strategy = space.strategy

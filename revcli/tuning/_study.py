@@ -322,6 +322,11 @@ worker = processes.identity
 process_gone = processes.gone
 
 
+def record_worker(trial: Any) -> None:
+    """The first thing every trial does, in whichever process runs it: say which one."""
+    trial.set_user_attr(WORKER_ATTR, worker())
+
+
 def _orphaned(trial: optuna.trial.FrozenTrial, now: float) -> bool:
     """A RUNNING trial with no worker recorded, started more than GRACE_PERIOD ago: its process
     died between Optuna creating it and revcli's first line in the trial (which records the

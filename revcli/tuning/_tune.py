@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import estimators, metrics, pipeline, runs, targets, threads, tracking
+from revcli import engines, estimators, metrics, pipeline, runs, targets, threads, tracking
 from revcli.errors import ConfigError, RevcliError, Terminated
 from revcli.progress import SILENT, Reporter
-from revcli.tuning import _cv, _runs, _space, _study
+from revcli.tuning import _cluster, _cv, _runs, _space, _study
 
 if TYPE_CHECKING:
     import optuna
@@ -145,6 +145,8 @@ class TuneResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # where the trials ran (revcli.engines); the refit runs in this process either way
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": "in-process"})
     # the best trial against the default trial it started from, fold by fold (see
     # against_default); which of the two was refit ("best" or "default")
     versus_default: dict[str, Any] | None = None
@@ -187,6 +189,7 @@ class TuneResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "versions": self.versions,
             "versus_default": self.versus_default,
+            "engine": self.engine,
         }
 
 
@@ -318,6 +321,17 @@ class _Tally:
         return text
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.record(trial)
+        if self.should_stop:
+            study.stop()
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.stop.requested or self.failed_in_a_row >= MAX_FAILURES_IN_A_ROW
+                    or (self.runs is not None and self.runs.dead))
+
+    def record(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Count a finished trial (this process's or a cluster worker's)."""
         from optuna.trial import TrialState
 
         with self._lock:
@@ -338,34 +352,57 @@ class _Tally:
             self.task.update(info=self.info())
             if self.runs is not None:
                 self.runs.submit(trial)
-            if (self.stop.requested or self.failed_in_a_row >= MAX_FAILURES_IN_A_ROW
-                    or (self.runs is not None and self.runs.dead)):
-                study.stop()
 
 
-def _search(study: optuna.Study, objective: _cv.Objective, p: Plan, tally: _Tally,
-            stop: _StopRequest) -> str:
-    """Run trials until ``n_trials`` new ones completed, the time is up, failures pile up, or
-    the user interrupts; returns which. Pruned and failed trials do not count, so the rounds
-    repeat ``optimize`` for the missing ones (never more than are missing)."""
-    from optuna.trial import TrialState
+class Budget:
+    """When a search stops, whichever process runs its trials: the reasons in the order they
+    are checked, and how many more trials may start."""
 
-    start = time.monotonic()
-    if p.timeout is not None:
-        tally.deadline = start + p.timeout
-    while True:
-        if stop.requested:
+    def __init__(self, p: Plan, tally: _Tally, stop: _StopRequest) -> None:
+        self.plan, self.tally, self.stop = p, tally, stop
+        self.start = time.monotonic()
+        if p.timeout is not None:
+            tally.deadline = self.start + p.timeout
+
+    def left(self) -> int | None:
+        """New completed trials still wanted (pruned and failed ones do not count)."""
+        return None if self.plan.n_trials is None else self.plan.n_trials - self.tally.completed
+
+    def remaining(self) -> float | None:
+        return (None if self.plan.timeout is None
+                else self.plan.timeout - (time.monotonic() - self.start))
+
+    def reason(self) -> str | None:
+        """Why the search stops now, or None to go on."""
+        if self.stop.requested:
             return "interrupted"
-        if tally.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        if self.tally.failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
             return "failures"
-        if tally.runs is not None and tally.runs.dead:
+        if self.tally.runs is not None and self.tally.runs.dead:
             return "tracking"
-        left = None if p.n_trials is None else p.n_trials - tally.completed
+        left = self.left()
         if left is not None and left <= 0:
             return "n_trials"
-        remaining = None if p.timeout is None else p.timeout - (time.monotonic() - start)
+        remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             return "timeout"
+        return None
+
+
+def search_in_process(study: optuna.Study, objective: _cv.Objective, budget: Budget,
+                      stop: _StopRequest) -> str:
+    """Run trials in this process until ``n_trials`` new ones completed, the time is up,
+    failures pile up, or the user interrupts; returns which. Pruned and failed trials do not
+    count, so the rounds repeat ``optimize`` for the missing ones (never more than are
+    missing)."""
+    from optuna.trial import TrialState
+
+    p, tally = budget.plan, budget.tally
+    while True:
+        reason = budget.reason()
+        if reason is not None:
+            return reason
+        left, remaining = budget.left(), budget.remaining()
         # Queued trials (the defaults) run one at a time: two threads can pop the same queued
         # trial from an sqlite storage, which ignores SELECT FOR UPDATE, and the second to
         # finish fails the whole search with "Cannot tell a COMPLETE trial" (optuna#4002).
@@ -436,7 +473,9 @@ class _Session:
     folds: list[_cv.Fold]
     key: _study.StudyKey
     name: str
-    storage: str
+    url: str          # the study storage's URL, as the workers open it
+    storage: str      # the same, password masked, as shown
+    engine: Any       # where the trials run (revcli.engines)
     study: optuna.Study
     resumed: bool
     recovered: list[int]
@@ -462,7 +501,7 @@ class _Session:
             parent_run_id=self.parent_id, experiment=s.experiment,
             tracking_uri=self.tracker.shown,
             refit=refit, plots=plots, notes=self.notes, timings=self.timings,
-            versions=self.versions)
+            versions=self.versions, engine=self.engine.describe())
 
 
 def tune(settings: Settings, *, data: str | Path | None = None,
@@ -474,25 +513,25 @@ def tune(settings: Settings, *, data: str | Path | None = None,
     and log everything to MLflow. Resumes the study of the same setup if there is one.
     ``note`` and ``tags`` describe the parent run (``--note``, ``--tag``)."""
     clock = time.perf_counter()
-    from revcli import engines
-
-    engines.in_process_only(settings, "tune", reporter)
-    session = _open(settings, data, drop_features, study_name, fresh, reporter,
-                    {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})})
-    try:
-        result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
-    except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        _runs.end_parent(session.tracker, session.parent_id, status)
-        runs.close_own_runs(session.tracker, session.experiment_id, status)
-        raise
+    plan(settings)  # a bad setting is refused before a cluster is started
+    with engines.open_engine(settings, reporter) as engine:
+        session = _open(settings, data, drop_features, study_name, fresh, reporter,
+                        {**(tags or {}), **({tracking.record.NOTE_TAG: note} if note else {})},
+                        engine)
+        try:
+            result = _search_and_refit(session, top=top, plots=plots, reporter=reporter)
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            _runs.end_parent(session.tracker, session.parent_id, status)
+            runs.close_own_runs(session.tracker, session.experiment_id, status)
+            raise
     result.timings["total"] = time.perf_counter() - clock
     return result
 
 
 def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[str],
           study_name: str | None, fresh: bool, reporter: Reporter,
-          user_tags: Mapping[str, str]) -> _Session:
+          user_tags: Mapping[str, str], engine: Any) -> _Session:
     """Check everything, then open data, storage, MLflow and the study, in that order."""
     clock = time.perf_counter()
     p = plan(settings)
@@ -507,6 +546,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
     p = dataclasses.replace(
         p, threads=threads.for_rows(max(len(f.fit) for f in folds), p.threads))
+    if engine.kind == engines.DASK:
+        p = _cluster.plan_for(engine, p)
     options = pipeline.build(settings, {}, estimator=p.space.estimators[0]).options()
     setup = {
         "seed": settings.seed, "test_size": settings.test_size,
@@ -552,12 +593,17 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                       f"{p.metric} {best})")
     else:
         reporter.note(f"new study {name} in {shown}")
+    where = (f"on {p.parallel} Dask worker(s)" if engine.kind == engines.DASK
+             else "in this process")
     reporter.note(f"sampler TPE, seed {settings.seed} + trial number · {p.parallel} trial(s) at a "
-                  f"time x {p.threads} thread(s) · {p.folds}-fold CV on the training split")
+                  f"time x {p.threads} thread(s) {where} · {p.folds}-fold CV on the training "
+                  "split")
     notes = list(prepared.notes)
     if p.parallel > 1:
+        serial = ("--cluster-workers 1 (or no --cluster)" if engine.kind == engines.DASK
+                  else "--n-jobs 1")
         notes.append(f"{p.parallel} trials ran at a time, so the result depends on their "
-                     "timing; --n-jobs 1 makes a seeded search reproducible")
+                     f"timing; {serial} makes a seeded search reproducible")
         reporter.note(notes[-1])
 
     runs.close_dead_runs(tracker, experiment_id)
@@ -569,8 +615,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
         extra={"study": name, "tune_estimator": p.space.label, "storage": shown}).to_tags()
     parent_id = _runs.create_parent(
         tracker, experiment_id, f"tune {settings.strategy}/{p.space.label}",
-        tags={**parent_tags, **{f"revcli.{k}": v for k, v in runs.worker_tags().items()},
-              **user_tags},
+        tags={**parent_tags, **{f"revcli.{k}": v for k, v in {
+            **runs.worker_tags(), **engine.tags()}.items()}, **user_tags},
         params={"tune.study": name, "tune.storage": shown, "tune.metric": p.metric,
                 "tune.cv_folds": p.folds, "tune.n_trials": p.n_trials or "until timeout",
                 "tune.timeout": p.timeout, "tune.n_jobs": p.parallel,
@@ -579,7 +625,8 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
                 "tune.space_source": p.space_file.source, "tune.space_hash": p.space.hash,
                 "tune.estimator": p.space.label, "tune.resumed": resumed})
     return _Session(settings=settings, plan=p, prepared=prepared, folds=folds, key=key,
-                    name=name, storage=shown, study=study, resumed=resumed, recovered=recovered,
+                    name=name, url=url, storage=shown, engine=engine, study=study,
+                    resumed=resumed, recovered=recovered,
                     tracker=tracker, experiment_id=experiment_id, parent_id=parent_id,
                     findings=findings, best_before=best_before, versions=versions, notes=notes,
                     timings={"prepare": time.perf_counter() - clock})
@@ -619,13 +666,13 @@ def _enqueue_defaults(study: optuna.Study, p: Plan) -> list[str]:
 def _search_and_refit(session: _Session, *, top: int, plots: bool,
                       reporter: Reporter) -> TuneResult:
     s, p, timings = session.settings, session.plan, session.timings
-    def on_start(trial: Any) -> None:
-        trial.set_user_attr(_study.WORKER_ATTR, _study.worker())
-
     stop = _StopRequest(reporter)
+    # On a cluster the objective travels to the workers: it cannot hold this process's stop
+    # request (a worker's trial is abandoned by cancelling its task instead).
+    in_process = session.engine.kind != engines.DASK
     objective = _cv.Objective(session.prepared, s, p.space, session.folds, p.metric,
-                              threads=p.threads, fixed=p.fixed, on_start=on_start,
-                              aborted=lambda: stop.aborted)
+                              threads=p.threads, fixed=p.fixed, on_start=_study.record_worker,
+                              aborted=(lambda: stop.aborted) if in_process else _cv.never)
     trial_runs = _runs.TrialRuns(session.tracker, session.experiment_id, session.parent_id,
                                  session.name, p.space, p.metric)
     search_start = time.perf_counter()
@@ -635,7 +682,9 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
         task.update(info=tally.info())
         try:
             with _optuna_quiet():
-                reason = _search(session.study, objective, p, tally, stop)
+                reason = session.engine.search_trials(
+                    session.study, objective, Budget(p, tally, stop), stop, url=session.url,
+                    seed=s.seed)
         finally:
             trial_runs.close()
     stop.raise_if_terminated()

@@ -1,0 +1,165 @@
+"""``tune --cluster``: the search's trials as tasks on a Dask cluster's workers, one study.
+
+The in-process search (revcli.tuning._tune._search) runs ``study.optimize`` in threads of this
+process. On a cluster the same objective runs on the workers instead, one trial per task, each
+worker fitting in its own process from its own copy of the CV folds (scattered to every worker
+once, then reused by every trial there). The workers open the study's storage themselves, so
+everything that makes a search honest and resumable stays where it is: the sampler (TPE seeded by
+seed + trial number, so a trial's parameters do not depend on which worker draws them), the
+median pruner across every worker's folds, the heartbeat that fails a dead worker's trial, the
+study's key. This process only decides how many trials run, feeds the progress bar and the MLflow
+child runs with each finished trial, and stops.
+
+The storage must be one every worker reaches: the workspace's sqlite file does for ``--cluster
+local`` (the workers are processes of this machine); an external cluster needs ``--storage`` a
+database URL its workers reach (PostgreSQL, MySQL) or an sqlite path on a file system they share.
+A worker that cannot open it is one line naming the storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from revcli.errors import ClusterError, RevcliError, Terminated, first_line
+
+if TYPE_CHECKING:
+    import optuna
+
+    from revcli.engines._dask import DaskEngine
+    from revcli.tuning._cv import Objective
+    from revcli.tuning._tune import Plan
+    from revcli.tuning._tune import _Budget as Budget
+    from revcli.tuning._tune import _StopRequest as StopRequest
+
+#: How often the client looks up from waiting for a trial (a Ctrl-C, a deadline).
+POLL_SECONDS = 0.5
+
+# -- on a worker ---------------------------------------------------------------------------------
+
+# A worker process keeps its storage connection and study between trials (key: url, name, seed).
+_STUDIES: dict[tuple[str, str, int], Any] = {}
+
+
+def _worker_study(url: str, name: str, seed: int) -> optuna.Study:
+    import optuna
+
+    from revcli.tuning import _study
+
+    key = (url, name, seed)
+    if key not in _STUDIES:
+        try:
+            storage = _study.open_storage(url)
+            with _study._quiet_experimental():
+                _STUDIES[key] = optuna.load_study(study_name=name, storage=storage,
+                                                  sampler=_study.make_sampler(seed),
+                                                  pruner=_study.make_pruner())
+        except (RevcliError, KeyError) as exc:
+            raise ClusterError(
+                f"a worker ({_study.worker()}) cannot open study {name} in "
+                f"{_study.mask(url)}: {first_line(exc)}; on a cluster of other machines give "
+                "--storage a database URL every worker reaches (e.g. postgresql://...)") from None
+    return _STUDIES[key]
+
+
+def run_trial(objective: Objective, url: str, name: str, seed: int) -> optuna.trial.FrozenTrial:
+    """One trial of study ``name`` in this worker process: Optuna asks, the objective fits the
+    folds, Optuna tells (a failing fit is a FAIL trial, as in-process)."""
+    from revcli.tuning._tune import _optuna_quiet
+
+    study = _worker_study(url, name, seed)
+    finished: list[optuna.trial.FrozenTrial] = []
+    with _optuna_quiet():
+        study.optimize(objective, n_trials=1, catch=(Exception,),
+                       callbacks=[lambda _study, trial: finished.append(trial)])
+    return finished[0]
+
+
+# -- on the client -------------------------------------------------------------------------------
+
+
+def slots(engine: DaskEngine) -> dict[str, int]:
+    """The workers a trial can run on, with their threads (one trial at a time on each)."""
+    info = engine.client.scheduler_info(n_workers=-1).get("workers", {})
+    return {address: int(worker.get("nthreads", 1)) for address, worker in info.items()}
+
+
+def plan_for(engine: DaskEngine, p: Plan) -> Plan:
+    """The plan on this cluster: a trial at a time per worker, on the worker's threads
+    (``--n-jobs`` is this machine's; the cluster's size is the workers')."""
+    workers = slots(engine)
+    if not workers:
+        raise ClusterError("the Dask cluster has no workers; start some (dask worker "
+                           "<scheduler>) or use --cluster local")
+    return dataclasses.replace(p, parallel=len(workers), threads=min(workers.values()))
+
+
+def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget: Budget,
+           stop: StopRequest, *, url: str, seed: int) -> str:
+    """Run trials on the cluster until ``budget`` names a reason to stop (the in-process
+    search's reasons: n_trials, timeout, failures, tracking, interrupted), then wait for the
+    running ones; returns the reason. One trial at a time per worker, pinned to it (a worker's
+    threads are its trial's); queued trials (the defaults) one at a time on the whole cluster,
+    as in-process (two workers must not pop the same one: optuna#4002)."""
+    from distributed import wait
+    from distributed.scheduler import KilledWorker
+    from optuna.trial import TrialState
+
+    client = engine.client
+    engine.reporter.step(f"sending the {len(objective.folds)} CV folds to every worker")
+    remote = client.scatter(objective, broadcast=True, hash=False)
+    running: dict[Any, str] = {}
+    reason: str | None = None
+    try:
+        while True:
+            reason = reason or budget.reason()
+            if stop.aborted:  # SIGTERM: leave the running trials now
+                client.cancel(list(running), force=True)
+                return "interrupted"
+            if reason is None:
+                queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+                workers = slots(engine)
+                limit = 1 if queued else len(workers)
+                more = budget.left()
+                if more is not None:
+                    limit = min(limit, more)  # the running ones count towards it
+                for address in workers:
+                    if len(running) >= limit:
+                        break
+                    if address in running.values():
+                        continue
+                    future = client.submit(run_trial, remote, url, study.study_name, seed,
+                                           workers=[address], allow_other_workers=True,
+                                           pure=False)
+                    running[future] = address
+            if not running:
+                return reason or "n_trials"
+            try:
+                done, _ = wait(list(running), timeout=POLL_SECONDS,
+                               return_when="FIRST_COMPLETED")
+            except TimeoutError:  # none finished yet: look at the budget and the stop again
+                continue
+            for future in done:
+                running.pop(future)
+                try:
+                    trial = future.result()
+                except RevcliError:
+                    raise
+                except KilledWorker:
+                    raise ClusterError("a Dask worker died running a trial, and so did the "
+                                       "workers it was retried on; the study keeps its "
+                                       "finished trials: run the same command again") from None
+                except Exception as exc:
+                    raise ClusterError(f"a trial task failed on the cluster: "
+                                       f"{type(exc).__name__}: {first_line(exc)}") from None
+                budget.tally.record(trial)
+    except KeyboardInterrupt as exc:  # a second Ctrl-C: the running trials are abandoned
+        client.cancel(list(running), force=True)
+        stop.requested = True
+        if isinstance(exc, Terminated):
+            stop.aborted = True
+            raise
+        return "interrupted"
+    except BaseException:
+        client.cancel(list(running), force=True)
+        raise
