@@ -62,6 +62,14 @@ def _worker_study(url: str, name: str, seed: int) -> optuna.Study:
     return _STUDIES[key]
 
 
+def _preload(estimator_names: list[str]) -> None:
+    from revcli import estimators
+    from revcli.tuning import _cv, _study  # noqa: F401
+
+    for name in estimator_names:
+        estimators.make_regressor(name, n_jobs=1)
+
+
 def run_trial(objective: Objective, url: str, name: str, seed: int) -> optuna.trial.FrozenTrial:
     """One trial of study ``name`` in this worker process: Optuna asks, the objective fits the
     folds, Optuna tells (a failing fit is a FAIL trial, as in-process)."""
@@ -82,6 +90,16 @@ def slots(engine: DaskEngine) -> dict[str, int]:
     """The workers a trial can run on, with their threads (one trial at a time on each)."""
     info = engine.client.scheduler_info(n_workers=-1).get("workers", {})
     return {address: int(worker.get("nthreads", 1)) for address, worker in info.items()}
+
+
+def warm(engine: DaskEngine, estimator_names: list[str]) -> None:
+    """Have every worker import Optuna, revcli's objective and the estimators' libraries now,
+    in the background, not in its first trial (a few seconds a worker)."""
+    from distributed import fire_and_forget
+
+    for address in slots(engine):
+        fire_and_forget(engine.client.submit(_preload, list(estimator_names), pure=False,
+                                             workers=[address], allow_other_workers=False))
 
 
 def plan_for(engine: DaskEngine, p: Plan) -> Plan:

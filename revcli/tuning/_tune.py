@@ -538,6 +538,9 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     where = ("built-in default spaces (no configs/spaces.toml here)" if p.space_file.builtin
              else p.space_file.source)
     reporter.note(f"search space: {where} · {p.space.label} · hash {p.space.hash}")
+    on_cluster = engine.kind == engines.DASK
+    if on_cluster:  # the workers import what a trial needs while this process loads the data
+        _cluster.warm(engine, p.space.estimators)
 
     prepared = pipeline.prepare(settings, data, drop_features, reporter)
     prepared.check(settings.strategy)
@@ -546,7 +549,7 @@ def _open(settings: Settings, data: str | Path | None, drop_features: Sequence[s
     folds = _cv.make_folds(prepared, settings.strategy, p.folds, settings.seed)
     p = dataclasses.replace(
         p, threads=threads.for_rows(max(len(f.fit) for f in folds), p.threads))
-    if engine.kind == engines.DASK:
+    if on_cluster:
         p = _cluster.plan_for(engine, p)
     options = pipeline.build(settings, {}, estimator=p.space.estimators[0]).options()
     setup = {
