@@ -19,6 +19,7 @@ A worker that cannot open it is one line naming the storage.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING, Any
 
 from revcli.errors import ClusterError, RevcliError, Terminated, first_line
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 #: How often the client looks up from waiting for a trial (a Ctrl-C, a deadline).
 POLL_SECONDS = 0.5
+#: How long a search waits for a cluster without workers to get some back.
+NO_WORKERS_GRACE = 30
 
 # -- on a worker ---------------------------------------------------------------------------------
 
@@ -128,6 +131,7 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
     remote = client.scatter(objective, broadcast=True, hash=False)
     running: dict[Any, str] = {}
     reason: str | None = None
+    workerless: float | None = None  # since when no worker could take a trial
     try:
         while True:
             reason = reason or budget.reason()
@@ -151,7 +155,19 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
                                            pure=False)
                     running[future] = address
             if not running:
-                return reason or "n_trials"
+                if reason is not None:
+                    return reason
+                # Trials wanted and not one worker to run them: a nanny restarting a dead
+                # worker takes a few seconds; a cluster left without workers is an error.
+                workerless = workerless or time.monotonic()
+                if time.monotonic() - workerless > NO_WORKERS_GRACE:
+                    raise ClusterError(f"the Dask cluster has had no workers for "
+                                       f"{NO_WORKERS_GRACE} s; the study keeps its finished "
+                                       "trials: run the same command again once it has "
+                                       "workers")
+                time.sleep(POLL_SECONDS)
+                continue
+            workerless = None
             try:
                 done, _ = wait(list(running), timeout=POLL_SECONDS,
                                return_when="FIRST_COMPLETED")

@@ -86,3 +86,26 @@ def test_ctrl_c_finishes_the_running_trials_and_refits_the_best(cluster, tiny_ws
     assert trials[running.number].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert not [t for t in trials.values() if t.state in (TrialState.RUNNING,
                                                           TrialState.FAIL)]
+
+
+def test_a_worker_killed_mid_trial_costs_that_trial_only(tiny_ws, slow_space, tmp_path) -> None:
+    """SIGKILL of the worker process running a trial: Dask runs the task again elsewhere, the
+    search ends with the trials asked for, and the dead worker's trial is recovered (failed and
+    queued again) by the next tune of the study."""
+    worker = spawn(["tune", "--cluster", "local", "--cluster-workers", "2", "--space",
+                    str(slow_space), "-n", "3", "--no-plots", "--json"], tiny_ws, tmp_path)
+    _, running = _wait_for(worker, _mid_trial(tiny_ws, 1), "a completed and a running trial")
+    os.kill(running.user_attrs["revcli.worker"]["pid"], signal.SIGKILL)
+    code, out, err = _finish(worker)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trials"]["new"]["completed"] == 3
+    trials = {t.number: t for t in _study_of(_default_url(tiny_ws)).get_trials()}
+    assert trials[running.number].state == TrialState.RUNNING  # nobody told Optuna yet
+
+    again = spawn(["tune", "--cluster", "local", "--space", str(slow_space), "-n", "1",
+                   "--no-plots", "--json"], tiny_ws, tmp_path)
+    code, out, err = _finish(again)
+    assert code == 0, err
+    assert json.loads(out)["trials"]["recovered"] == [running.number]
+    assert _study_of(_default_url(tiny_ws)).get_trials()[running.number].state == TrialState.FAIL
