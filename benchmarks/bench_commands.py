@@ -3,8 +3,9 @@
 Every command runs as a fresh process, --repeat times round-robin, median wall time:
 
 - `revcli predict --run R` on 20,000 rows (1x) and 200,000 rows (10x) beside
-  ref_bare_predict.py (pandas read, joblib.load of the same model file, predict, write the
-  parquet): goal <= 1.5x;
+  ref_bare_predict.py (pandas read, joblib.load of the same model as a pickle, predict, write
+  the parquet): goal <= 1.5x; the same script loading revcli's skops file (every type trusted,
+  no checks) for information;
 - `revcli compare runs` on the workspace's handful of runs (the demo: 8) and on stores of 10,
   100 and 1,000 runs, beside `python -c pass` (the floor): goals <= 1 s on the handful,
   <= 2 s on 1,000 runs (absolute, so read them with the load average printed beside);
@@ -85,7 +86,13 @@ def main() -> int:
         ws = m.FreshWorkspace(tmp / "ws", args.data or table, source)
         env, cwd = m.child_env(ws.root), tmp
         run_id = trained(ws, env, cwd)
-        model = ws.root / "models" / run_id / "model.joblib"
+        model = ws.root / "models" / run_id / "model.skops"
+        import joblib
+
+        from revcli import serialization
+
+        pickled = tmp / "model.joblib"  # the reference loads a pickle
+        joblib.dump(serialization.load(model), pickled)
         import pandas as pd
 
         frame = pd.read_parquet(args.data or table)
@@ -113,7 +120,10 @@ def main() -> int:
             out = tmp / f"out-{scale}x.parquet"
             commands += [
                 C(f"ref: bare predict {scale}x", [sys.executable, str(HERE / "ref_bare_predict.py"),
-                                                  str(model), str(path), str(out)], env, cwd),
+                                                  str(pickled), str(path), str(out)], env, cwd),
+                C(f"ref: bare skops predict {scale}x",
+                  [sys.executable, str(HERE / "ref_bare_predict.py"), str(model), str(path),
+                   str(out)], env, cwd),
                 C(f"predict {scale}x", [*m.revcli(), "predict", "--run", run_id, "--data",
                                         str(path), "--out", str(out), "-q"], env, cwd)]
         commands.append(C(f"compare runs ({HANDFUL} runs)", [*m.revcli(), "compare", "runs"],
