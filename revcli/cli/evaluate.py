@@ -124,7 +124,12 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
     title = (f"{model.strategy} / {model.estimator} on {card.population} ({card.rows:,} rows, "
              f"{card.converters:,} converters)")
     wide.print(scorecard_table(card, title, baseline_note=result.baseline_note))
+    engine = result.engine
+    on_dask = engine.get("kind") == "dask"
     if not quiet:
+        if on_dask:  # what the tables below are drawn from (a sample of the rows scored)
+            for note in result.notes:
+                out.print(f"[yellow]note:[/] {safe(note)}")
         table, missing = _segment_table(result.segments, limit, width)
         wide.print(table)
         if missing:
@@ -169,12 +174,9 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
             out.print(f"[yellow]note:[/] {safe(data['note'])}")
         if result.plots:
             out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")
-        engine = result.engine
-        if engine.get("kind") == "dask":
+        if on_dask:
             out.print(f"scored on Dask ({engine['workers']} workers, "
                       f"{safe(engine['scheduler'])}); dashboard {safe(engine['dashboard'])}")
-            for note in result.notes:
-                out.print(f"[yellow]note:[/] {safe(note)}")
     if result.eval_run_id:
         out.print(f"evaluation run [bold]{result.eval_run_id}[/] at "
                   f"{safe(result.tracking_uri)}")
