@@ -25,8 +25,8 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Score all rows of this parquet file or directory of parts (training "
         "schema) instead of the "
-        "model's own holdout (its own dataset: the holdout); with --cluster also an s3:// "
-        "prefix", show_default=False)] = None,
+        "model's own holdout (given the model's own dataset: its holdout); with --cluster also "
+        "an s3:// prefix", show_default=False)] = None,
     gate: Annotated[Path | None, typer.Option(
         "--gate", help="Enforce the targets in this TOML file: exit 1 when one fails "
         "(--level alone enforces configs/targets.toml, or the built-in seed targets when it is "
@@ -88,7 +88,7 @@ def evaluate(
         revcli evaluate --run 3f2a9c1e --period week --worst 10
         revcli evaluate --run 3f2a9c1e --backtest 4
         revcli evaluate --run 3f2a9c1e --cluster local --gate configs/targets.toml
-                revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
+        revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 
