@@ -23,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from revcli import atomic, leakage, metrics, modelref, pipeline, reports, targets, tracking
+from revcli import (
+    atomic,
+    engines,
+    leakage,
+    metrics,
+    modelref,
+    pipeline,
+    reports,
+    targets,
+    tracking,
+)
 from revcli import strategies as strategies_mod
 from revcli.errors import ConfigError, DataError, GateFailed, NotFoundError
 from revcli.progress import SILENT, Reporter
@@ -99,6 +109,10 @@ class EvalResult:
     worst: list[dict[str, Any]] = field(default_factory=list)
     period: str = "month"
     backtest: list[dict[str, Any]] = field(default_factory=list)
+    # where the rows were scored (revcli.engines): --json and the evaluation run say so when it
+    # was a cluster
+    engine: dict[str, Any] = field(default_factory=lambda: {"kind": engines.IN_PROCESS})
+    engine_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def leak_findings(self) -> list[leakage.LeakFinding]:
@@ -136,11 +150,12 @@ class EvalResult:
             "eval_run_id": self.eval_run_id,
             "tracking_uri": self.tracking_uri,
             "notes": self.notes,
+            **({"engine": self.engine} if self.engine.get("kind") != engines.IN_PROCESS else {}),
         }
 
 
 @dataclass
-class _Rows:
+class Rows:
     """The rows a model is evaluated on, and the baseline it is judged against."""
 
     frame: Any
@@ -150,8 +165,25 @@ class _Rows:
     baselines: metrics.Baselines
     baseline_note: str
     data: dict[str, Any]
-    all_X: Any
-    all_ordered: np.ndarray
+    all_X: Any = None
+    all_ordered: np.ndarray | None = None
+
+
+@dataclass
+class Scored:
+    """What an engine (revcli.engines) hands evaluate: every evaluated row's revenue and the
+    model's outputs on it (the scorecard, calibration and order-value bands are computed from
+    them), the rows the rest is drawn from (``rows``: segments, importance, plots -- every
+    evaluated row in this process, a bounded sample of them on a cluster) with their
+    predictions, the largest errors, and the leakage audit's findings on the data's rows."""
+
+    rows: Rows
+    y: np.ndarray
+    parts: dict[str, np.ndarray]      # Model.predict_parts of every evaluated row
+    detail_pred: np.ndarray           # the prediction of each of rows.X
+    worst: list[dict[str, Any]]
+    findings: list[leakage.LeakFinding]
+    notes: list[str] = field(default_factory=list)
 
 
 def _workspace_dataset(ws: Workspace, sha: str) -> Any:
@@ -161,6 +193,15 @@ def _workspace_dataset(ws: Workspace, sha: str) -> Any:
         raise NotFoundError(f"the model's dataset {sha[:12]} is not in workspace {ws.root}; "
                             "fetch it again (`revcli fetch ...`) or evaluate on a file with "
                             "--data FILE") from None
+
+
+def model_dataset(ws: Workspace, meta: dict[str, Any]) -> Any:
+    """The workspace's record of the dataset the model was trained on (its holdout's)."""
+    model_sha = meta.get("dataset_sha256")
+    if not model_sha:
+        raise ConfigError("the model records no dataset to take a holdout from; give "
+                          "--data FILE to evaluate it on")
+    return _workspace_dataset(ws, str(model_sha))
 
 
 def _recorded_split(meta: dict[str, Any], frame: Any, ordered: np.ndarray) -> Any:
@@ -187,16 +228,13 @@ def _recorded_baselines(meta: dict[str, Any], cls: Any) -> metrics.Baselines | N
 
 
 def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path | None,
-                 reporter: Reporter) -> _Rows:
+                 reporter: Reporter) -> Rows:
     from revcli.data import features_for, read_parquet, validate
 
     meta, cls = loaded.meta, loaded.strategy_class
     model_sha = meta.get("dataset_sha256")
     if data is None:
-        if not model_sha:
-            raise ConfigError("the model records no dataset to take a holdout from; give "
-                              "--data FILE to evaluate it on")
-        record = _workspace_dataset(ws, str(model_sha))
+        record = model_dataset(ws, meta)
         path, data_sha, label = record.path, record.sha256, record.source
     else:
         path = Path(str(data).removeprefix("file://"))
@@ -215,50 +253,98 @@ def _select_rows(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path |
     converters_only = cls.scored_on == strategies_mod.CONVERTERS
     table = validate(frame, require_converters=converters_only)
     X_all = features_for(frame, loaded.features)
-    recorded = _recorded_baselines(meta, cls)
     if holdout:
         split = _recorded_split(meta, frame, table.ordered)
         rows = split.test
         population = cls.population("test")
-        derived = metrics.Baselines.of(table.y[split.train])
-        if recorded is not None and not math.isclose(
-                cls.baseline_of(recorded), cls.baseline_of(derived), rel_tol=1e-9):
-            reporter.warn(f"recorded train mean {cls.baseline_of(recorded)} differs from the "
-                          f"recomputed {cls.baseline_of(derived)}; using the recomputed one")
-        baselines = derived
-        note = (f"the train mean (${cls.baseline_of(baselines):.2f}) of the model's own "
-                f"training rows (split {split.hash})")
+        baselines, note = holdout_baselines(meta, cls, metrics.Baselines.of(
+            table.y[split.train]), split.hash, reporter)
     else:
         rows = np.arange(table.rows)
-        population = (f"converters of {path.name}" if converters_only
-                      else f"all sessions of {path.name}")
-        if recorded is not None:
-            baselines = recorded
-            note = f"the train mean (${cls.baseline_of(baselines):.2f}) recorded with the model"
-        elif model_sha and (model_path := ws.cached_path(str(model_sha))) is not None:
-            model_frame = read_parquet(model_path)
-            y_model = model_frame["revenue"].to_numpy(dtype=np.float64)
-            baselines = metrics.Baselines.of(
-                y_model[_recorded_split(meta, model_frame, y_model > 0).train])
-            note = (f"the train mean (${cls.baseline_of(baselines):.2f}) of the model's "
-                    "training rows (recomputed)")
-        else:
-            baselines = metrics.Baselines.of(table.y)
-            note = (f"the mean (${cls.baseline_of(baselines):.2f}) of the evaluated rows "
-                    "themselves: no train mean is recorded for this model, and this baseline is "
-                    "flattered (its R² is 0 by construction)")
-            reporter.warn("no train mean recorded for this model: the baseline is the mean of "
-                          "the evaluated rows, which flatters it")
-    info = {"path": str(path), "sha256": data_sha, "source": label, "holdout": holdout,
-            "rows": len(rows), "population": population,
-            "model_dataset_sha256": model_sha}
-    if not holdout and model_sha:
-        info["note"] = ("not the model's training dataset: all of its rows are scored; make "
-                        "sure none of them was used to train the model")
-    return _Rows(frame=frame.iloc[rows].reset_index(drop=True), y=table.y[rows],
+        population = other_population(cls, path.name)
+        baselines, note = other_baselines(ws, meta, cls, table.y, reporter)
+    info = data_info(str(path), data_sha, label, holdout, len(rows), population, model_sha)
+    return Rows(frame=frame.iloc[rows].reset_index(drop=True), y=table.y[rows],
                  X=X_all.iloc[rows].reset_index(drop=True), population=population,
                  baselines=baselines, baseline_note=note, data=info, all_X=X_all,
                  all_ordered=table.ordered)
+
+
+def holdout_baselines(meta: dict[str, Any], cls: Any, derived: metrics.Baselines,
+                      split_hash: str, reporter: Reporter) -> tuple[metrics.Baselines, str]:
+    """A holdout's baselines: the train means of the model's own training rows, recomputed
+    (``derived``), with a warning when they differ from those recorded with the model."""
+    recorded = _recorded_baselines(meta, cls)
+    if recorded is not None and not math.isclose(
+            cls.baseline_of(recorded), cls.baseline_of(derived), rel_tol=1e-9):
+        reporter.warn(f"recorded train mean {cls.baseline_of(recorded)} differs from the "
+                      f"recomputed {cls.baseline_of(derived)}; using the recomputed one")
+    return derived, (f"the train mean (${cls.baseline_of(derived):.2f}) of the model's own "
+                     f"training rows (split {split_hash})")
+
+
+def other_baselines(ws: Workspace, meta: dict[str, Any], cls: Any, y: np.ndarray,
+                    reporter: Reporter) -> tuple[metrics.Baselines, str]:
+    """The baselines of rows other than the model's holdout (``y``: every evaluated row): the
+    train means recorded with the model; else those of its training rows, recomputed from its
+    cached dataset (a model from before they were recorded); else the mean of ``y``, said to
+    flatter."""
+    from revcli.data import read_parquet
+
+    recorded = _recorded_baselines(meta, cls)
+    model_sha = meta.get("dataset_sha256")
+    if recorded is not None:
+        return recorded, (f"the train mean (${cls.baseline_of(recorded):.2f}) recorded with "
+                          "the model")
+    if model_sha and (model_path := ws.cached_path(str(model_sha))) is not None:
+        model_frame = read_parquet(model_path)
+        y_model = model_frame["revenue"].to_numpy(dtype=np.float64)
+        baselines = metrics.Baselines.of(
+            y_model[_recorded_split(meta, model_frame, y_model > 0).train])
+        return baselines, (f"the train mean (${cls.baseline_of(baselines):.2f}) of the "
+                           "model's training rows (recomputed)")
+    baselines = metrics.Baselines.of(y)
+    reporter.warn("no train mean recorded for this model: the baseline is the mean of "
+                  "the evaluated rows, which flatters it")
+    return baselines, (f"the mean (${cls.baseline_of(baselines):.2f}) of the evaluated rows "
+                       "themselves: no train mean is recorded for this model, and this baseline "
+                       "is flattered (its R² is 0 by construction)")
+
+
+def other_population(cls: Any, name: str) -> str:
+    """The population of every row of a dataset other than the model's own."""
+    return (f"converters of {name}" if cls.scored_on == strategies_mod.CONVERTERS
+            else f"all sessions of {name}")
+
+
+def data_info(path: str, sha: str, label: str, holdout: bool, rows: int, population: str,
+              model_sha: Any) -> dict[str, Any]:
+    """``data`` of the result: what was evaluated."""
+    info = {"path": path, "sha256": sha, "source": label, "holdout": holdout, "rows": rows,
+            "population": population, "model_dataset_sha256": model_sha}
+    if not holdout and model_sha:
+        info["note"] = ("not the model's training dataset: all of its rows are scored; make "
+                        "sure none of them was used to train the model")
+    return info
+
+
+def score_in_process(ws: Workspace, loaded: modelref.LoadedModel, data: str | Path | None,
+                     worst: int, reporter: Reporter) -> Scored:
+    """The rows to evaluate, read and scored in this process, the leakage audit on all of the
+    data's rows (revcli.engines.InProcess.score_holdout)."""
+    rows = _select_rows(ws, loaded, data, reporter)
+    reporter.step(f"scoring {len(rows.y):,} rows")
+    parts = loaded.model.predict_parts(rows.X)
+    pred = np.asarray(parts["prediction"], dtype=np.float64)
+    assert rows.all_ordered is not None
+    both = rows.all_ordered.any() and not rows.all_ordered.all()
+    findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
+    positions = loaded.strategy_class.evaluation_rows(rows.y)
+    shown = [c for c in rows.frame.columns if c not in ("revenue", "is_ordered")]
+    worst_rows = reports.worst_rows(rows.frame.iloc[positions][shown], rows.y[positions],
+                                    pred[positions], worst)
+    return Scored(rows=rows, y=rows.y, parts=parts, detail_pred=pred, worst=worst_rows,
+                  findings=findings)
 
 
 def _write_plots(directory: Path, label: str, y: np.ndarray, pred: np.ndarray,
@@ -298,9 +384,6 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     ``settings.gate_level``); ``enforce`` makes :meth:`EvalResult.check_gate` raise on failure.
     ``track`` logs an evaluation run to MLflow. The result never raises for a failed gate itself.
     """
-    from revcli import engines
-
-    engines.in_process_only(settings, "evaluate", reporter)
     if segment_sort not in reports.SEGMENT_SORTS:
         raise ConfigError(f"unknown --segment-sort {segment_sort!r}; choose one of "
                           f"{', '.join(reports.SEGMENT_SORTS)}")
@@ -309,6 +392,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                           f"{', '.join(reports.PERIODS)}")
     if worst < 0 or backtest < 0:
         raise ConfigError("--worst and --backtest take a number of rows / windows >= 0")
+    engines.check_evaluate(settings, backtest=backtest)
     target_set = targets.load(Path(gate) if gate is not None else settings.targets,
                               fallback=gate is None and settings.source_of("targets") == "default")
     level = level or settings.gate_level
@@ -326,17 +410,18 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                            reporter=reporter)
     reporter.note(f"model: {loaded.source} ({loaded.strategy} / {loaded.estimator}); "
                   f"{loaded.checked}")
-    rows = _select_rows(ws, loaded, data, reporter)
-
-    reporter.step(f"scoring {len(rows.y):,} rows")
+    engines.check_holdout(settings, loaded.meta, data)  # before a cluster is started
+    with engines.open_engine(settings, reporter) as engine:
+        scored = engine.score_holdout(settings, ws, loaded, data, worst, reporter)
+        ran_on, ran_tags = engine.describe(), engine.tags()
+    rows, parts = scored.rows, scored.parts
     fitted, cls = loaded.model, loaded.strategy_class
-    parts = fitted.predict_parts(rows.X)
     pred = np.asarray(parts["prediction"], dtype=np.float64)
-    card = metrics.scorecard(cls, rows.y, pred, rows.baselines, proba_order=parts.get("p_order"),
-                             population=rows.population, order_value=cls.order_value_of(parts))
+    card = metrics.scorecard(cls, scored.y, pred, rows.baselines,
+                             proba_order=parts.get("p_order"), population=rows.population,
+                             order_value=cls.order_value_of(parts))
 
-    both = rows.all_ordered.any() and not rows.all_ordered.all()
-    findings = leakage.audit(rows.all_X, rows.all_ordered) if both else []
+    findings = scored.findings
     for finding in findings:
         reporter.warn(f"possible target leak: {finding.feature!r} {finding.detail}")
     # Recorded at training time, or found in these rows: either way the scores rest on it --
@@ -345,11 +430,12 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     if honesty.too_good:
         reporter.warn(honesty.too_good)
 
-    X_eval, y_eval, pred_eval = pipeline.evaluation_data(cls, rows.X, rows.y, pred)
+    X_eval, y_eval, pred_eval = pipeline.evaluation_data(cls, rows.X, rows.y,
+                                                         scored.detail_pred)
     positions = cls.evaluation_rows(rows.y)
     frame_eval = rows.frame.iloc[positions]
     plan = getattr(getattr(fitted, "featurizer_", None), "segments_", None)
-    notes: list[str] = []
+    notes: list[str] = list(scored.notes)
     if plan is None:
         # a model from before segments were decided at training: no one-hot groups are guessed
         # from these rows (a small file can make two flags look like one group)
@@ -365,10 +451,9 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                                                    period)]
     order_value = cls.order_value_of(parts)
     value_bands = ([] if order_value is None else reports.order_value_bands(
-        rows.y, order_value, rows.baselines.order_value))
-    shown = [c for c in rows.frame.columns if c not in ("revenue", "is_ordered")]
-    worst_rows = reports.worst_rows(frame_eval[shown], y_eval, pred_eval, worst)
-    calibration = reports.calibration_bins(y_eval, pred_eval)
+        scored.y, order_value, rows.baselines.order_value))
+    every = cls.evaluation_rows(scored.y)  # calibration: on every evaluated row
+    calibration = reports.calibration_bins(scored.y[every], pred[every])
     reporter.step("permutation importance")
     importance = pipeline.importance(fitted, X_eval, y_eval, settings.seed,
                                      method=pipeline.PERMUTATION)
@@ -385,7 +470,8 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                         honesty=honesty, plots={}, eval_run_id=None,
                         tracking_uri=tracker.shown if store is not None else None,
                         notes=notes, time_segments=time_segments, value_bands=value_bands,
-                        worst=worst_rows, period=period)
+                        worst=scored.worst, period=period, engine=ran_on,
+                        engine_tags=ran_tags)
     if backtest:
         from revcli import backtest as backtests
 
@@ -421,7 +507,7 @@ def _log_run(result: EvalResult, ws: Workspace, tracker: tracking.Tracker, exper
         model_sha256=loaded.sha256, version=versions["revcli"],
         extra={"source_run": source, "holdout": "true" if result.data["holdout"] else "false",
                "gate": "pass" if result.gate.passed else "fail",
-               "gate_level": result.gate.level})
+               "gate_level": result.gate.level, **result.engine_tags})
     short = source[:8] if source else Path(str(loaded.path)).name
     reporter.step("logging the evaluation run")
     from revcli import interrupts

@@ -286,6 +286,29 @@ def time_column_of(frame: Any, wanted: str | None) -> str:
                       f"({', '.join(stamps)}); choose one with --time-column")
 
 
+def hash_recipe(meta: dict[str, Any]) -> tuple[str, int, float]:
+    """The key, seed and test size of a model's recorded hash split: what a cluster needs to
+    decide each row's side part by part. A model whose split is another kind (stratified over
+    the whole table, or its latest sessions) is refused: no worker can decide a row's side
+    from its own parts."""
+    from revcli.errors import ConfigError
+
+    recorded = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    kind = recorded.get("kind", RANDOM)
+    if kind != HASH:
+        how = ("a time split (the latest sessions of the whole table)" if kind == TIME else
+               "stratified on is_ordered over the whole table")
+        raise ConfigError(f"the model was trained in this process: its holdout is {how}, which "
+                          "a cluster cannot make part by part; evaluate it without --cluster, "
+                          "or give --data with held-out rows")
+    test_size = recorded.get("test_size", meta.get("test_size"))
+    if test_size is None:
+        raise ConfigError("the model records no test size, so its holdout cannot be "
+                          "recomputed; give --data FILE with held-out rows")
+    return (str(recorded.get("key") or ROW_POSITION), int(recorded.get("seed", 0)),
+            float(test_size))
+
+
 def recompute(meta: dict[str, Any], frame: Any, ordered: np.ndarray) -> Split:
     """A model's split made again from what it recorded (evaluate's holdout)."""
     from revcli.errors import ConfigError
@@ -297,10 +320,9 @@ def recompute(meta: dict[str, Any], frame: Any, ordered: np.ndarray) -> Split:
         raise ConfigError("the model records no test size, so its holdout cannot be "
                           "recomputed; give --data FILE with held-out rows")
     if kind == HASH:
-        key = recorded.get("key") or ROW_POSITION
+        key, seed, size = hash_recipe(meta)
         keys = np.arange(len(ordered)) if key == ROW_POSITION else frame[key].to_numpy()
-        return make_hash_split(keys, ordered, float(test_size), int(recorded.get("seed", 0)),
-                               key)
+        return make_hash_split(keys, ordered, size, seed, key)
     if kind == TIME:
         column = recorded.get("time_column")
         return make_time_split(frame[column], ordered, float(test_size), column,

@@ -123,5 +123,5 @@ def test_commands_that_run_in_process_only_say_so_when_a_cluster_is_set() -> Non
     assert st.cluster == "tcp://scheduler:8786"
     engines.in_process_only(st, "compare strategies", recorder)
     assert recorder.warnings == ["compare strategies runs in this process: the cluster setting "
-                                 "(env:DASK_SCHEDULER_ADDRESS) is used by train, tune and "
-                                 "predict only"]
+                                 "(env:DASK_SCHEDULER_ADDRESS) is used by train, tune, predict "
+                                 "and evaluate only"]

@@ -25,7 +25,8 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Score all rows of this parquet file or directory of parts (training "
         "schema) instead of the "
-        "model's own holdout", show_default=False)] = None,
+        "model's own holdout (given the model's own dataset: its holdout); with --cluster also "
+        "an s3:// prefix", show_default=False)] = None,
     gate: Annotated[Path | None, typer.Option(
         "--gate", help="Enforce the targets in this TOML file: exit 1 when one fails "
         "(--level alone enforces configs/targets.toml, or the built-in seed targets when it is "
@@ -55,6 +56,9 @@ def evaluate(
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots")] = False,
     no_track: Annotated[bool, typer.Option(
         "--no-track", help="Do not log an evaluation run to MLflow")] = False,
+    cluster: _options.Cluster = None,
+    cluster_workers: _options.ClusterWorkers = None,
+    worker_memory: _options.WorkerMemory = None,
     seed: _options.Seed = None,
     experiment: _options.Experiment = None,
     tracking_uri: _options.TrackingUri = None,
@@ -74,20 +78,26 @@ def evaluate(
     rest on a feature the leakage audit flags or are too good to be true (unless --allow-leak).
     Without them the verdicts are shown and the exit code is 0.
 
+    With --cluster, a cluster-trained run's holdout (its hash split) is scored part by part on
+    the workers: the same scorecard and gate; segments, importance and plots from a sample.
+
     Examples:
 
         revcli evaluate --run 3f2a9c1e
         revcli evaluate --run champion --level good
         revcli evaluate --run 3f2a9c1e --period week --worst 10
         revcli evaluate --run 3f2a9c1e --backtest 4
-                revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
+        revcli evaluate --run 3f2a9c1e --cluster local --gate configs/targets.toml
+        revcli evaluate --model model.skops --data other.parquet --gate configs/targets.toml
     """
     from revcli import evaluate as core
 
     reporter = ConsoleReporter(quiet=quiet)
     with cli_errors(reporter):
         settings = _options.resolve(config, workspace=workspace, seed=seed, gate_level=level,
-                                    experiment=experiment, tracking_uri=tracking_uri)
+                                    experiment=experiment, tracking_uri=tracking_uri,
+                                    cluster=cluster, cluster_workers=cluster_workers,
+                                    worker_memory=worker_memory)
         with stdout_to_stderr(json):
             result = core.evaluate(settings, run=run, model=model, data=data, trust=trust,
                                    gate=gate, level=level, enforce=gate is not None or
@@ -114,7 +124,12 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
     title = (f"{model.strategy} / {model.estimator} on {card.population} ({card.rows:,} rows, "
              f"{card.converters:,} converters)")
     wide.print(scorecard_table(card, title, baseline_note=result.baseline_note))
+    engine = result.engine
+    on_dask = engine.get("kind") == "dask"
     if not quiet:
+        if on_dask:  # what the tables below are drawn from (a sample of the rows scored)
+            for note in result.notes:
+                out.print(f"[yellow]note:[/] {safe(note)}")
         table, missing = _segment_table(result.segments, limit, width)
         wide.print(table)
         if missing:
@@ -159,6 +174,9 @@ def _render(result: Any, limit: int, quiet: bool) -> None:
             out.print(f"[yellow]note:[/] {safe(data['note'])}")
         if result.plots:
             out.print(f"plots {safe(next(iter(result.plots.values())).parent)}")
+        if on_dask:
+            out.print(f"scored on Dask ({engine['workers']} workers, "
+                      f"{safe(engine['scheduler'])}); dashboard {safe(engine['dashboard'])}")
     if result.eval_run_id:
         out.print(f"evaluation run [bold]{result.eval_run_id}[/] at "
                   f"{safe(result.tracking_uri)}")

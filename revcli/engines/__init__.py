@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from revcli.engines._base import DASK, IN_PROCESS, LOCAL_CLUSTER, Engine
 from revcli.errors import ConfigError
@@ -27,8 +28,8 @@ from revcli.progress import SILENT, Reporter
 if TYPE_CHECKING:
     from revcli.settings import Settings
 
-__all__ = ["DASK", "IN_PROCESS", "LOCAL_CLUSTER", "Engine", "check", "cluster_estimators",
-           "in_process_only", "open_engine"]
+__all__ = ["DASK", "IN_PROCESS", "LOCAL_CLUSTER", "Engine", "check", "check_evaluate",
+           "check_holdout", "cluster_estimators", "in_process_only", "open_engine"]
 
 
 def cluster_estimators() -> list[str]:
@@ -58,13 +59,30 @@ def check(settings: Settings, estimators: Iterable[str] = ()) -> None:
                           "--split time or --cluster")
 
 
+def check_evaluate(settings: Settings, backtest: int = 0) -> None:
+    """Refuse, before any model is loaded, what ``evaluate`` cannot do on a cluster."""
+    if settings.cluster and backtest:
+        raise ConfigError("--backtest refits the run's recipe in this process, on the whole "
+                          "table; drop --cluster (or --backtest) to run it")
+
+
+def check_holdout(settings: Settings, meta: dict[str, Any], data: str | Path | None) -> None:
+    """On a cluster, refuse to evaluate a model on its own holdout (``data`` None) when that
+    split cannot be made part by part (revcli.split.hash_recipe), before a cluster is started.
+    (``--data`` naming the model's own dataset is refused by the engine once it is hashed.)"""
+    if settings.cluster and data is None:
+        from revcli import split
+
+        split.hash_recipe(meta)
+
+
 def in_process_only(settings: Settings, command: str, reporter: Reporter = SILENT) -> None:
     """Say so when a cluster is set (REVCLI_CLUSTER, DASK_SCHEDULER_ADDRESS, the config file)
     for a command that runs in this process only, rather than ignore it silently."""
     if settings.cluster:
         reporter.warn(f"{command} runs in this process: the cluster setting "
-                      f"({settings.source_of('cluster')}) is used by train, tune and predict "
-                      "only")
+                      f"({settings.source_of('cluster')}) is used by train, tune, predict "
+                      "and evaluate only")
 
 
 @contextlib.contextmanager

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from revcli.evaluate import Scored
     from revcli.leakage import LeakFinding
+    from revcli.modelref import LoadedModel
     from revcli.pipeline import Fitted, Prepared
     from revcli.predict import PredictResult
     from revcli.progress import Reporter
     from revcli.settings import Settings
+    from revcli.workspace import Workspace
 
 #: ``engine.kind``: the whole table in this process, or a Dask cluster.
 IN_PROCESS, DASK = "in-process", "dask"
@@ -49,6 +52,13 @@ class Engine(Protocol):
                       external: Any = None) -> Fitted:
         """Fit the encoding and the strategy on the training rows; score the holdout.
         ``external``: a classifier fitted elsewhere, two_stage's first stage (--classifier)."""
+        ...
+
+    def score_holdout(self, settings: Settings, workspace: Workspace, loaded: LoadedModel,
+                      data: str | Path | None, worst: int, reporter: Reporter) -> Scored:
+        """evaluate's rows: the model's own holdout (``data`` None, or its own dataset) or
+        every row of ``data``, scored; the leakage audit on the data's rows; the ``worst``
+        largest errors; the rows segments, importance and plots are drawn from."""
         ...
 
     def predict(self, settings: Settings, *, data: str | Path, out: str | Path,

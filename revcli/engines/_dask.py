@@ -274,15 +274,17 @@ def _part_sums(frame: pd.DataFrame, features: Sequence[str], medians: bool) -> d
     }
 
 
-def _audit_counts(frame: pd.DataFrame, features: Sequence[str]) -> dict[str, pd.DataFrame]:
+def _audit_counts(frame: pd.DataFrame, features: Sequence[str],
+                  train_only: bool = True) -> dict[str, pd.DataFrame]:
     """Per feature, the orders and the sessions at each distinct value on this part's training
-    rows (a category: at each level; a timestamp: at each day since 1970, as the in-process
-    audit ranks it); a gap is its own value (NaN)."""
+    rows (``train_only`` False: on all its rows, as evaluate audits the data it is given) (a
+    category: at each level; a timestamp: at each day since 1970, as the in-process audit ranks
+    it); a gap is its own value (NaN)."""
     import pandas as pd
 
     from revcli.features import CATEGORY, as_text, audit_columns, kind
 
-    train = frame.loc[~frame[IS_TEST].to_numpy()]
+    train = frame.loc[~frame[IS_TEST].to_numpy()] if train_only else frame
     ordered = (train[TARGET].to_numpy() > 0).astype(np.float64)
     out = {}
     for name in features:
@@ -329,6 +331,55 @@ def _predict_part(file: str, parts: Parts, model: Any, features: Sequence[str],
         "row": np.arange(offset, offset + len(frame), dtype=np.int64)}
     columns.update({name: np.asarray(predicted[name], dtype=np.float64) for name in outputs})
     return pa.table(columns)
+
+
+#: evaluate's sample: its key (the low 32 bits of a row's hash; the high ones decide its side)
+#: and each row's position in the table (the sample is shown in the table's order).
+SAMPLE_KEY, POSITION, PREDICTION = "__sample__", "__position__", "__prediction__"
+
+
+def _evaluate_part(file: str, parts: Parts, offset: int, recipe: tuple[str, int, float],
+                   model: Any, features: Sequence[str], shown: Sequence[str],
+                   worst: int) -> dict[str, Any]:
+    """evaluate, on a worker: one part read, checked against the data contract, split by the
+    model's ``recipe`` (key, seed, test size; a test size of 1: every row is evaluated) and its
+    test rows scored. What comes back: the split's sums, each test row's revenue and the
+    model's outputs (:meth:`revcli.model.RevenueModel.predict_parts`), the leakage audit's
+    counts on all the part's rows, its ``worst`` largest errors, and its SAMPLE_ROWS evaluated
+    rows of smallest SAMPLE_KEY (a bottom-k sample: the client keeps the SAMPLE_ROWS smallest of
+    every part's, a uniform sample of all evaluated rows, the same whatever the parts)."""
+    from revcli import reports
+    from revcli.data import features_for
+
+    frame = _read_part(file, parts)
+    facts = _check_part(frame, parts.name(file), ())
+    out: dict[str, Any] = {"facts": facts}
+    if not len(frame):
+        return out
+    features = list(features)
+    try:
+        features_for(frame, features)
+    except DataError as exc:
+        raise DataError(f"part {parts.name(file)}: {exc}") from None
+    key, seed, test_size = recipe
+    frame = _split_part(frame, offset, key, seed, test_size, shown)
+    test = frame.loc[frame[IS_TEST].to_numpy()]
+    y = test[TARGET].to_numpy(dtype=np.float64)
+    with threads.limit(1):
+        outputs = {k: np.asarray(v, dtype=np.float64)
+                   for k, v in model.predict_parts(test[features]).items()}
+    rows = strategies.of(model).evaluation_rows(y)
+    evaluated = test.iloc[rows]
+    predicted = outputs["prediction"][rows]
+    sample = evaluated[[*shown, TARGET]].assign(**{
+        SAMPLE_KEY: evaluated["__hash__"].to_numpy() & np.uint64(0xFFFFFFFF),
+        POSITION: offset + evaluated.index.to_numpy(), PREDICTION: predicted})
+    sample = sample.nsmallest(SAMPLE_ROWS, SAMPLE_KEY, keep="first")
+    out.update(sums=_part_sums(frame, [], medians=False), y=y, outputs=outputs,
+               audit=_audit_counts(frame, features, train_only=False),
+               worst=reports.worst_rows(evaluated[list(shown)], y[rows], predicted, worst),
+               sample=sample)
+    return out
 
 
 # -- the prepared dataset ---------------------------------------------------------------------
@@ -593,18 +644,7 @@ class DaskEngine:
         spec = self._featurizer_spec(settings)
         sums = self.compute(*[dask.delayed(_part_sums)(p, features, not spec.handles_missing)
                               for p in frame.to_delayed()], label="splitting; encoding statistics")
-        counts = {k: sum(s[k] for s in sums) for k in
-                  ("train_rows", "test_rows", "train_converters", "test_converters")}
-        if not counts["train_converters"] or not counts["test_converters"]:
-            raise DataError("the split leaves no converting session in the "
-                            f"{'training' if not counts['train_converters'] else 'test'} part; "
-                            "the table has too few orders")
-        fingerprint = sum(s["fingerprint"] for s in sums) % 2**64
-        digest = split_mod.hash_split_hash(rows, counts["test_rows"], fingerprint, key, seed,
-                                           test_size)
-        split = split_mod.Split(train=np.empty(0, np.int64), test=np.empty(0, np.int64),
-                                test_size=test_size, seed=seed, hash=digest,
-                                kind=split_mod.HASH, key=key)
+        split, counts = _hash_split(sums, rows, key, seed, test_size)
         baselines = metrics.Baselines.from_sums(sum(s["train_revenue"] for s in sums),
                                                 counts["train_rows"], counts["train_converters"])
         stats = _combine_statistics([s["columns"] for s in sums])
@@ -635,38 +675,110 @@ class DaskEngine:
     def audit(self, prepared: ClusterPrepared, reporter: Reporter,
               judged_for: Sequence[str] = ()) -> list[leakage.LeakFinding]:
         import dask
-        import pandas as pd
-
-        from revcli.features import CATEGORY, kind
 
         features = prepared.table.features
         per_part = self.compute(*[dask.delayed(_audit_counts)(p, features)
                                   for p in prepared.frame.to_delayed()],
                                 label="leakage audit")
-        n_orders = prepared.counts["train_converters"]
-        findings = []
-        for name in features:
-            counts = pd.concat([p[name] for p in per_part]).groupby(
-                level=0, dropna=False, sort=False).sum()
-            if kind(prepared.frame[name].dtype) == CATEGORY:
-                # a level ranks by its order rate, as the in-process audit ranks it
-                counts.index = counts["pos"] / counts["n"]
-                counts = counts.groupby(level=0, sort=False).sum()
-            values = counts.index.to_numpy(dtype=np.float64)
-            gaps = np.isnan(values)
-            low = np.nanmin(values) - 1 if (~gaps).any() else 0.0
-            values = np.where(gaps, low, values)   # a gap ranks as its own lowest value
-            order = np.argsort(values, kind="stable")
-            values = values[order]
-            pos = counts["pos"].to_numpy()[order]
-            neg = counts["n"].to_numpy()[order] - pos
-            auc, marks = leakage.auc_of_counts(pos, neg)
-            found = leakage.finding(name, auc, marks, values[np.flatnonzero(pos)[0]]
-                                    if marks else None, n_orders)
-            if found is not None:
-                findings.append(found)
+        findings = _audit_findings(per_part, prepared.frame.dtypes, features,
+                                   prepared.counts["train_converters"])
         pipeline.warn_findings(findings, judged_for, reporter)
         return findings
+
+    # -- evaluate --------------------------------------------------------------------------
+
+    def score_holdout(self, settings: Settings, workspace: Workspace, loaded: Any,
+                      data: str | Path | None, worst: int, reporter: Reporter) -> Any:
+        """evaluate's rows scored part by part on the workers (:func:`_evaluate_part`): the
+        model's own holdout -- the hash split it was trained on, made again by each worker for
+        its own parts and checked against the recorded split hash -- or every row of another
+        ``data``. The scorecard, calibration, order-value bands and largest errors are of every
+        evaluated row (their revenue and the model's outputs come back, 8 bytes a value); the
+        segments, importance and plots of a bounded sample (SAMPLE_ROWS) of them."""
+        import dask
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        from revcli import evaluate
+        from revcli.data import features_for
+        from revcli.storage import Connection
+
+        meta, cls = loaded.meta, loaded.strategy_class
+        model_sha = meta.get("dataset_sha256")
+        known = evaluate.model_dataset(workspace, meta) if data is None else None
+        parts = _list_parts(str(known.path if known is not None else data),
+                            Connection.from_settings(settings).fsspec_options())
+        record = _dataset_record(parts, known)
+        holdout = bool(model_sha) and record.sha256 == model_sha
+        # the model's own hash split; any other data: every row (a test size of 1)
+        recipe = (split_mod.hash_recipe(meta) if holdout
+                  else (split_mod.ROW_POSITION, settings.seed, 1.0))
+        (empty,) = self.compute(dask.delayed(_empty_part)(parts.files[0], parts))
+        features_for(empty, loaded.features)  # a missing feature: before any part is scored
+        shown = [str(c) for c in empty.columns if c not in (TARGET, ORDER_FLAG)]
+        offsets = [0] * len(parts.files)
+        if recipe[0] == split_mod.ROW_POSITION and len(parts.files) > 1:
+            fs = parts.filesystem()
+            lengths = []
+            for file in parts.files:
+                with fs.open(file, "rb") as fh:
+                    lengths.append(pq.read_metadata(fh).num_rows)
+            offsets = [int(o) for o in np.r_[0, np.cumsum(lengths)[:-1]]]
+        label = known.source if known is not None else parts.url
+        reporter.step(f"scoring {label} on the cluster ({len(parts.files)} part(s), "
+                      f"{record.rows:,} rows)")
+        model = self.client.scatter(loaded.model, broadcast=True, hash=False)
+        results = self.compute(*[dask.delayed(_evaluate_part)(f, parts, o, recipe, model,
+                                                              loaded.features, shown, worst)
+                                 for f, o in zip(parts.files, offsets, strict=True)],
+                               label="scoring the parts")
+        scored = [r for r in results if "y" in r]
+        rows = sum(r["facts"]["rows"] for r in results)
+        converters = sum(r["facts"].get("converters", 0) for r in results)
+        if not rows:
+            raise DataError("the table is empty (no rows or no columns)")
+        if cls.scored_on == strategies.CONVERTERS and not converters:
+            raise DataError(f"no converting sessions ({TARGET} > 0): there are no order values "
+                            "to learn from")
+        y = np.concatenate([r["y"] for r in scored])
+        outputs = {k: np.concatenate([r["outputs"][k] for r in scored])
+                   for k in scored[0]["outputs"]}
+        if holdout:
+            key, seed, test_size = recipe
+            split, counts = _hash_split([r["sums"] for r in scored], rows, key, seed, test_size)
+            if meta.get("split_hash") and split.hash != meta["split_hash"]:
+                raise DataError(f"the model's holdout does not reproduce on the cluster: split "
+                                f"hash {split.hash} != recorded {meta['split_hash']}; evaluate "
+                                "it without --cluster")
+            population = cls.population("test")
+            baselines, note = evaluate.holdout_baselines(meta, cls, metrics.Baselines.from_sums(
+                sum(r["sums"]["train_revenue"] for r in scored), counts["train_rows"],
+                counts["train_converters"]), split.hash, reporter)
+        else:
+            population = evaluate.other_population(cls, Path(parts.url.rstrip("/")).name)
+            baselines, note = evaluate.other_baselines(workspace, meta, cls, y, reporter)
+        findings = (_audit_findings([r["audit"] for r in scored], empty.dtypes,
+                                    loaded.features, converters)
+                    if 0 < converters < rows else [])
+        sample = pd.concat([r["sample"] for r in scored], ignore_index=True)
+        evaluated = len(cls.evaluation_rows(y))
+        sample = sample.nsmallest(SAMPLE_ROWS, SAMPLE_KEY, keep="first").sort_values(
+            POSITION).reset_index(drop=True)
+        notes = [] if len(sample) == evaluated else [
+            f"segments, importance and plots: a uniform sample of {len(sample):,} of the "
+            f"{evaluated:,} rows scored on the cluster; the scorecard, calibration, "
+            "order-value bands and largest errors: every row"]
+        worst_rows = sorted((w for r in scored for w in r["worst"]),
+                            key=lambda w: -abs(w["error"]))[:worst]
+        info = evaluate.data_info(str(known.path) if known is not None else parts.url,
+                                  record.sha256, label, holdout, len(y), population, model_sha)
+        detail = evaluate.Rows(frame=sample[[*shown, TARGET]],
+                               y=sample[TARGET].to_numpy(np.float64),
+                               X=features_for(sample, loaded.features), population=population,
+                               baselines=baselines, baseline_note=note, data=info)
+        return evaluate.Scored(rows=detail, y=y, parts=outputs,
+                               detail_pred=sample[PREDICTION].to_numpy(np.float64),
+                               worst=worst_rows, findings=findings, notes=notes)
 
     # -- fit and score -----------------------------------------------------------------------
 
@@ -852,9 +964,59 @@ class DaskEngine:
             raise ClusterError(_DIED) from None
 
 
+def _audit_findings(per_part: Sequence[dict[str, pd.DataFrame]], dtypes: Any,
+                    features: Sequence[str], n_orders: int) -> list[leakage.LeakFinding]:
+    """The leakage audit's findings from each part's counts (:func:`_audit_counts`), ranked by
+    the in-process audit's own arithmetic (revcli.leakage.auc_of_counts)."""
+    import pandas as pd
+
+    from revcli.features import CATEGORY, kind
+
+    findings = []
+    for name in features:
+        counts = pd.concat([p[name] for p in per_part]).groupby(
+            level=0, dropna=False, sort=False).sum()
+        if kind(dtypes[name]) == CATEGORY:
+            # a level ranks by its order rate, as the in-process audit ranks it
+            counts.index = counts["pos"] / counts["n"]
+            counts = counts.groupby(level=0, sort=False).sum()
+        values = counts.index.to_numpy(dtype=np.float64)
+        gaps = np.isnan(values)
+        low = np.nanmin(values) - 1 if (~gaps).any() else 0.0
+        values = np.where(gaps, low, values)   # a gap ranks as its own lowest value
+        order = np.argsort(values, kind="stable")
+        values = values[order]
+        pos = counts["pos"].to_numpy()[order]
+        neg = counts["n"].to_numpy()[order] - pos
+        auc, marks = leakage.auc_of_counts(pos, neg)
+        found = leakage.finding(name, auc, marks, values[np.flatnonzero(pos)[0]]
+                                if marks else None, n_orders)
+        if found is not None:
+            findings.append(found)
+    return findings
+
+
 def _predict_with(X: pd.DataFrame, estimator: Any) -> np.ndarray:
     with threads.limit(1):
         return np.asarray(estimator.predict(X), dtype=np.float64)
+
+
+def _hash_split(sums: Sequence[dict[str, Any]], rows: int, key: str, seed: int,
+                test_size: float) -> tuple[split_mod.Split, dict[str, int]]:
+    """The hash split (its hash; no row positions: the parts hold them) and its counts, from
+    each part's :func:`_part_sums`; a side without converters is refused, as in-process."""
+    counts = {k: sum(s[k] for s in sums) for k in
+              ("train_rows", "test_rows", "train_converters", "test_converters")}
+    if not counts["train_converters"] or not counts["test_converters"]:
+        raise DataError("the split leaves no converting session in the "
+                        f"{'training' if not counts['train_converters'] else 'test'} part; "
+                        "the table has too few orders")
+    fingerprint = sum(s["fingerprint"] for s in sums) % 2**64
+    digest = split_mod.hash_split_hash(rows, counts["test_rows"], fingerprint, key, seed,
+                                       test_size)
+    return split_mod.Split(train=np.empty(0, np.int64), test=np.empty(0, np.int64),
+                           test_size=test_size, seed=seed, hash=digest, kind=split_mod.HASH,
+                           key=key), counts
 
 
 def _combine_statistics(per_part: list[list[Any]]) -> list[Any]:

@@ -10,10 +10,13 @@ from revcli import pipeline
 from revcli.engines._base import IN_PROCESS
 
 if TYPE_CHECKING:
+    from revcli.evaluate import Scored
     from revcli.leakage import LeakFinding
+    from revcli.modelref import LoadedModel
     from revcli.predict import PredictResult
     from revcli.progress import Reporter
     from revcli.settings import Settings
+    from revcli.workspace import Workspace
 
 
 class InProcess:
@@ -37,6 +40,12 @@ class InProcess:
                       params: Mapping[str, Any], reporter: Reporter,
                       external: Any = None) -> pipeline.Fitted:
         return pipeline.fit_and_score(prepared, settings, params, reporter, external=external)
+
+    def score_holdout(self, settings: Settings, workspace: Workspace, loaded: LoadedModel,
+                      data: str | Path | None, worst: int, reporter: Reporter) -> Scored:
+        from revcli import evaluate
+
+        return evaluate.score_in_process(workspace, loaded, data, worst, reporter)
 
     def predict(self, settings: Settings, *, data: str | Path, out: str | Path,
                 run: str | None, model: str | Path | None, trust: bool, batch_rows: int,

@@ -298,3 +298,96 @@ def test_workers_out_of_memory_is_one_line_exit_2(table, isolated) -> None:
     assert len(errors) == 1 and errors[0].startswith("Error: Dask workers died")
     assert "Traceback" not in done.output and " - ERROR - " not in done.output
     assert not (isolated / "models").exists() or not any((isolated / "models").iterdir())
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _evaluate_json(*args: str) -> tuple[int, dict, str]:
+    from typer.testing import CliRunner
+
+    from revcli.cli import app
+
+    done = CliRunner().invoke(app, ["evaluate", *args, "--gate", str(REPO / "configs" /
+                                                                     "targets.toml"),
+                                    "--worst", "5", "--no-plots", "--no-track", "--json"])
+    lines = done.stdout.strip().splitlines()
+    assert "Traceback" not in done.output, done.output[-3000:]
+    return done.exit_code, json.loads(lines[-1]) if lines else {}, done.output
+
+
+def test_evaluate_on_the_cluster_scores_a_cluster_run_as_in_process(cluster, table,
+                                                                    isolated) -> None:
+    """`evaluate --cluster` of a cluster-trained run: its hash split made again by each worker
+    for its own parts, checked against the recorded hash, scored by the same definitions: the
+    same scorecard as `evaluate` in this process (to 1e-6), the same gate and exit code, and
+    --json says where it ran. 6,000 test rows < SAMPLE_ROWS: the sample is every row, so the
+    segments, largest errors and importance agree too."""
+    from revcli import train
+
+    _, _, parts = table
+    st = _settings(isolated, cluster=cluster, strategy="two_stage", estimator="xgb")
+    run = train.train(st, data=parts, plots=False, drop_features=["engagement_depth"]).run_id
+
+    code_here, here, _ = _evaluate_json("--run", run)
+    code_there, there, _ = _evaluate_json("--run", run, "--cluster", cluster)
+    assert code_here == code_there == 1  # configs/targets.toml's R² > 0.40 is out of reach
+    assert "engine" not in here and there["engine"]["kind"] == "dask"
+    assert there["engine"]["workers"] == 2 and there["engine"]["scheduler"] == cluster
+    assert set(there) == set(here) | {"engine"}
+    a, b = here["scorecard"], there["scorecard"]
+    assert (a["rows"], a["converters"], a["population"]) == (
+        b["rows"], b["converters"], b["population"])
+    assert {"rmse", "mae", "r2", "conv_rmse", "auc", "gini"} <= set(a["metrics"])
+    for key in ("metrics", "baseline"):
+        assert set(a[key]) == set(b[key])
+        for metric, value in a[key].items():
+            assert b[key][metric] == pytest.approx(value, rel=1e-6, abs=1e-12), (key, metric)
+    assert b["baseline_value"] == pytest.approx(a["baseline_value"], rel=1e-9)
+    assert there["data"] == here["data"] and there["data"]["holdout"] is True
+    assert there["baseline_note"] == here["baseline_note"]
+    assert there["gate"]["passed"] == here["gate"]["passed"] is False
+    assert [v["passed"] for v in there["gate"]["verdicts"]] == [
+        v["passed"] for v in here["gate"]["verdicts"]]
+    assert there["leakage"] == here["leakage"]
+    for key in ("segments", "calibration", "worst"):
+        assert len(there[key]) == len(here[key]) > 0, key
+        for x, y in zip(here[key], there[key], strict=True):
+            assert x.keys() == y.keys()
+            for k, v in x.items():
+                if isinstance(v, float):
+                    assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-9), (key, k)
+                else:
+                    assert y[k] == v, (key, k)
+    assert there["importance"] == pytest.approx(here["importance"], rel=1e-6, abs=1e-9)
+    assert there["notes"] == here["notes"]
+
+
+def test_evaluate_on_the_cluster_refuses_an_in_process_split(cluster, table, isolated) -> None:
+    """A model trained in this process has a stratified split of the whole table, which workers
+    cannot make from their own parts: one Error: line, exit 2 (its holdout, or --data naming
+    its own dataset); every row of other data is scored on the cluster."""
+    from typer.testing import CliRunner
+
+    from revcli import train
+    from revcli.cli import app
+
+    frame, single, parts = table
+    run = train.train(_settings(isolated, strategy="converting_only", estimator="xgb"),
+                      data=single, plots=False).run_id
+    for extra in ([], ["--data", str(single)]):
+        done = CliRunner().invoke(app, ["evaluate", "--run", run, "--cluster", cluster,
+                                        "--no-track", "--no-plots", *extra])
+        assert done.exit_code == 2, done.output[-2000:]
+        errors = [line for line in done.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "stratified on is_ordered" in errors[0], done.output
+        assert "without --cluster" in errors[0] and "Traceback" not in done.output
+
+    code_here, here, _ = _evaluate_json("--run", run, "--data", str(parts))
+    code_there, there, _ = _evaluate_json("--run", run, "--data", str(parts), "--cluster",
+                                          cluster)
+    assert code_here == code_there and here["data"]["holdout"] is False
+    assert there["scorecard"]["rows"] == here["scorecard"]["rows"] == int(
+        (frame["revenue"] > 0).sum())
+    assert there["scorecard"]["metrics"] == pytest.approx(here["scorecard"]["metrics"],
+                                                          rel=1e-6)
