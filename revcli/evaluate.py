@@ -437,11 +437,14 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
     plan = getattr(getattr(fitted, "featurizer_", None), "segments_", None)
     notes: list[str] = list(scored.notes)
     if plan is None:
-        # a model from before segments were decided at training: no one-hot groups are guessed
-        # from these rows (a small file can make two flags look like one group)
+        # a model trained on a cluster (its encoding is fitted from sums, never from the rows
+        # segments are decided on) or from before segments were decided at training: no
+        # one-hot groups are guessed from these rows (a small file can make two flags look
+        # like one group)
         plan = reports.segment_groups(frame_eval[list(loaded.features)], one_hot=False)
-        notes.append("this model records no segments (trained before they were decided at "
-                     "training): binary columns are shown as flags, never as one-hot groups")
+        notes.append("this model records no segments (trained on a Dask cluster, or before "
+                     "they were decided at training): binary columns are shown as flags, never "
+                     "as one-hot groups")
     segments = reports.segment_table(frame_eval, y_eval, pred_eval,
                                      cls.baseline_of(rows.baselines), groups=plan,
                                      sort=segment_sort)
