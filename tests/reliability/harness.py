@@ -122,6 +122,7 @@ class Outcome:
     timed_out: bool = False
     signal: int | None = None  # the subprocess died of this signal (exit_code is 128 + it)
     signal_sent: bool | None = None  # for a ``signal_when`` case: whether its moment came
+    pid: int | None = None  # a subprocess's pid (and its process group's: a session of its own)
 
     @property
     def output(self) -> str:
@@ -255,7 +256,7 @@ def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path, timeout: flo
         code = 128 - code  # killed by a signal: report it the way a shell does
     return Outcome(None if timed_out else code, out.decode("utf-8", "replace"),
                    err.decode("utf-8", "replace"), out + err, None, seconds, timed_out,
-                   died_of, sent)
+                   died_of, sent, proc.pid)
 
 
 def _signal_when(proc: subprocess.Popen, when: Callable[[], bool], send: int,
