@@ -113,17 +113,6 @@ class UnlinkBefore(WorkerPlugin):
             os.unlink(self.path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    return False
-
-
 def process_group_gone(pgid: int, seconds: float = 10.0) -> list[int]:
     """The pids still alive (not zombies) in process group ``pgid`` after up to ``seconds``."""
     deadline = time.monotonic() + seconds

@@ -381,6 +381,21 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
     return problems
 
 
+def show(outcome: Outcome) -> None:
+    """With RELIABILITY_DEBUG set, everything the command printed (pytest -s shows it)."""
+    if os.environ.get("RELIABILITY_DEBUG"):
+        print(f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}\n--- exception\n"
+              f"{outcome.exception}")
+
+
+def fail_on(case: Case, outcome: Outcome, problems: list[str]) -> None:
+    """Fail the test with every problem :func:`judge` found, if any."""
+    if problems:
+        pytest.fail(f"[{case.klass}] {case.id}: exit {outcome.exit_code} in "
+                    f"{outcome.seconds:.1f} s; first line: {describe(outcome)[:240]!r}\n  - "
+                    + "\n  - ".join(problems), pytrace=False)
+
+
 def exception_line(text: str) -> str:
     """The ``Type: message`` line of the last traceback in ``text`` (plain or rich-boxed)."""
     lines = text.splitlines()

@@ -18,7 +18,6 @@ parts.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,16 +26,8 @@ from typing import Any
 import pytest
 
 from tests.reliability import setups as S
-from tests.reliability.harness import (
-    Case,
-    Ctx,
-    Outcome,
-    describe,
-    judge,
-    run_subprocess,
-    snapshot,
-)
-from tests.reliability.test_matrix import Template, _prepare, template  # noqa: F401
+from tests.reliability.harness import Case, Ctx, Outcome
+from tests.reliability.test_matrix import Template, _prepare, play, template  # noqa: F401
 
 distributed = pytest.importorskip("distributed")
 
@@ -233,24 +224,7 @@ def test_cluster_case(case: Case, template: Template,  # noqa: F811
     if on_module_cluster(case):
         cluster = request.getfixturevalue("dask_cluster")
         ctx.values.update(scheduler=cluster.ensure(), scheduler_pid=str(cluster.scheduler_pid()))
-    try:
-        assert case.setup is not None
-        case.setup(ctx)
-        env = {"REVCLI_WORKSPACE": str(ctx.ws), **ctx.env}
-        argv = [ctx.fmt(a) for a in case.argv]
-        before = snapshot([ctx.root])
-        outcome = run_subprocess(argv, env, ctx.root, case.timeout)
-        after = snapshot([ctx.root])
-        problems = judge(case, ctx, outcome, before, after)
-        if os.environ.get("RELIABILITY_DEBUG"):
-            print(f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}")
-    finally:
-        for cleanup in reversed(ctx.cleanups):
-            cleanup()
-    if problems:
-        pytest.fail(f"[{case.klass}] {case.id}: exit {outcome.exit_code} in "
-                    f"{outcome.seconds:.1f} s; first line: {describe(outcome)[:240]!r}\n  - "
-                    + "\n  - ".join(problems), pytrace=False)
+    play(case, ctx, monkeypatch)
 
 
 def test_every_fault_is_a_case() -> None:
