@@ -57,8 +57,7 @@ if TYPE_CHECKING:
     from revcli.predict import PredictResult
     from revcli.settings import Settings
 
-_DIED = ("Dask workers died while running revcli's tasks (each retry too): out of memory? give "
-         "each worker more --worker-memory, or use more workers; nothing was saved")
+_MEMORY = "out of memory? give each worker more --worker-memory, or use more workers"
 _MISMATCH = ("the Dask scheduler or workers cannot load revcli's tasks: they need the same revcli "
              "(and library) versions as this process; pip install 'revcli[dask]' there, the "
              "same version, and restart them")
@@ -557,8 +556,6 @@ class DaskEngine:
         with ``label``, a progress bar that follows the tasks (one per part) as they finish."""
         import dask
         from distributed import as_completed
-        from distributed.client import FutureCancelledError
-        from distributed.scheduler import KilledWorker
 
         try:
             if label is None:
@@ -568,18 +565,84 @@ class DaskEngine:
                 for _ in as_completed(futures):
                     task.advance(1)
             return tuple(f.result() for f in futures)
-        except RevcliError:
-            raise
-        except FileNotFoundError as exc:
-            raise DataError(f"a part is missing: {first_line(exc)}") from None
-        except KilledWorker:
-            raise ClusterError(_DIED) from None
-        except (FutureCancelledError, OSError) as exc:
-            raise ClusterError(f"the Dask cluster failed: {first_line(exc)}") from None
-        except RuntimeError as exc:
-            if "deserializ" not in str(exc):
+        except Exception as exc:
+            fault = self._cluster_fault(exc, label or "running revcli's tasks")
+            if fault is None or fault is exc:
                 raise
-            raise ClusterError(_MISMATCH) from None
+            raise fault from None
+
+    def _live_workers(self) -> set[str]:
+        """The addresses of the workers the scheduler has now."""
+        return set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def _scheduler_lost(self, exc: BaseException) -> bool:
+        from distributed.client import FutureCancelledError
+
+        if isinstance(exc, FutureCancelledError) and "scheduler" in str(exc.reason):
+            return True
+        return self.client.status != "running"
+
+    def _cluster_fault(self, exc: Exception, doing: str,
+                       workers: set[str] | None = None) -> Exception | None:
+        """What a failure of the cluster's work means, as one line that names the cause: a
+        part gone, a worker that died (which, running what), the scheduler lost, revcli's tasks
+        that the workers cannot load; None when ``exc`` is none of these. ``workers``: the
+        workers' addresses when the work began, so a worker that died under XGBoost's collective
+        (whose other ranks then fail with a socket error, not a KilledWorker) is named too."""
+        from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        if isinstance(exc, RevcliError):
+            return exc
+        if isinstance(exc, FileNotFoundError):
+            return DataError(f"a part is missing: {first_line(exc)}")
+        if isinstance(exc, KilledWorker):
+            from dask.utils import key_split
+
+            return ClusterError(
+                f"Dask workers died while {doing}: the task {key_split(exc.task)} killed each "
+                f"of the {exc.allowed_failures + 1} workers that ran it (the last "
+                f"{exc.last_worker.address}); {self._memory_hint()}; nothing was saved")
+        address = self.client.scheduler.address
+        said = exc.reason if isinstance(exc, FutureCancelledError) else first_line(exc)
+        if isinstance(exc, FutureCancelledError | CommClosedError | OSError) and (
+                self._scheduler_lost(exc)):
+            return ClusterError(f"lost the Dask scheduler at {address} while {doing} ({said}): "
+                                "it stopped or is unreachable; nothing was saved")
+        if workers is not None:
+            gone = self._workers_gone(workers)
+            if gone:
+                named = ", ".join(sorted(gone))
+                return ClusterError(
+                    f"the Dask worker{'s' if len(gone) > 1 else ''} {named} died while {doing}; "
+                    f"XGBoost's training needs every worker it started on ({self._memory_hint()}"
+                    "); nothing was saved")
+        if isinstance(exc, FutureCancelledError | CommClosedError | OSError):
+            return ClusterError(f"the Dask cluster failed while {doing}: {said}")
+        if isinstance(exc, RuntimeError) and "deserializ" in str(exc):
+            return ClusterError(_MISMATCH)
+        return None
+
+    def _workers_gone(self, before: set[str], wait: float = 3.0) -> set[str]:
+        """The workers of ``before`` the scheduler no longer has. The other ranks of XGBoost's
+        collective fail the moment a peer's socket closes, maybe before the scheduler has
+        removed the dead worker: ask again for up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                now = self._live_workers()
+            except Exception:  # the scheduler itself is gone: said by the caller
+                return set()
+            gone = before - now
+            if gone or time.monotonic() > deadline:
+                return gone
+            time.sleep(0.1)
+
+    def _memory_hint(self) -> str:
+        if self.cluster is not None and self.settings.worker_memory:
+            return f"{_MEMORY} (each has --worker-memory {self.settings.worker_memory})"
+        return _MEMORY
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -805,9 +868,11 @@ class DaskEngine:
             y_stage = (y if keep is None else y[keep])
             if stage.target == ORDERED_TARGET:
                 y_stage = (y_stage > 0).astype(np.int64)
-            reporter.step(f"fitting the {stage.name} of {settings.strategy} / "
-                          f"{settings.estimator} on the cluster")
-            fitted_stages[stage.name] = self._fit_estimator(stage.estimator, X_stage, y_stage)
+            doing = (f"fitting the {stage.name} of {settings.strategy} / "
+                     f"{settings.estimator}")
+            reporter.step(f"{doing} on the cluster")
+            fitted_stages[stage.name] = self._fit_estimator(stage.estimator, X_stage, y_stage,
+                                                            doing)
         seconds = time.perf_counter() - start
         from sklearn.base import clone
 
@@ -828,15 +893,17 @@ class DaskEngine:
                                proba_test=parts.get("p_order"), fit_seconds=seconds,
                                threads=1)
 
-    def _fit_estimator(self, estimator: Any, X: Any, y: Any) -> Any:
-        """``estimator`` (unfitted, in-process) fitted on the cluster, returned in-process."""
+    def _fit_estimator(self, estimator: Any, X: Any, y: Any,
+                       doing: str = "fitting XGBoost") -> Any:
+        """``estimator`` (unfitted, in-process) fitted on the cluster, returned in-process
+        (``doing``: what it is, for an error)."""
         from sklearn.base import clone
 
         from revcli.log_target import LogTargetRegressor
 
         if isinstance(estimator, LogTargetRegressor):
             target = np.log1p(y)
-            inner = self._fit_estimator(estimator.regressor, X, target)
+            inner = self._fit_estimator(estimator.regressor, X, target, doing)
             fitted = clone(estimator)
             fitted.regressor_ = inner
             if estimator.smearing:
@@ -857,26 +924,24 @@ class DaskEngine:
         dask_cls = dxgb.DaskXGBClassifier if is_classifier(estimator) else dxgb.DaskXGBRegressor
         distributed_model = dask_cls(**params)
         distributed_model.client = self.client
+        workers = self._live_workers()
         try:
             distributed_model.fit(X, y)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"XGBoost cannot be fitted on these rows: {first_line(exc)}") from None
-        except RevcliError:
-            raise
         except Exception as exc:
-            self._raise_cluster_fault(exc)
+            collective = _collective_failure(exc)
+            if isinstance(exc, ValueError | TypeError) and collective is None:
+                raise DataError(f"XGBoost cannot be fitted on these rows: "
+                                f"{first_line(exc)}") from None
+            fault = self._cluster_fault(exc, doing, workers)
+            if fault is None and collective is not None:
+                fault = ClusterError(f"XGBoost's collective failed while {doing}: "
+                                     f"{collective}; nothing was saved")
+            if fault is None or fault is exc:
+                raise
+            raise fault from None
         local = clone(estimator)
         local.load_model(bytearray(distributed_model.get_booster().save_raw("ubj")))
         return local
-
-    def _raise_cluster_fault(self, exc: BaseException) -> None:
-        from distributed.scheduler import KilledWorker
-
-        if isinstance(exc, KilledWorker):
-            raise ClusterError(_DIED) from None
-        if isinstance(exc, FileNotFoundError):
-            raise DataError(f"a part is missing: {first_line(exc)}") from None
-        raise exc
 
     # -- predict ---------------------------------------------------------------------------
 
@@ -954,14 +1019,26 @@ class DaskEngine:
                              seconds=time.perf_counter() - start)
 
     def _result(self, future: Any) -> Any:
-        from distributed.scheduler import KilledWorker
-
         try:
             return future.result()
-        except RevcliError:
-            raise
-        except KilledWorker:
-            raise ClusterError(_DIED) from None
+        except Exception as exc:
+            fault = self._cluster_fault(exc, "scoring the parts")
+            if fault is None or fault is exc:
+                raise
+            raise fault from None
+
+
+def _collective_failure(exc: BaseException) -> str | None:
+    """What XGBoost's collective (the ranks' sockets) says went wrong, when ``exc`` is that
+    (a peer died or vanished mid-fit), else None. XGBoost raises it as a ValueError like a bad
+    row; its first line is a source position, the cause a ``- [file:line|time]: ...`` line."""
+    text = str(exc)
+    if not any(word in text for word in ("collective", "allreduce", "allgather", "Socket",
+                                         "socket", "tracker", "Poll error")):
+        return None
+    causes = [line.split("]: ", 1)[1].strip() for line in text.splitlines()
+              if line.startswith("- [") and "]: " in line]
+    return "; ".join(c for c in causes if c) or first_line(exc)
 
 
 def _audit_findings(per_part: Sequence[dict[str, pd.DataFrame]], dtypes: Any,

@@ -122,6 +122,7 @@ class Outcome:
     timed_out: bool = False
     signal: int | None = None  # the subprocess died of this signal (exit_code is 128 + it)
     signal_sent: bool | None = None  # for a ``signal_when`` case: whether its moment came
+    pid: int | None = None  # a subprocess's pid (and its process group's: a session of its own)
 
     @property
     def output(self) -> str:
@@ -255,7 +256,7 @@ def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path, timeout: flo
         code = 128 - code  # killed by a signal: report it the way a shell does
     return Outcome(None if timed_out else code, out.decode("utf-8", "replace"),
                    err.decode("utf-8", "replace"), out + err, None, seconds, timed_out,
-                   died_of, sent)
+                   died_of, sent, proc.pid)
 
 
 def _signal_when(proc: subprocess.Popen, when: Callable[[], bool], send: int,
@@ -378,6 +379,21 @@ def judge(case: Case, ctx: Ctx, outcome: Outcome, before: dict[str, str],
     if case.check is not None:
         problems.extend(case.check(ctx, outcome))
     return problems
+
+
+def show(outcome: Outcome) -> None:
+    """With RELIABILITY_DEBUG set, everything the command printed (pytest -s shows it)."""
+    if os.environ.get("RELIABILITY_DEBUG"):
+        print(f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}\n--- exception\n"
+              f"{outcome.exception}")
+
+
+def fail_on(case: Case, outcome: Outcome, problems: list[str]) -> None:
+    """Fail the test with every problem :func:`judge` found, if any."""
+    if problems:
+        pytest.fail(f"[{case.klass}] {case.id}: exit {outcome.exit_code} in "
+                    f"{outcome.seconds:.1f} s; first line: {describe(outcome)[:240]!r}\n  - "
+                    + "\n  - ".join(problems), pytrace=False)
 
 
 def exception_line(text: str) -> str:

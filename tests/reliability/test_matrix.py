@@ -34,10 +34,12 @@ from tests.reliability.harness import (
     Outcome,
     copy_template,
     describe,
+    fail_on,
     judge,
     run_inprocess,
     run_subprocess,
     sha256_file,
+    show,
     snapshot,
 )
 
@@ -994,6 +996,11 @@ def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch,
         server.create_bucket(bucket)
         ctx.values.update(s3=server.endpoint, bucket=bucket)
         ctx.env.update(server.env())
+    play(case, ctx, monkeypatch)
+
+
+def play(case: Case, ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the case up in ``ctx``, run it, judge it, clean up; fail the test on a problem."""
     try:
         if case.setup is not None:
             case.setup(ctx)
@@ -1013,16 +1020,11 @@ def test_case(case: Case, template: Template, monkeypatch: pytest.MonkeyPatch,
             outcome = run_inprocess(argv, env, case.timeout, monkeypatch)
         after = snapshot(roots)
         problems = judge(case, ctx, outcome, before, after)
-        if os.environ.get("RELIABILITY_DEBUG"):  # show everything the command printed
-            print(f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}\n--- exception\n"
-                  f"{outcome.exception}")
+        show(outcome)
     finally:
         for cleanup in reversed(ctx.cleanups):
             cleanup()
-    if problems:
-        pytest.fail(f"[{case.klass}] {case.id}: exit {outcome.exit_code} in "
-                    f"{outcome.seconds:.1f} s; first line: {describe(outcome)[:240]!r}\n  - "
-                    + "\n  - ".join(problems), pytrace=False)
+    fail_on(case, outcome, problems)
 
 
 def test_matrix_is_big_enough() -> None:
