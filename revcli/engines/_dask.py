@@ -566,7 +566,7 @@ class DaskEngine:
                     task.advance(1)
             return tuple(f.result() for f in futures)
         except Exception as exc:
-            fault = self._cluster_fault(exc, label or "running revcli's tasks")
+            fault = self.explain_fault(exc, label or "running revcli's tasks")
             if fault is None or fault is exc:
                 raise
             raise fault from None
@@ -582,17 +582,21 @@ class DaskEngine:
             return True
         return self.client.status != "running"
 
-    def _cluster_fault(self, exc: Exception, doing: str,
+    def explain_fault(self, exc: Exception, doing: str,
                        workers: set[str] | None = None) -> Exception | None:
         """What a failure of the cluster's work means, as one line that names the cause: a
         part gone, a worker that died (which, running what), the scheduler lost, revcli's tasks
         that the workers cannot load; None when ``exc`` is none of these. ``workers``: the
         workers' addresses when the work began, so a worker that died under XGBoost's collective
         (whose other ranks then fail with a socket error, not a KilledWorker) is named too."""
-        from distributed.client import FutureCancelledError
+        from distributed.client import FutureCancelledError, FuturesCancelledError
         from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
 
+        if isinstance(exc, FuturesCancelledError):  # distributed.wait's: one for many futures
+            groups = exc.error_groups
+            exc = (groups[0].errors[0] if groups and groups[0].errors
+                   else FutureCancelledError("tasks", "unknown"))
         if isinstance(exc, RevcliError):
             return exc
         if isinstance(exc, FileNotFoundError):
@@ -932,7 +936,7 @@ class DaskEngine:
             if isinstance(exc, ValueError | TypeError) and collective is None:
                 raise DataError(f"XGBoost cannot be fitted on these rows: "
                                 f"{first_line(exc)}") from None
-            fault = self._cluster_fault(exc, doing, workers)
+            fault = self.explain_fault(exc, doing, workers)
             if fault is None and collective is not None:
                 fault = ClusterError(f"XGBoost's collective failed while {doing}: "
                                      f"{collective}; nothing was saved")
@@ -1022,7 +1026,7 @@ class DaskEngine:
         try:
             return future.result()
         except Exception as exc:
-            fault = self._cluster_fault(exc, "scoring the parts")
+            fault = self.explain_fault(exc, "scoring the parts")
             if fault is None or fault is exc:
                 raise
             raise fault from None

@@ -18,6 +18,7 @@ A worker that cannot open it is one line naming the storage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
@@ -136,7 +137,7 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
         while True:
             reason = reason or budget.reason()
             if stop.aborted:  # SIGTERM: leave the running trials now
-                client.cancel(list(running), force=True)
+                _cancel(client, running)
                 return "interrupted"
             if reason is None:
                 queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -184,16 +185,39 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
                                        "workers it was retried on; the study keeps its "
                                        "finished trials: run the same command again") from None
                 except Exception as exc:
-                    raise ClusterError(f"a trial task failed on the cluster: "
-                                       f"{type(exc).__name__}: {first_line(exc)}") from None
+                    raise _fault(engine, exc) from None
                 budget.tally.record(trial)
     except KeyboardInterrupt as exc:  # a second Ctrl-C: the running trials are abandoned
-        client.cancel(list(running), force=True)
+        _cancel(client, running)
         stop.requested = True
         if isinstance(exc, Terminated):
             stop.aborted = True
             raise
         return "interrupted"
-    except BaseException:
-        client.cancel(list(running), force=True)
+    except RevcliError:
+        _cancel(client, running)
         raise
+    except Exception as exc:  # the scheduler lost mid-search, say
+        _cancel(client, running)
+        raise _fault(engine, exc) from None
+    except BaseException:
+        _cancel(client, running)
+        raise
+
+
+def _cancel(client: Any, running: dict[Any, str]) -> None:
+    """Abandon the running trials' tasks (a worker finishes a trial it has begun: Dask cannot
+    stop a running function); quietly, when the scheduler is what failed."""
+    with contextlib.suppress(Exception):
+        client.cancel(list(running), force=True)
+
+
+def _fault(engine: DaskEngine, exc: Exception) -> RevcliError:
+    """A cluster failure during the search as one line; the study keeps its finished trials."""
+    fault = engine.explain_fault(exc, "running the trials")
+    if fault is None:
+        fault = ClusterError(f"a trial task failed on the cluster: {type(exc).__name__}: "
+                             f"{first_line(exc)}")
+    text = str(fault).replace("; nothing was saved", "")
+    return type(fault)(f"{text}; the study keeps its finished trials: run the same command "
+                       "again to resume it")
