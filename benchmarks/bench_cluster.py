@@ -22,8 +22,8 @@ is two machines of C.
 
     python benchmarks/bench_cluster.py                  # 1x and 10x of 472,871 rows
     python benchmarks/bench_cluster.py --scales 1 --rows 100000   # a quick look
-    python benchmarks/bench_cluster.py --scales 10 --commands two_stage --ceiling 1GB \
-        --worker-memory 1GB                             # where the in-process path stops
+    python benchmarks/bench_cluster.py --scales 40 --commands converting_only --ceiling 3GB \
+        --worker-memory 1.5GB          # in-process killed at 3 GB; 2 workers of 1.5 GB train
 """
 
 from __future__ import annotations
