@@ -4,7 +4,9 @@ fresh revcli workspace each child starts from.
 Wall time is perf_counter around the child; peak RSS is the child's ``ru_maxrss`` from
 ``os.wait4`` (the child and every descendant it waited for), in MB, both taken by a tiny launcher
 process (see run). The child's stdout and stderr go to temp files, so a chatty child cannot block
-on a full pipe.
+on a full pipe. ``run(..., rss_ceiling_mb=C)`` runs the child as a machine of C MB without swap
+would: in a session of its own, killed (SIGKILL, every process of the session) as soon as the
+summed RSS of its session exceeds C.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    ceiling_hit: bool = False   # killed for exceeding run's rss_ceiling_mb
+    session_mb: float = 0.0     # with a ceiling: the largest summed RSS of the session sampled
 
     def json(self) -> Any:
         """The child's stdout as JSON: the last line that parses (warnings may precede it)."""
@@ -92,37 +96,74 @@ class Measured:
 # Peak RSS must be measured from a small parent: Linux carries the RSS high-water mark of the
 # process that forks across exec into the child's ru_maxrss, so a child of this (pandas-sized)
 # process would report at least this process's RSS. The launcher is `python -I -S` (~7 MB):
-# it spawns the command, waits for it, and writes wall seconds, ru_maxrss (KB) and the exit code.
+# it spawns the command, waits for it, and writes wall seconds, ru_maxrss (KB), the exit code,
+# whether it killed the command at the RSS ceiling and the largest summed RSS it sampled (KB).
+# With a ceiling (bytes, 0: none) the command is a session leader; every 20 ms the launcher sums
+# the RSS (/proc/<pid>/stat field 24) of the processes of that session (the command and what it
+# started: revcli's logger process is in it too) and kills them all when the sum exceeds the
+# ceiling, as the kernel's OOM killer would on a machine of that memory without swap (and as a
+# Dask nanny kills a worker over its memory limit; it samples every 100 ms).
 _LAUNCHER = """\
-import os, sys, time
-out, argv = sys.argv[1], sys.argv[2:]
+import os, signal, sys, time
+out, ceiling, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+page = os.sysconf("SC_PAGE_SIZE")
 start = time.perf_counter()
-pid = os.posix_spawnp(argv[0], argv, os.environ)
-_, status, usage = os.wait4(pid, 0)
+pid = os.posix_spawnp(argv[0], argv, os.environ, setsid=ceiling > 0)
+hit = peak = 0
+while ceiling:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    total, members = 0, []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == pid:
+                members.append(int(name))
+                total += int(fields[21]) * page
+    peak = max(peak, total)
+    if total > ceiling:
+        hit = 1
+        for member in members:
+            try:
+                os.kill(member, signal.SIGKILL)
+            except OSError:
+                pass
+        break
+    time.sleep(0.02)
+if not ceiling or hit:
+    _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 with open(out, "w") as fh:
-    fh.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    fh.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {hit} {peak // 1024}")
 """
 
 
 def run(cmd: Sequence[str], env: dict[str, str] | None = None,
-        cwd: str | Path | None = None) -> Run:
-    """Run ``cmd`` once as a child process; its wall time, peak RSS and output."""
+        cwd: str | Path | None = None, rss_ceiling_mb: float | None = None) -> Run:
+    """Run ``cmd`` once as a child process; its wall time, peak RSS and output. With
+    ``rss_ceiling_mb``, killed when its session's summed RSS exceeds that (see _LAUNCHER)."""
+    ceiling = int(rss_ceiling_mb * 2**20) if rss_ceiling_mb else 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
         figures = Path(tmp) / "figures"
         proc = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(figures),
-                               *cmd], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=err, check=False)
+                               str(ceiling), *cmd], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=err, check=False)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         if not figures.is_file():  # the launcher itself failed (e.g. no such command)
             return Run(wall=0.0, rss_mb=0.0, returncode=proc.returncode or 1, stdout=stdout,
                        stderr=stderr)
-        wall, maxrss_kb, code = figures.read_text().split()
+        wall, maxrss_kb, code, hit, session_kb = figures.read_text().split()
         return Run(wall=float(wall), rss_mb=int(maxrss_kb) / 1024, returncode=int(code),
-                   stdout=stdout, stderr=stderr)
+                   stdout=stdout, stderr=stderr, ceiling_hit=hit == "1",
+                   session_mb=int(session_kb) / 1024)
 
 
 @dataclass
