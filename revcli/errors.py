@@ -73,4 +73,9 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type's name when it has none), at most
     ``limit`` characters: how a library's long error becomes part of one line."""
     lines = str(exc).strip().splitlines()
-    return lines[0][:limit] if lines and lines[0].strip() else type(exc).__name__
+    if not lines or not lines[0].strip():
+        return type(exc).__name__
+    line = lines[0].rstrip()
+    # a cut says so, and never ends the line in the middle of blanks (a cut after a space left
+    # "Error: ... An error occurred " with a trailing blank)
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"

@@ -158,7 +158,7 @@ def safe(text: object) -> str:
 def error(message: str) -> None:
     # In a log or a pipe (a script, Airflow, grep) the error is one line, never wrapped; at a
     # terminal it wraps between words like any prose.
-    err.print(f"[bold red]Error:[/] {safe(message)}", highlight=False,
+    err.print(f"[bold red]Error:[/] {safe(message.strip())}", highlight=False,
               soft_wrap=not err.is_terminal)
 
 
