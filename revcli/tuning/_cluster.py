@@ -74,11 +74,17 @@ def _preload(estimator_names: list[str]) -> None:
         estimators.make_regressor(name, n_jobs=1)
 
 
-def run_trial(objective: Objective, url: str, name: str, seed: int) -> optuna.trial.FrozenTrial:
-    """One trial of study ``name`` in this worker process: Optuna asks, the objective fits the
-    folds, Optuna tells (a failing fit is a FAIL trial, as in-process)."""
+def run_trial(folds: str, url: str, name: str, seed: int) -> optuna.trial.FrozenTrial:
+    """One trial of study ``name`` in this worker process: Optuna asks, the objective (installed
+    as ``folds`` by the search's worker plugin) fits the folds, Optuna tells (a failing fit is a
+    FAIL trial, as in-process)."""
+    from revcli.tuning import _worker
     from revcli.tuning._tune import _optuna_quiet
 
+    objective = _worker.OBJECTIVES.get(folds)
+    if objective is None:
+        raise ClusterError(f"the worker has no CV folds of this search ({folds}); its plugin "
+                           "was not installed")
     study = _worker_study(url, name, seed)
     finished: list[optuna.trial.FrozenTrial] = []
     with _optuna_quiet():
@@ -122,14 +128,30 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
     search's reasons: n_trials, timeout, failures, tracking, interrupted), then wait for the
     running ones; returns the reason. One trial at a time per worker, pinned to it (a worker's
     threads are its trial's); queued trials (the defaults) one at a time on the whole cluster,
-    as in-process (two workers must not pop the same one: optuna#4002)."""
+    as in-process (two workers must not pop the same one: optuna#4002). The objective with its
+    folds reaches every worker, also one that joins mid-search, as a worker plugin."""
+    import uuid
+
+    from revcli.tuning import _worker
+
+    client = engine.client
+    engine.reporter.step(f"sending the {len(objective.folds)} CV folds to every worker")
+    folds = f"revcli-tune-{uuid.uuid4().hex[:12]}"
+    client.register_plugin(_worker.Folds(folds, objective), name=folds)
+    try:
+        return _search(engine, study, budget, stop, folds, url=url, seed=seed)
+    finally:
+        with contextlib.suppress(Exception):  # a lost scheduler has forgotten it anyway
+            client.unregister_worker_plugin(folds)
+
+
+def _search(engine: DaskEngine, study: optuna.Study, budget: Budget, stop: StopRequest,
+            folds: str, *, url: str, seed: int) -> str:
     from distributed import wait
     from distributed.scheduler import KilledWorker
     from optuna.trial import TrialState
 
     client = engine.client
-    engine.reporter.step(f"sending the {len(objective.folds)} CV folds to every worker")
-    remote = client.scatter(objective, broadcast=True, hash=False)
     running: dict[Any, str] = {}
     reason: str | None = None
     workerless: float | None = None  # since when no worker could take a trial
@@ -151,7 +173,7 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
                         break
                     if address in running.values():
                         continue
-                    future = client.submit(run_trial, remote, url, study.study_name, seed,
+                    future = client.submit(run_trial, folds, url, study.study_name, seed,
                                            workers=[address], allow_other_workers=True,
                                            pure=False)
                     running[future] = address
