@@ -2,13 +2,13 @@
 
 The in-process search (revcli.tuning._tune._search) runs ``study.optimize`` in threads of this
 process. On a cluster the same objective runs on the workers instead, one trial per task, each
-worker fitting in its own process from its own copy of the CV folds (scattered to every worker
-once, then reused by every trial there). The workers open the study's storage themselves, so
-everything that makes a search honest and resumable stays where it is: the sampler (TPE seeded by
-seed + trial number, so a trial's parameters do not depend on which worker draws them), the
-median pruner across every worker's folds, the heartbeat that fails a dead worker's trial, the
-study's key. This process only decides how many trials run, feeds the progress bar and the MLflow
-child runs with each finished trial, and stops.
+worker fitting in its own process from its own copy of the CV folds (installed on every worker once
+by a worker plugin, revcli.tuning._worker, then reused by every trial there). The workers open the
+study's storage themselves, so everything that makes a search honest and resumable stays where it
+is: the sampler (TPE seeded by seed + trial number, so a trial's parameters do not depend on which
+worker draws them), the median pruner across every worker's folds, the heartbeat that fails a dead
+worker's trial, the study's key. This process only decides how many trials run, feeds the progress
+bar and the MLflow child runs with each finished trial, and stops.
 
 The storage must be one every worker reaches: the workspace's sqlite file does for ``--cluster
 local`` (the workers are processes of this machine); an external cluster needs ``--storage`` a
@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 
     from revcli.engines._dask import DaskEngine
     from revcli.tuning._cv import Objective
-    from revcli.tuning._tune import Plan
-    from revcli.tuning._tune import _Budget as Budget
+    from revcli.tuning._tune import Budget, Plan
     from revcli.tuning._tune import _StopRequest as StopRequest
 
 #: How often the client looks up from waiting for a trial (a Ctrl-C, a deadline).
