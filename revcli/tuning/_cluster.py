@@ -1,7 +1,7 @@
 """``tune --cluster``: the search's trials as tasks on a Dask cluster's workers, one study.
 
-The in-process search (revcli.tuning._tune._search) runs ``study.optimize`` in threads of this
-process. On a cluster the same objective runs on the workers instead, one trial per task, each
+The in-process search (revcli.tuning._tune.search_in_process) runs ``study.optimize`` in threads of
+this process. On a cluster the same objective runs on the workers instead, one trial per task, each
 worker fitting in its own process from its own copy of the CV folds (installed on every worker once
 by a worker plugin, revcli.tuning._worker, then reused by every trial there). The workers open the
 study's storage themselves, so everything that makes a search honest and resumable stays where it
