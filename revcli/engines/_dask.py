@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from revcli.settings import Settings
 
 _MEMORY = "out of memory? give each worker more --worker-memory, or use more workers"
+#: What a failed command left behind, as its cluster errors end (revcli.tuning says otherwise).
+NOTHING_SAVED = "nothing was saved"
 _MISMATCH = ("the Dask scheduler or workers cannot load revcli's tasks: they need the same revcli "
              "(and library) versions as this process; pip install 'revcli[dask]' there, the "
              "same version, and restart them")
@@ -582,13 +584,14 @@ class DaskEngine:
             return True
         return self.client.status != "running"
 
-    def explain_fault(self, exc: Exception, doing: str,
-                       workers: set[str] | None = None) -> Exception | None:
+    def explain_fault(self, exc: Exception, doing: str, workers: set[str] | None = None,
+                      then: str = NOTHING_SAVED) -> Exception | None:
         """What a failure of the cluster's work means, as one line that names the cause: a
         part gone, a worker that died (which, running what), the scheduler lost, revcli's tasks
         that the workers cannot load; None when ``exc`` is none of these. ``workers``: the
         workers' addresses when the work began, so a worker that died under XGBoost's collective
-        (whose other ranks then fail with a socket error, not a KilledWorker) is named too."""
+        (whose other ranks then fail with a socket error, not a KilledWorker) is named too;
+        ``then``: what the failure left, said at the end of the line."""
         from distributed.client import FutureCancelledError, FuturesCancelledError
         from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
@@ -607,13 +610,13 @@ class DaskEngine:
             return ClusterError(
                 f"Dask workers died while {doing}: the task {key_split(exc.task)} killed each "
                 f"of the {exc.allowed_failures + 1} workers that ran it (the last "
-                f"{exc.last_worker.address}); {self._memory_hint()}; nothing was saved")
+                f"{exc.last_worker.address}); {self._memory_hint()}; {then}")
         address = self.client.scheduler.address
         said = exc.reason if isinstance(exc, FutureCancelledError) else first_line(exc)
         if isinstance(exc, FutureCancelledError | CommClosedError | OSError) and (
                 self._scheduler_lost(exc)):
             return ClusterError(f"lost the Dask scheduler at {address} while {doing} ({said}): "
-                                "it stopped or is unreachable; nothing was saved")
+                                f"it stopped or is unreachable; {then}")
         if workers is not None:
             gone = self._workers_gone(workers)
             if gone:
@@ -621,9 +624,9 @@ class DaskEngine:
                 return ClusterError(
                     f"the Dask worker{'s' if len(gone) > 1 else ''} {named} died while {doing}; "
                     f"XGBoost's training needs every worker it started on ({self._memory_hint()}"
-                    "); nothing was saved")
+                    f"); {then}")
         if isinstance(exc, FutureCancelledError | CommClosedError | OSError):
-            return ClusterError(f"the Dask cluster failed while {doing}: {said}")
+            return ClusterError(f"the Dask cluster failed while {doing}: {said}; {then}")
         if isinstance(exc, RuntimeError) and "deserializ" in str(exc):
             return ClusterError(_MISMATCH)
         return None
@@ -939,7 +942,7 @@ class DaskEngine:
             fault = self.explain_fault(exc, doing, workers)
             if fault is None and collective is not None:
                 fault = ClusterError(f"XGBoost's collective failed while {doing}: "
-                                     f"{collective}; nothing was saved")
+                                     f"{collective}; {NOTHING_SAVED}")
             if fault is None or fault is exc:
                 raise
             raise fault from None

@@ -147,7 +147,6 @@ def search(engine: DaskEngine, study: optuna.Study, objective: Objective, budget
 def _search(engine: DaskEngine, study: optuna.Study, budget: Budget, stop: StopRequest,
             folds: str, *, url: str, seed: int) -> str:
     from distributed import wait
-    from distributed.scheduler import KilledWorker
     from optuna.trial import TrialState
 
     client = engine.client
@@ -184,8 +183,7 @@ def _search(engine: DaskEngine, study: optuna.Study, budget: Budget, stop: StopR
                 workerless = workerless or time.monotonic()
                 if time.monotonic() - workerless > NO_WORKERS_GRACE:
                     raise ClusterError(f"the Dask cluster has had no workers for "
-                                       f"{NO_WORKERS_GRACE} s; the study keeps its finished "
-                                       "trials: run the same command again once it has "
+                                       f"{NO_WORKERS_GRACE} s; {STUDY_KEPT} once it has "
                                        "workers")
                 time.sleep(POLL_SECONDS)
                 continue
@@ -199,12 +197,6 @@ def _search(engine: DaskEngine, study: optuna.Study, budget: Budget, stop: StopR
                 running.pop(future)
                 try:
                     trial = future.result()
-                except RevcliError:
-                    raise
-                except KilledWorker:
-                    raise ClusterError("a Dask worker died running a trial, and so did the "
-                                       "workers it was retried on; the study keeps its "
-                                       "finished trials: run the same command again") from None
                 except Exception as exc:
                     raise _fault(engine, exc) from None
                 budget.tally.record(trial)
@@ -233,12 +225,14 @@ def _cancel(client: Any, running: dict[Any, str]) -> None:
         client.cancel(list(running), force=True)
 
 
-def _fault(engine: DaskEngine, exc: Exception) -> RevcliError:
-    """A cluster failure during the search as one line; the study keeps its finished trials."""
-    fault = engine.explain_fault(exc, "running the trials")
-    if fault is None:
-        fault = ClusterError(f"a trial task failed on the cluster: {type(exc).__name__}: "
-                             f"{first_line(exc)}")
-    text = str(fault).replace("; nothing was saved", "")
-    return type(fault)(f"{text}; the study keeps its finished trials: run the same command "
-                       "again to resume it")
+#: What a failed search leaves, as its cluster errors end.
+STUDY_KEPT = "the study keeps its finished trials: run the same command again to resume it"
+
+
+def _fault(engine: DaskEngine, exc: Exception) -> Exception:
+    """A cluster failure during the search as one line (the engine's, or revcli's own error
+    from a worker as it is)."""
+    fault = engine.explain_fault(exc, "running the trials", then=STUDY_KEPT)
+    return fault if fault is not None else ClusterError(
+        f"a trial task failed on the cluster: {type(exc).__name__}: {first_line(exc)}; "
+        f"{STUDY_KEPT}")
