@@ -246,7 +246,8 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
     log_start = time.perf_counter()
     # What MLflow cannot describe fails here, before any run or pending record exists (a
     # pending run that `runs sync` could never log would be left otherwise).
-    _describable(tracker, fitted.model, prepared.X_test.iloc[:5])
+    sample = prepared.X_test.iloc[:5]
+    _describable(tracker, sample, fitted.model.predict(sample))
     with staged_model(prepared.workspace, fitted.model) as staged:
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
@@ -314,7 +315,6 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
             engine=spec.engine,
             classifier=spec.classifier)
         atomic.write_json(model_path.parent / RESULT_FILE, result.to_dict())
-        sample = prepared.X_test.iloc[:5]
         pending = Pending(
             directory=model_path.parent, run_id=None if unreachable else run_id,
             experiment=settings.experiment, experiment_id=experiment_id, run_name=spec.run_name,
@@ -347,18 +347,19 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         return result
 
 
-def _describable(tracker: tracking.Tracker, model: Any, sample: Any) -> None:
-    """MLflow can describe ``model`` (DataError otherwise), asked where MLflow is imported: the
-    logger process. When that process or the store is gone, asked here (the failure of the
-    store itself is met, and handled, when the run is created)."""
+def _describable(tracker: tracking.Tracker, sample: Any, predictions: Any) -> None:
+    """MLflow can describe a model's input ``sample`` and its ``predictions`` (DataError
+    otherwise), asked where MLflow is imported: the logger process. When that process or the
+    store is gone, asked here (the failure of the store itself is met, and handled, when the
+    run is created)."""
     try:
-        tracker.describe(model, sample)
+        tracker.describe(sample, predictions)
     except DataError:
         raise
     except RevcliError:
         from revcli.tracking._model import describe
 
-        describe(model, sample)
+        describe(sample, predictions)
 
 
 UNLOGGED = "unlogged-"
@@ -430,18 +431,38 @@ class Pending:
 
     def log(self, tracker: tracking.Tracker, model: Any, sample: Any,
             scorecard: dict[str, Any], timings: dict[str, float] | None = None) -> str | None:
-        """Send it all to run ``run_id`` and end the run FINISHED; then forget it."""
+        """Send it all to run ``run_id`` and end the run FINISHED; then forget it. The model
+        goes as the directory's skops file (``model``, loaded or just fitted, gives its
+        predictions on ``sample``); a model an older revcli saved as a pickle is written as
+        skops first."""
         assert self.run_id is not None
         root = self.directory.parent.parent
-        uri = tracking.log_training(
-            tracker, self.run_id, record=tracking.RunRecord.from_tags(self.tags),
-            params=self.params, metrics=self.metrics, model=model, sample=sample,
-            artifacts=tracking.Artifacts(files={k: root / v for k, v in self.plots.items()},
-                                         documents={RESULT_FILE: scorecard}),
-            dataset=self.dataset, timings=timings)
+        with _skops_file(self.directory, model) as model_file:
+            uri = tracking.log_training(
+                tracker, self.run_id, record=tracking.RunRecord.from_tags(self.tags),
+                params=self.params, metrics=self.metrics, model_file=model_file, sample=sample,
+                predictions=model.predict(sample),
+                artifacts=tracking.Artifacts(files={k: root / v for k, v in self.plots.items()},
+                                             documents={RESULT_FILE: scorecard}),
+                dataset=self.dataset, timings=timings)
         (self.directory / PENDING_FILE).unlink(missing_ok=True)
         (self.directory / SAMPLE_FILE).unlink(missing_ok=True)
         return uri
+
+
+@contextlib.contextmanager
+def _skops_file(directory: Path, model: Any) -> Iterator[Path]:
+    """The skops file of a model directory; for the pickle of an older revcli, the loaded
+    ``model`` written as a temporary skops file beside it."""
+    from revcli import serialization
+
+    path = model_path(directory)
+    if serialization.format_of(path) == serialization.SKOPS:
+        yield path
+        return
+    with atomic.temp_path(directory, suffix=".skops") as tmp:
+        serialization.dump(model, tmp)
+        yield tmp
 
 
 def dataset_input(prepared: pipeline.Prepared) -> dict[str, Any]:

@@ -76,13 +76,93 @@ def format_of(path: str | Path) -> str:
         return PICKLE
 
 
+#: scikit-learn's estimator classes by name, as ``sklearn.utils.all_estimators()`` lists them,
+#: for the scikit-learn release they were read from (:func:`skops_io`).
+ESTIMATOR_NAMES_FILE = "sklearn_estimators.json"
+
+
+def sklearn_estimator_names() -> list[str]:
+    """The names skops trusts by default as scikit-learn's estimators, read from scikit-learn
+    itself: ``all_estimators()`` imports every scikit-learn module to find them (~0.4 s)."""
+    from sklearn.utils import all_estimators
+
+    return [f"{cls.__module__}.{cls.__name__}" for _, cls in all_estimators()]
+
+
+def write_estimator_names() -> Path:
+    """Read :func:`sklearn_estimator_names` of the installed scikit-learn into
+    :data:`ESTIMATOR_NAMES_FILE` (after an upgrade of scikit-learn:
+    ``python -c "from revcli.serialization import write_estimator_names as w; w()"``)."""
+    import json
+
+    import sklearn
+
+    from revcli import atomic, defaults
+
+    path = Path(defaults.__file__).parent / ESTIMATOR_NAMES_FILE
+    atomic.write_text(path, json.dumps({"scikit-learn": sklearn.__version__,
+                                        "names": sklearn_estimator_names()}, indent=1) + "\n")
+    return path
+
+
+def _listed_estimators() -> list[tuple[str, type]] | None:
+    """:data:`ESTIMATOR_NAMES_FILE` as ``all_estimators()`` would answer, when it was read from
+    the scikit-learn release installed here; None otherwise."""
+    import json
+
+    import sklearn
+
+    try:
+        from revcli import defaults
+
+        listed = json.loads(defaults.text(ESTIMATOR_NAMES_FILE))
+    except (ImportError, OSError, ValueError):
+        return None
+    if listed.get("scikit-learn") != sklearn.__version__:
+        return None
+    out = []
+    for name in listed["names"]:
+        module, _, qualname = name.rpartition(".")
+        # skops reads only the module and name of each class: stand-ins with the same names
+        out.append((qualname, type(qualname, (), {"__module__": module})))
+    return out
+
+
+def skops_io() -> Any:
+    """``skops.io``, imported without its walk of every scikit-learn module.
+
+    skops builds its default list of trusted scikit-learn estimators at import, from
+    ``sklearn.utils.all_estimators()``, which imports all of scikit-learn to find them: 0.35 s
+    of each train, predict and logger process (issue 19). The same names, read from that very
+    function for the installed release (:data:`ESTIMATOR_NAMES_FILE`, checked by
+    tests/test_serialization.py), answer it for the length of the import; the function is put
+    back at once. For any other scikit-learn release skops walks the modules as usual, so the
+    list skops trusts is always the installed release's own.
+    """
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    listed = _listed_estimators()
+    real = sklearn.utils.all_estimators
+    if listed is not None:
+        sklearn.utils.all_estimators = lambda type_filter=None: list(listed)
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = real
+    return skops.io
+
+
 def foreign_types(path: str | Path) -> list[str]:
     """The types in skops file ``path`` that are not on :func:`trusted_types` (nothing is
     built: skops reads the file's schema)."""
-    import skops.io
+    skops = skops_io()
 
     try:
-        found = skops.io.get_untrusted_types(file=path)
+        found = skops.get_untrusted_types(file=path)
     except Exception as exc:  # a damaged archive fails in many ways; all mean "not a model"
         raise DataError(f"{path} is not a readable skops file ({type(exc).__name__}: "
                         f"{str(exc)[:200]})") from None
@@ -93,9 +173,7 @@ def foreign_types(path: str | Path) -> list[str]:
 def dump(model: Any, path: str | Path) -> None:
     """Write ``model`` as a skops file; a model holding a type not on the list is refused by
     name (it could not be loaded without trusting that type)."""
-    import skops.io
-
-    skops.io.dump(model, path)
+    skops_io().dump(model, path)
     foreign = foreign_types(path)
     if foreign:
         Path(path).unlink(missing_ok=True)
@@ -107,15 +185,14 @@ def dump(model: Any, path: str | Path) -> None:
 def load(path: str | Path) -> Any:
     """The model in skops file ``path``, built from trusted types only: any other type is
     refused, named, before anything is built."""
-    import skops.io
-
+    skops = skops_io()
     foreign = foreign_types(path)
     if foreign:
         raise DataError(f"{path} holds types revcli does not trust: {', '.join(foreign)}; "
                         "refusing to load it (only revcli's own classes and its estimators' "
                         "load without code review)")
     try:
-        return skops.io.load(path, trusted=trusted_types())
+        return skops.load(path, trusted=trusted_types())
     except Exception as exc:
         raise DataError(f"{path} cannot be loaded as a revcli model ({type(exc).__name__}: "
                         f"{str(exc)[:200]})") from None
@@ -166,5 +243,7 @@ MODEL_MODULES = (
     "revcli.log_target", "revcli.model", "revcli.serialization", "revcli.strategies",
     "revcli.strategies._population", "revcli.strategies._base", "revcli.strategies._all",
     "revcli.strategies._converting_only", "revcli.strategies._two_stage", "revcli.trend",
-    "revcli.reports", "revcli.metrics",
+    "revcli.reports", "revcli.metrics", "revcli.defaults",
 )
+#: Data files the model's code reads, shipped beside those modules.
+MODEL_DATA = (f"defaults/{ESTIMATOR_NAMES_FILE}",)

@@ -106,6 +106,7 @@ def test_the_check_that_mlflow_can_describe_the_model_runs_in_the_logger(
     sample = small_demo.drop(columns=["revenue"]).head(5)
     with _logger.Logger(s, Workspace(s.workspace)) as logger:
         tracker, _ = logger.result()
-        assert tracker.describe(model, sample) is None  # described: nothing raised
+        predictions = model.predict(sample)
+        assert tracker.describe(sample, predictions) is None  # described: nothing raised
         with pytest.raises(DataError, match="MLflow cannot describe"):
-            tracker.describe(model, sample.assign(session_start=[{"a": 1}] * 5))
+            tracker.describe(sample.assign(session_start=[{"a": 1}] * 5), predictions)

@@ -100,7 +100,8 @@ def test_the_workspace_holds_no_pickle_and_the_mlflow_model_loads_with_pickle_of
     files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
     assert "model.skops" in files and not any(f.endswith((".pkl", ".joblib")) for f in files)
     code = [f for f in files if f.startswith("code/")]
-    assert len(code) == len(serialization.MODEL_MODULES), code  # not the whole package
+    # not the whole package: the modules and the data files they read
+    assert len(code) == len(serialization.MODEL_MODULES) + len(serialization.MODEL_DATA), code
 
 
 SCRIPT = """
@@ -131,7 +132,9 @@ def test_pyfunc_loads_every_strategy_and_estimator_with_pickle_deserialization_o
         for estimator in estimators.ESTIMATORS:
             model, X = _fitted(strategy, estimator, frame)
             run_id = tracker.client.create_run(experiment).info.run_id
-            tracker.log_model(run_id, model, X.head(5))
+            path = tmp_path / f"{strategy}-{estimator}.skops"
+            serialization.dump(model, path)
+            tracker.log_model(run_id, path, X.head(5), model.predict(X.head(5)))
             expected[run_id] = model.predict(X.head(50))
     raw = tmp_path / "raw.parquet"
     frame.to_parquet(raw)
@@ -143,3 +146,41 @@ def test_pyfunc_loads_every_strategy_and_estimator_with_pickle_deserialization_o
     got = json.loads(done.stdout.strip().splitlines()[-1])
     for run_id, values in expected.items():
         assert np.allclose(got[run_id], values), run_id
+
+
+def test_skops_trusts_the_same_scikit_learn_estimators_without_walking_scikit_learn() -> None:
+    """serialization.skops_io answers skops' all_estimators() from the names read for this
+    scikit-learn release: skops ends up trusting exactly the list the walk would give."""
+    import sklearn
+
+    listed = json.loads((Path(serialization.__file__).parent / "defaults" /
+                         serialization.ESTIMATOR_NAMES_FILE).read_text())
+    if listed["scikit-learn"] != sklearn.__version__:
+        pytest.skip(f"{serialization.ESTIMATOR_NAMES_FILE} was read from scikit-learn "
+                    f"{listed['scikit-learn']}, {sklearn.__version__} is installed (skops walks "
+                    "it as usual); refresh it: python -c \"from revcli.serialization import "
+                    "write_estimator_names as w; w()\"")
+    script = (
+        "import sys, sklearn.utils\n"
+        "real = sklearn.utils.all_estimators\n"
+        "from revcli import serialization\n"
+        "serialization.skops_io()\n"
+        "from skops.io import _trusted_types as t\n"
+        "walked = 'sklearn.cross_decomposition' in sys.modules  # what only the walk imports\n"
+        "import json\n"
+        "print(json.dumps({'walked': walked, 'restored': sklearn.utils.all_estimators is real,\n"
+        "                  'trusted': t.SKLEARN_ESTIMATOR_TYPE_NAMES,\n"
+        "                  'real': serialization.sklearn_estimator_names()}))\n")
+    out = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                    text=True, check=True).stdout)
+    assert not out["walked"] and out["restored"]
+    assert len(out["real"]) > 100
+    assert out["trusted"] == out["real"]
+
+
+def test_a_list_read_from_another_scikit_learn_release_is_not_used(monkeypatch) -> None:
+    from revcli import defaults
+
+    monkeypatch.setattr(defaults, "text", lambda name: json.dumps(
+        {"scikit-learn": "0.0.1", "names": ["sklearn.Fake"]}))
+    assert serialization._listed_estimators() is None

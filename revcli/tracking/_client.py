@@ -327,24 +327,26 @@ class Tracker:
 
     # -- models and datasets --------------------------------------------------------------------
 
-    def describe(self, model: Any, sample: Any) -> None:
-        """Check that MLflow can describe ``model``'s input and output on ``sample`` (its
-        signature); DataError naming the column when it cannot. Run where MLflow is imported
-        already (the logger process), so the command itself never imports it for this."""
+    def describe(self, sample: Any, predictions: Any) -> None:
+        """Check that MLflow can describe a model's input ``sample`` and its ``predictions`` on
+        them (its signature); DataError naming the column when it cannot. Run where MLflow is
+        imported already (the logger process), so the command itself never imports it for
+        this."""
         from revcli.tracking import _model
 
-        _model.describe(model, sample)
+        _model.describe(sample, predictions)
 
-    def log_model(self, run_id: str, model: Any, sample: Any, *, code_paths: Sequence[str]
-                  = (), trusted: Sequence[str] | None = None) -> str:
-        """Log ``model`` as the run's MLflow model ``model`` (sklearn flavour, a signature
-        inferred from ``sample`` as revcli reads tables, pinned requirements); returns its URI.
-        ``trusted``: the skops types, as the process that built the model knows them (the
-        logger process does not know a strategy registered only in its parent)."""
+    def log_model(self, run_id: str, model_file: str | Path, sample: Any, predictions: Any, *,
+                  code_paths: Sequence[str] = (), trusted: Sequence[str] | None = None) -> str:
+        """Log the skops file ``model_file`` as the run's MLflow model ``model`` (sklearn and
+        pyfunc flavours, a signature from ``sample`` as revcli reads tables and the model's
+        ``predictions`` on it, pinned requirements); returns its URI. ``trusted``: the skops
+        types, as the process that built the model knows them (the logger process does not
+        know a strategy registered only in its parent)."""
         from revcli.tracking import _model
 
-        return self.call("log the model", _model.log_model, self, run_id, model, sample,
-                         list(code_paths), trusted)
+        return self.call("log the model", _model.log_model, self, run_id, model_file, sample,
+                         predictions, list(code_paths), trusted)
 
     def load_model(self, run: LoggedRun, *, pickle: bool = False) -> tuple[Any, str | None]:
         """The model a run logged to MLflow and its format: a skops file is loaded with

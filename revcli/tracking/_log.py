@@ -61,13 +61,14 @@ def start(tracker: Tracker, experiment_id: str, record: RunRecord, *,
 
 
 def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
-                 params: Mapping[str, Any], metrics: Mapping[str, float], model: Any = None,
-                 sample: Any = None, artifacts: Artifacts | None = None,
-                 dataset: Mapping[str, Any] | None = None,
+                 params: Mapping[str, Any], metrics: Mapping[str, float],
+                 model_file: Path | None = None, sample: Any = None, predictions: Any = None,
+                 artifacts: Artifacts | None = None, dataset: Mapping[str, Any] | None = None,
                  timings: dict[str, float] | None = None) -> str | None:
     """Everything a training run holds, logged into ``run_id`` and the run ended FINISHED:
     params, metrics beside ``baseline_*``, the record's tags, the dataset as its input, the
-    model (``sample`` rows give its signature) and the artifacts. Returns the model's URI."""
+    model's skops file ``model_file`` (``sample`` rows and the model's ``predictions`` on them
+    give its signature) and the artifacts. Returns the model's URI."""
     timings = timings if timings is not None else {}
     clock = time.perf_counter()
     tracker.log(run_id, params={k: v for k, v in params.items() if v is not None},
@@ -75,12 +76,12 @@ def log_training(tracker: Tracker, run_id: str, *, record: RunRecord,
     if dataset:
         tracker.log_dataset(run_id, **dataset)
     model_uri = None
-    if model is not None:
+    if model_file is not None:
         start_model = time.perf_counter()
         from revcli import serialization
 
         # the trusted types as this process knows them (the model's own strategy registry)
-        model_uri = tracker.log_model(run_id, model, sample,
+        model_uri = tracker.log_model(run_id, model_file, sample, predictions,
                                       trusted=serialization.trusted_types())
         timings["log_model"] = time.perf_counter() - start_model
     artifacts = artifacts or Artifacts()

@@ -269,16 +269,15 @@ def _probe(settings: Settings, workspace: Workspace) -> BaseException | None:
     return None
 
 
-# skops.io: ~0.5 s of its import lists scikit-learn's estimators (the model is logged in skops)
-PRELOAD = ("mlflow.models", "mlflow.sklearn", "sklearn.base", "revcli.model", "xgboost",
-           "skops.io")
+# What logging a model imports. Never the model's own libraries (scikit-learn, XGBoost, skops):
+# the model arrives as its skops file, written by the command (revcli.tracking._model.log_model).
+PRELOAD = ("mlflow.models", "mlflow.pyfunc", "mlflow.sklearn")
 
 
 def _preload(proto_in: IO[bytes]) -> None:
-    """What logging a model imports, while the parent still fits: MLflow's sklearn flavour and
-    signature, and the libraries the model's pickle names (unpickling it imports them). A
-    request that arrives meanwhile is served first (the run's creation needs none of them;
-    the parent saves the model and draws its plots while the rest is imported)."""
+    """What logging a model imports, while the parent still fits: MLflow's pyfunc and sklearn
+    flavours and signature. A request that arrives meanwhile is served first (the run's
+    creation needs none of them)."""
     import importlib
 
     for name in PRELOAD:

@@ -65,14 +65,16 @@ def table_signature(sample: Any, predictions: Any) -> Any:
     return ModelSignature(Schema(inputs), outputs)
 
 
-def describe(model: Any, sample: Any) -> Any:
-    """The model's MLflow signature (:func:`table_signature`), checked before any run exists:
-    MLflow's failure to describe a column is a problem of the data or the model (DataError
-    naming the column), never of the tracking store."""
+def describe(sample: Any, predictions: Any) -> Any:
+    """The model's MLflow signature (:func:`table_signature`) from its input rows ``sample`` and
+    its ``predictions`` on them, checked before any run exists: MLflow's failure to describe a
+    column is a problem of the data or the model (DataError naming the column), never of the
+    tracking store. The model itself is not needed, so the logger process never imports its
+    libraries."""
     from revcli.errors import DataError, first_line
 
     try:
-        return table_signature(sample, model.predict(sample))
+        return table_signature(sample, predictions)
     except Exception as exc:  # MLflow's type inference fails in many ways; all mean the data
         column = _undescribable(sample)
         named = f" (column {column!r})" if column is not None else ""
@@ -96,21 +98,15 @@ def _undescribable(sample: Any) -> str | None:
     return None
 
 
-def _no_space(exc: OSError, where: Path | str, model: Any, what: str) -> Exception:
+def _no_space(exc: OSError, where: Path | str, need: int, what: str) -> Exception:
     """A full disk while logging, named as such: the directory and about how much it needs."""
     from revcli.errors import StorageError
 
     directory = Path(str(where))
     if directory.name.startswith(".revcli-model-"):  # the staging directory, gone by now
         directory = directory.parent
-    try:
-        import skops.io
-
-        need = f"about {len(skops.io.dumps(model)) / 1e6:.1f} MB"
-    except Exception:
-        need = "more space"
     return StorageError(f"no space left on the device of {directory} ({what}): the model needs "
-                        f"{need} there; free some space")
+                        f"about {need / 1e6:.1f} MB there; free some space")
 
 
 def _os_cause(exc: BaseException) -> OSError | None:
@@ -133,12 +129,13 @@ def _full(exc: OSError) -> bool:
 
 def _stage_code(directory: Path) -> str:
     """A copy of the few revcli modules a logged model needs at load time
-    (:data:`revcli.serialization.MODEL_MODULES`), as a ``revcli`` package under ``directory``:
-    the model's ``code/`` instead of the whole package."""
+    (:data:`revcli.serialization.MODEL_MODULES`, and the :data:`~revcli.serialization.MODEL_DATA`
+    files they read), as a ``revcli`` package under ``directory``: the model's ``code/`` instead
+    of the whole package."""
     import shutil
 
     import revcli
-    from revcli.serialization import MODEL_MODULES
+    from revcli.serialization import MODEL_DATA, MODEL_MODULES
 
     source = Path(revcli.__file__).parent
     target = directory / "revcli"
@@ -148,23 +145,41 @@ def _stage_code(directory: Path) -> str:
                 else relative.with_suffix(".py"))
         (target / file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / file, target / file)
+    for file in MODEL_DATA:
+        shutil.copyfile(source / file, target / file)
     return str(target)
 
 
-def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
-              code_paths: Sequence[str] = (), trusted: Sequence[str] | None = None) -> str:
-    """Log ``model`` as ``model`` of run ``run_id``: a skops file (no pickle) with revcli's
-    trusted types, MLflow's sklearn flavour and a pyfunc flavour whose loader is revcli's own
-    (:func:`revcli.serialization._load_pyfunc`), pinned requirements, the few revcli modules
-    the model's classes live in, and a signature from the ``sample`` rows and the model's own
-    predictions on them; returns ``models:/<model id>``."""
-    import mlflow.sklearn
+def log_model(tracker: Tracker, run_id: str, model_file: str | Path, sample: Any,
+              predictions: Any, code_paths: Sequence[str] = (),
+              trusted: Sequence[str] | None = None) -> str:
+    """Log the skops file ``model_file`` as ``model`` of run ``run_id``; returns
+    ``models:/<model id>``.
+
+    The MLflow model is the one ``mlflow.sklearn.save_model(..., serialization_format="skops")``
+    writes -- the skops file as ``model.skops``, a sklearn flavour naming it with revcli's
+    trusted types, pinned requirements, an input example and a signature from the ``sample``
+    rows and the model's ``predictions`` on them -- with a pyfunc flavour whose loader is
+    revcli's own (:func:`revcli.serialization._load_pyfunc`: MLflow's sklearn loader refuses
+    every format under ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, taking the trusted types
+    from the MLmodel file, which the model's writer controls) and the few revcli modules the
+    model's classes live in as its code. It is built around the file the command already wrote
+    and hashed, with MLflow's public ``mlflow.pyfunc.save_model`` and ``Model.add_flavor``, so
+    this process never loads the model: it imports neither scikit-learn, XGBoost nor skops
+    (~1.3 s of the logger process's CPU, issue 19).
+    """
+    import shutil
+    from importlib import metadata
+
+    import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
     from revcli import serialization
     from revcli.errors import DataError, RevcliError, first_line
 
+    model_file = Path(model_file)
+    need = model_file.stat().st_size
     _skip_package_scan()
     client = tracker.client
     run = client.get_run(run_id)
@@ -174,7 +189,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
                             run_id=run_id, model_id=logged.model_id)
-        signature = describe(model, sample)
+        signature = describe(sample, predictions)
         # Two rows as a request documents the format beside the signature: MLflow writes them
         # as input_example.json and serving_input_example.json, timestamps as ISO 8601 text
         # (what the served model takes; epoch numbers are refused, revcli.features).
@@ -187,23 +202,24 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
         with tempfile.TemporaryDirectory(prefix=".revcli-model-", dir=scratch) as tmp:
             local = Path(tmp) / MODEL_NAME
             try:
-                mlflow.sklearn.save_model(
-                    model, path=str(local), mlflow_model=description, signature=signature,
-                    input_example=example, serialization_format="skops",
-                    skops_trusted_types=list(trusted or serialization.trusted_types()),
+                mlflow.pyfunc.save_model(
+                    path=str(local), loader_module=serialization.__name__,
+                    mlflow_model=description, signature=signature, input_example=example,
                     pip_requirements=model_requirements(),
                     code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
-                _pyfunc_through_revcli(local)
+                shutil.copyfile(model_file, local / serialization.SKOPS_FILE)
+                _add_sklearn_flavour(description, local, list(
+                    trusted or serialization.trusted_types()), metadata.version("scikit-learn"))
             except OSError as exc:
                 if _full(exc):
-                    raise _no_space(exc, tmp, model, "saving the MLflow model") from None
+                    raise _no_space(exc, tmp, need, "saving the MLflow model") from None
                 raise
             except RevcliError:
                 raise
             except Exception as exc:  # MLflow's model code: a problem of the model ...
                 cause = _os_cause(exc)
                 if cause is not None and _full(cause):  # ... unless the disk filled under it
-                    raise _no_space(cause, tmp, model, "saving the MLflow model") from None
+                    raise _no_space(cause, tmp, need, "saving the MLflow model") from None
                 raise DataError(f"MLflow cannot save the model: {type(exc).__name__}: "
                                 f"{first_line(exc, 200)}") from None
             try:
@@ -211,7 +227,7 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
             except OSError as exc:
                 if _full(exc):
                     raise _no_space(exc, logged.artifact_location.removeprefix("file://"),
-                                    model, "storing the model's artifacts") from None
+                                    need, "storing the model's artifacts") from None
                 raise
     except BaseException:
         import contextlib
@@ -223,17 +239,27 @@ def log_model(tracker: Tracker, run_id: str, model: Any, sample: Any,
     return f"models:/{logged.model_id}"
 
 
-def _pyfunc_through_revcli(local: Path) -> None:
-    """Point the saved model's pyfunc flavour at revcli's loader: MLflow's sklearn loader
-    refuses every format, skops included, under ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``
-    (it takes the trusted types from the MLmodel file, which the model's writer controls);
-    revcli's loader takes them from revcli itself, so the safe file loads with pickle off."""
-    from mlflow.models import Model
-    from mlflow.pyfunc import FLAVOR_NAME
+def _add_sklearn_flavour(description: Any, local: Path, trusted: list[str],
+                         sklearn_version: str) -> None:
+    """What ``mlflow.sklearn.save_model`` adds for a skops file beside the pyfunc flavour that
+    ``mlflow.pyfunc.save_model`` wrote: the sklearn flavour (``mlflow.sklearn.load_model``
+    reads the file with its trusted types), the pyfunc flavour's ``model_path`` and
+    ``predict_fn``, and the size of it all; then the MLmodel file is written again."""
+    import mlflow.sklearn
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.pyfunc import FLAVOR_NAME as PYFUNC
 
-    description = Model.load(str(local))
-    description.flavors[FLAVOR_NAME]["loader_module"] = "revcli.serialization"
-    description.save(str(local / "MLmodel"))
+    from revcli.serialization import SKOPS_FILE
+
+    code = description.flavors[PYFUNC].get("code")
+    description.flavors[PYFUNC].update(model_path=SKOPS_FILE, predict_fn="predict")
+    description.add_flavor(mlflow.sklearn.FLAVOR_NAME, pickled_model=SKOPS_FILE,
+                           sklearn_version=sklearn_version,
+                           serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                           code=code, skops_trusted_types=trusted)
+    description.model_size_bytes = sum(f.stat().st_size for f in local.rglob("*")
+                                       if f.is_file())
+    description.save(str(local / MLMODEL_FILE_NAME))
 
 
 def log_dataset(tracker: Tracker, run_id: str, *, name: str, digest: str, source: str,
