@@ -630,15 +630,12 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
             for s in chosen:
                 st = settings.replace(strategy=s, estimator=name)
                 fitted[s] = pipeline.fit_and_score(prepared, st, hyper[name], reporter)
-                reporter.step("opening the MLflow store")
-                tracker, experiment_id = logger.result()
-                with runs.closing_own_runs(tracker, experiment_id):
-                    result = runs.finish(prepared, st, fitted[s], hyper[name], findings, tracker,
-                                         experiment_id, runs.RunSpec(
-                                             command=tracking.record.COMPARE,
-                                             run_name=f"compare {s}/{name}",
-                                             tags={"compare_batch": batch}, plots=plots),
-                                         reporter=reporter)
+                result = runs.finish(prepared, st, fitted[s], hyper[name], findings,
+                                     logger.result, runs.RunSpec(
+                                         command=tracking.record.COMPARE,
+                                         run_name=f"compare {s}/{name}",
+                                         tags={"compare_batch": batch}, plots=plots),
+                                     reporter=reporter)
                 run_ids[s] = result.run_id
                 fitted_models[(s, name)] = fitted[s].model
             if external is not None:
@@ -646,8 +643,8 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
                 st = settings.replace(strategy=staged, estimator=name)
                 theirs = pipeline.fit_and_score(prepared, st, hyper[name], reporter,
                                                 external=external)
-                result = runs.finish(prepared, st, theirs, hyper[name], findings, tracker,
-                                     experiment_id, runs.RunSpec(
+                result = runs.finish(prepared, st, theirs, hyper[name], findings,
+                                     logger.result, runs.RunSpec(
                                          command=tracking.record.COMPARE,
                                          run_name=f"compare {staged}+classifier/{name}",
                                          tags={"compare_batch": batch, **external.tags()},
@@ -693,6 +690,7 @@ def compare_strategies(settings: Settings, *, estimator_names: Sequence[str] = (
         _against_the_best(rows, y_test, sort)
         rows += _baseline_rows(baselines, y_test)
         split = prepared.split_summary()
+        tracker, _ = logger.result()  # open since the first run was logged
         board = Leaderboard(rows=rows, sort=sort, dataset=prepared.dataset.sha256, split=split,
                             batch=batch, experiment=settings.experiment, tracking_uri=tracker.shown,
                             features=prepared.table.features, dropped=prepared.table.dropped,

@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,11 +223,21 @@ def save_model(workspace: Workspace, name: str, staged: tuple[Path, str],
     return path, sha
 
 
+#: The tracker and experiment id a run is logged to, or what returns them once the store is
+#: open (train's logger process: the work that needs no store is done while it opens).
+Store = tuple["tracking.Tracker", str]
+
+
 def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fitted,
            hyper: Mapping[str, Any], findings: Sequence[leakage.LeakFinding],
-           tracker: tracking.Tracker, experiment_id: str, spec: RunSpec | None = None,
+           store: Store | Callable[[], Store], spec: RunSpec | None = None,
            reporter: Reporter = SILENT, timings: dict[str, float] | None = None) -> TrainResult:
-    """Judge ``fitted``, save it in the workspace, and log it as one MLflow run."""
+    """Judge ``fitted``, save it in the workspace, and log it as one MLflow run.
+
+    Everything that needs no store comes first -- the judgement, the importance, the model's
+    skops file and the plots (staged under temporary names) -- and only then is ``store``
+    asked for, so a store still opening in the logger process is waited for as late as
+    possible (issue 19)."""
     spec = spec or RunSpec()
     timings = timings if timings is not None else {}
     target_set = targets.load(settings.targets,
@@ -242,13 +252,34 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
                                      fitted.threads, method=spec.importance)
     timings["importance"] = time.perf_counter() - start
 
-    reporter.step("logging the MLflow run")
     log_start = time.perf_counter()
-    # What MLflow cannot describe fails here, before any run or pending record exists (a
-    # pending run that `runs sync` could never log would be left otherwise).
     sample = prepared.X_test.iloc[:5]
-    _describable(tracker, sample, fitted.model.predict(sample))
-    with staged_model(prepared.workspace, fitted.model) as staged:
+    with contextlib.ExitStack() as stack:
+        staged = stack.enter_context(staged_model(prepared.workspace, fitted.model))
+        plot_paths: dict[str, Path] = {}
+        if spec.plots:
+            from revcli import plots
+
+            start = time.perf_counter()
+            # drawn under a temporary name (removed if anything below fails), renamed to the
+            # run's id once the run exists
+            drawn = stack.enter_context(atomic.temp_dir(prepared.workspace.plots_dir))
+            plot_paths = plots.training_set(drawn, f"{settings.strategy}: {card.population}",
+                                            y_eval, pred_eval, importance)
+            timings["plots"] = time.perf_counter() - start
+        waited = time.perf_counter()
+        if callable(store):
+            reporter.step("opening the MLflow store")
+            store = store()
+        waited = time.perf_counter() - waited
+        tracker, experiment_id = store
+        # A failure after the run exists (a full disk saving the model, SIGTERM) ends it,
+        # never leaves it RUNNING.
+        stack.enter_context(closing_own_runs(tracker, experiment_id))
+        reporter.step("logging the MLflow run")
+        # What MLflow cannot describe fails here, before any run or pending record exists (a
+        # pending run that `runs sync` could never log would be left otherwise).
+        _describable(tracker, sample, fitted.model.predict(sample))
         record = record_of(prepared, settings, fitted, honesty, spec.command,
                            {**spec.tags, **worker_tags()}, model_sha256=staged[1])
         params = run_params(prepared, settings, fitted, hyper, spec.params)
@@ -294,15 +325,10 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         }
         prepared.commit()
         model_path, model_sha = save_model(prepared.workspace, run_id, staged, meta)
-        plot_paths: dict[str, Path] = {}
-        if spec.plots:
-            label = f"{settings.strategy}: {card.population}"
-            from revcli import plots
-
-            start = time.perf_counter()
-            plot_paths = plots.training_set(prepared.workspace.plots_dir / run_id, label, y_eval,
-                                            pred_eval, importance)
-            timings["plots"] = time.perf_counter() - start
+        if plot_paths:
+            home = prepared.workspace.plots_dir / run_id
+            os.replace(drawn, home)
+            plot_paths = {k: home / v.name for k, v in plot_paths.items()}
         result = TrainResult(
             run_id=run_id, experiment=settings.experiment, tracking_uri=tracker.shown,
             strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
@@ -342,8 +368,10 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         except BaseException:
             tracking.fail(tracker, run_id, "KILLED")
             raise
-        # the plots are a step of their own: the rest is saving and logging
-        timings["log"] = time.perf_counter() - log_start - timings.get("plots", 0.0)
+        # the plots and the wait for the store are steps of their own: the rest is saving and
+        # logging
+        timings["log"] = (time.perf_counter() - log_start - timings.get("plots", 0.0)
+                          - waited)
         return result
 
 
@@ -789,6 +817,9 @@ def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
             if not directory.is_dir() or name.startswith(UNLOGGED) or (
                     directory / PENDING_FILE).exists():
                 continue
+            writer = atomic.writer_pid(directory)
+            if writer is not None and not processes.pid_gone(writer):
+                continue  # plots a live train is drawing before its run exists
             if name.startswith("eval-"):
                 continue  # plots of --no-track evaluations: not a run's
             run = tracker.find_run(name)

@@ -206,13 +206,14 @@ def _train_steps(engine: Any, logger: Any, settings: Settings, data: str | Path 
             else _times(prepared), backtest, test_size=settings.test_size,
             column=str(split.time_column), gap=settings.gap, n_jobs=settings.n_jobs,
             reporter=reporter)
-    reporter.step("opening the MLflow store")
-    start = time.perf_counter()
-    tracker, experiment_id = logger.result()
-    timings["tracking"] = logger.seconds
-    timings["tracking_wait"] = time.perf_counter() - start
-    # A failure after the run exists (a full disk saving the model, SIGTERM) ends it, never
-    # leaves it RUNNING.
-    with runs.closing_own_runs(tracker, experiment_id):
-        return runs.finish(prepared, settings, fitted, hyper, findings, tracker, experiment_id,
-                           spec, reporter=reporter, timings=timings)
+
+    def store() -> runs.Store:
+        """The logger's store, asked for by runs.finish once its own work is done."""
+        start = time.perf_counter()
+        opened = logger.result()
+        timings["tracking"] = logger.seconds
+        timings["tracking_wait"] = time.perf_counter() - start
+        return opened
+
+    return runs.finish(prepared, settings, fitted, hyper, findings, store, spec,
+                       reporter=reporter, timings=timings)

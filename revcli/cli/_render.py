@@ -99,7 +99,7 @@ TIMED_STEPS = (
     ("fit", "fit the model"),
     ("score", "predict and score the holdout"),
     ("tracking", "MLflow import + store, own process"),
-    ("tracking_wait", "of it, waited for after the fit"),
+    ("tracking_wait", "of it, waited for after the fit and plots"),
     ("importance", "feature importance"),
     ("plots", "render the PNGs"),
     ("log", "log the MLflow run"),

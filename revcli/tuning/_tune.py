@@ -763,8 +763,8 @@ def _search_and_refit(session: _Session, *, top: int, plots: bool,
     fitted = pipeline.fit_and_score(session.prepared, best_settings, hyper, reporter)
     timings["refit"] = time.perf_counter() - refit_start
     refit = runs.finish(
-        session.prepared, best_settings, fitted, hyper, session.findings, tracker,
-        session.experiment_id, runs.RunSpec(
+        session.prepared, best_settings, fitted, hyper, session.findings,
+        (tracker, session.experiment_id), runs.RunSpec(
             command=tracking.record.TUNE, run_id=session.parent_id, plots=plots,
             tags={"study": session.name, "tune_estimator": p.space.label,
                   "best_trial": str(best.number), "stop_reason": reason,
