@@ -326,9 +326,12 @@ def finish(prepared: pipeline.Prepared, settings: Settings, fitted: pipeline.Fit
         prepared.commit()
         model_path, model_sha = save_model(prepared.workspace, run_id, staged, meta)
         if plot_paths:
+            # file by file: the run's directory may hold plots already (tune's search plots)
             home = prepared.workspace.plots_dir / run_id
-            os.replace(drawn, home)
-            plot_paths = {k: home / v.name for k, v in plot_paths.items()}
+            home.mkdir(parents=True, exist_ok=True)
+            for name, path in plot_paths.items():
+                os.replace(path, home / path.name)
+                plot_paths[name] = home / path.name
         result = TrainResult(
             run_id=run_id, experiment=settings.experiment, tracking_uri=tracker.shown,
             strategy=settings.strategy, estimator=settings.estimator, params=dict(hyper),
