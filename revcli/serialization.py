@@ -20,6 +20,8 @@ Pickles (``model.joblib`` of older workspaces) still load, under the sha256 rule
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from revcli.errors import DataError
 SKOPS_FILE = "model.skops"
 PICKLE_FILE = "model.joblib"  # what older workspaces hold; loaded only under the sha256 rule
 SKOPS, PICKLE = "skops", "pickle"
+_IMPORTING = threading.Lock()
 
 #: Classes of the estimators revcli builds (revcli.estimators) that skops does not trust by
 #: default: XGBoost's scikit-learn models and their booster, scikit-learn's fitted tree
@@ -139,21 +142,32 @@ def skops_io() -> Any:
     back at once. For any other scikit-learn release skops walks the modules as usual, so the
     list skops trusts is always the installed release's own.
     """
-    import sys
+    with _IMPORTING:  # one import at a time: preload's thread and the caller
+        import sys
 
-    if "skops.io" in sys.modules:
-        return sys.modules["skops.io"]
-    import sklearn.utils
+        if "skops.io" in sys.modules:
+            return sys.modules["skops.io"]
+        import sklearn.utils
 
-    listed = _listed_estimators()
-    real = sklearn.utils.all_estimators
-    if listed is not None:
-        sklearn.utils.all_estimators = lambda type_filter=None: list(listed)
-    try:
-        import skops.io
-    finally:
-        sklearn.utils.all_estimators = real
-    return skops.io
+        listed = _listed_estimators()
+        real = sklearn.utils.all_estimators
+        if listed is not None:
+            sklearn.utils.all_estimators = lambda type_filter=None: list(listed)
+        try:
+            import skops.io
+        finally:
+            sklearn.utils.all_estimators = real
+        return skops.io
+
+
+def preload() -> None:
+    """Import skops (:func:`skops_io`) in a daemon thread, so that its imports overlap the
+    caller's fit (which releases the GIL) rather than follow it."""
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the caller's own import reports a failure
+            skops_io()
+
+    threading.Thread(target=load, name="revcli-skops", daemon=True).start()
 
 
 def foreign_types(path: str | Path) -> list[str]:

@@ -188,7 +188,12 @@ def _train_steps(engine: Any, logger: Any, settings: Settings, data: str | Path 
     start = time.perf_counter()
     findings = engine.audit(prepared, reporter, judged_for=[settings.strategy])
     timings["audit"] = time.perf_counter() - start
-    if plots:  # matplotlib's imports overlap the fit, which leaves the GIL free
+    # The imports of what follows the fit overlap it (it leaves the GIL free): skops for the
+    # model's file, matplotlib for the plots.
+    from revcli import serialization
+
+    serialization.preload()
+    if plots:
         from revcli import plots as plots_mod
 
         plots_mod.preload()

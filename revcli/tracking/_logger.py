@@ -291,10 +291,20 @@ def _preload(proto_in: IO[bytes]) -> None:
 
 
 def _serve(proto_in: IO[bytes], proto_out: IO[bytes], start: float) -> None:
-    import mlflow  # noqa: F401 - needed whatever the settings say, imported before they come
+    def import_mlflow() -> None:
+        # a failed import fails again, and is reported, in connect
+        with contextlib.suppress(BaseException):
+            import mlflow  # noqa: F401
 
+    # MLflow is needed whatever the settings say: imported at once, beside the wait for them;
+    # the probe needs no MLflow, so the caller's check before its fit never waits for the
+    # import (it did: ~0.8 s of train, issue 19).
+    importing = threading.Thread(target=import_mlflow, name="revcli-import-mlflow",
+                                 daemon=True)
+    importing.start()
     settings, workspace, then = pickle.load(proto_in)
     _send(proto_out, (PROBE, _probe(settings, workspace)))
+    importing.join()
     try:
         from revcli.tracking._client import connect
 
