@@ -30,18 +30,6 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def preload() -> None:
-    """Import matplotlib in a daemon thread: its second of imports overlaps the caller's fit
-    (which releases the GIL) instead of adding to the run."""
-    import threading
-
-    def load() -> None:
-        import matplotlib.backends.backend_agg
-        import matplotlib.figure  # noqa: F401
-
-    threading.Thread(target=load, name="revcli-matplotlib", daemon=True).start()
-
-
 def _sample(n: int, seed: int = 0) -> np.ndarray:
     if n <= MAX_POINTS:
         return np.arange(n)

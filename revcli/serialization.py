@@ -20,8 +20,6 @@ Pickles (``model.joblib`` of older workspaces) still load, under the sha256 rule
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ from revcli.errors import DataError
 SKOPS_FILE = "model.skops"
 PICKLE_FILE = "model.joblib"  # what older workspaces hold; loaded only under the sha256 rule
 SKOPS, PICKLE = "skops", "pickle"
-_IMPORTING = threading.Lock()
 
 #: Classes of the estimators revcli builds (revcli.estimators) that skops does not trust by
 #: default: XGBoost's scikit-learn models and their booster, scikit-learn's fitted tree
@@ -136,38 +133,27 @@ def skops_io() -> Any:
 
     skops builds its default list of trusted scikit-learn estimators at import, from
     ``sklearn.utils.all_estimators()``, which imports all of scikit-learn to find them: 0.35 s
-    of each train, predict and logger process (issue 19). The same names, read from that very
+    of each train and predict (issue 19). The same names, read from that very
     function for the installed release (:data:`ESTIMATOR_NAMES_FILE`, checked by
     tests/test_serialization.py), answer it for the length of the import; the function is put
     back at once. For any other scikit-learn release skops walks the modules as usual, so the
     list skops trusts is always the installed release's own.
     """
-    with _IMPORTING:  # one import at a time: preload's thread and the caller
-        import sys
+    import sys
 
-        if "skops.io" in sys.modules:
-            return sys.modules["skops.io"]
-        import sklearn.utils
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
 
-        listed = _listed_estimators()
-        real = sklearn.utils.all_estimators
-        if listed is not None:
-            sklearn.utils.all_estimators = lambda type_filter=None: list(listed)
-        try:
-            import skops.io
-        finally:
-            sklearn.utils.all_estimators = real
-        return skops.io
-
-
-def preload() -> None:
-    """Import skops (:func:`skops_io`) in a daemon thread, so that its imports overlap the
-    caller's fit (which releases the GIL) rather than follow it."""
-    def load() -> None:
-        with contextlib.suppress(Exception):  # the caller's own import reports a failure
-            skops_io()
-
-    threading.Thread(target=load, name="revcli-skops", daemon=True).start()
+    listed = _listed_estimators()
+    real = sklearn.utils.all_estimators
+    if listed is not None:
+        sklearn.utils.all_estimators = lambda type_filter=None: list(listed)
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = real
+    return skops.io
 
 
 def foreign_types(path: str | Path) -> list[str]:
