@@ -3,8 +3,8 @@
 Importing the CLI takes a moment (Typer, rich); a Ctrl-C in that moment must not print a Python
 traceback. Until a command starts (and installs its own handling, ``cli_errors``), SIGINT prints
 one error line and exits 130 (SIGTERM 143, SIGHUP 129, as a shell reports them). Only the
-standard library is imported here, and for ``train`` and ``compare strategies`` revcli's MLflow
-logger process is started (revcli.tracking._logger).
+standard library is imported here, and for ``train``, ``compare strategies`` and a tracked
+``evaluate`` revcli's MLflow logger process is started (revcli.tracking._logger).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ def main() -> None:
         if signum is not None:
             signal.signal(signum, _interrupted)
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
-    logs_a_model = words[:1] == ["train"] or words[:2] == ["compare", "strategies"]
-    if logs_a_model and not {"--help", "-h"} & set(sys.argv):
-        # the commands that log a trained model: MLflow's import starts beside the CLI's
+    logs_a_run = (words[:1] == ["train"] or words[:2] == ["compare", "strategies"]
+                  or (words[:1] == ["evaluate"] and "--no-track" not in sys.argv))
+    if logs_a_run and not {"--help", "-h"} & set(sys.argv):
+        # the commands that log a run through the logger process: MLflow's import starts
+        # beside the CLI's
         from revcli.tracking._logger import prestart
 
         prestart()
