@@ -9,7 +9,9 @@ Every command runs as a fresh process, --repeat times round-robin, median wall t
 - `revcli compare runs` on the workspace's handful of runs (the demo: 8) and on stores of 10,
   100 and 1,000 runs, beside `python -c pass` (the floor): goals <= 1 s on the handful,
   <= 2 s on 1,000 runs (absolute, so read them with the load average printed beside);
-- `revcli evaluate --run R --no-plots --no-track` for information.
+- `revcli evaluate --run R --no-plots --no-track`, and the same logging its evaluation run
+  (the logger process: MLflow beside the scoring), its ratio to the untracked one the cost of
+  the tracking, for information.
 
 The stores are built quickly: one real `revcli train` (its run is the template), then synthetic
 runs with the same tags, params and metrics (varied) logged with revcli's tracking client.
@@ -141,6 +143,9 @@ def main() -> int:
         commands.append(C("evaluate --no-plots --no-track",
                           [*m.revcli(), "evaluate", "--run", run_id, "--no-plots", "--no-track",
                            "-q"], env, cwd))
+        commands.append(C("evaluate --no-plots (tracked)",
+                          [*m.revcli(), "evaluate", "--run", run_id, "--no-plots", "-q"], env,
+                          cwd))
         print(f"== measuring ({m.load()}) ...", file=sys.stderr, flush=True)
         results = m.interleaved(commands, args.repeat)
 
@@ -167,6 +172,11 @@ def main() -> int:
                 if limit is not None and not c.name.endswith("(before)"):
                     goal = (f"<= {limit:g} s: {'met' if r.wall <= limit else 'NOT met'} "
                             "(ratio: to python -c pass)")
+            elif c.name == "evaluate --no-plots (tracked)":
+                untracked = results["evaluate --no-plots --no-track"]
+                if not untracked.failed:
+                    ratio = f"{r.wall / untracked.wall:.2f}x"
+                    goal = "(ratio: to --no-track, the tracking's cost)"
             print(f"{c.name:36} {r.wall:7.2f} {ratio:>7}  {goal}")
     return 0
 
