@@ -110,3 +110,43 @@ def test_the_check_that_mlflow_can_describe_the_model_runs_in_the_logger(
         assert tracker.describe(sample, predictions) is None  # described: nothing raised
         with pytest.raises(DataError, match="MLflow cannot describe"):
             tracker.describe(sample.assign(session_start=[{"a": 1}] * 5), predictions)
+
+
+def test_a_pending_pickle_of_an_older_revcli_is_logged_as_a_skops_model(
+        tmp_path: Path, small_demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logger takes the model as its skops file; a pending model.joblib (an older revcli's)
+    is written as a temporary skops file for it, and nothing of that is left behind."""
+    import joblib
+    from mlflow import MlflowClient
+
+    from revcli import serialization
+
+    s, _ = train_in(tmp_path, small_demo, estimator="ridge")
+    ready = _logger.Logger.result
+
+    def then_dies(self: _logger.Logger) -> tuple[_logger.RemoteTracker, str]:
+        value = ready(self)
+        self._proc.kill()
+        self._proc.wait()
+        return value
+
+    monkeypatch.setattr(_logger.Logger, "result", then_dies)
+    with pytest.raises(TrackingError, match="revcli runs sync"):
+        train.train(s, plots=False)
+    monkeypatch.undo()
+    (directory,) = runs.pending_runs(Workspace(s.workspace))
+    model = serialization.load(directory / runs.MODEL_FILE)
+    joblib.dump(model, directory / runs.LEGACY_MODEL_FILE)
+    (directory / runs.MODEL_FILE).unlink()
+    (synced,) = runs.sync(s, trust=True)  # an unvouched pickle: trusted by the caller
+    store = f"sqlite:///{Path(s.workspace) / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store)
+    (output,) = client.get_run(synced.run_id).outputs.model_outputs
+    local = Path(client.get_logged_model(output.model_id).artifact_location
+                 .removeprefix("file://"))
+    logged = serialization.load(local / serialization.SKOPS_FILE)
+    sample = small_demo.drop(columns=["revenue"]).head(20)
+    assert Tracker(store).get_run(synced.run_id).status == "FINISHED"
+    assert (logged.predict(sample) == model.predict(sample)).all()
+    assert sorted(p.name for p in synced.directory.iterdir()
+                  if p.name.startswith(".")) == []  # no temporary skops file left
