@@ -820,9 +820,15 @@ def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
             if not directory.is_dir() or name.startswith(UNLOGGED) or (
                     directory / PENDING_FILE).exists():
                 continue
-            writer = atomic.writer_pid(directory)
-            if writer is not None and not processes.pid_gone(writer):
-                continue  # plots a live train is drawing before its run exists
+            if name.startswith("."):
+                # A temporary (plots a train draws before its run exists, or an atomic
+                # directory): gone with its writer, or, naming none, after an hour.
+                writer = atomic.writer_pid(directory)
+                if (processes.pid_gone(writer) if writer is not None
+                        else time_module.time() - directory.stat().st_mtime > 3600):
+                    reporter.step(f"removing {directory}")
+                    _remove_tree(directory, cleanup)
+                continue
             if name.startswith("eval-"):
                 continue  # plots of --no-track evaluations: not a run's
             run = tracker.find_run(name)

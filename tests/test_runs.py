@@ -109,3 +109,22 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_gc_leaves_the_plots_a_live_train_is_staging(small_settings) -> None:
+    """runs.finish draws a run's plots under a temporary name (with its pid) before the run
+    exists: gc keeps them while that process lives, and removes a dead one's."""
+    import os
+
+    seed_store(small_settings.workspace)
+    s = small_settings.replace(estimator="mean")
+    train.train(s, plots=False)
+    ws = Workspace(s.workspace)
+    live = ws.plots_dir / f".incoming.{os.getpid()}.abc.tmp"
+    dead = ws.plots_dir / f".incoming.{_dead_pid()}.abc.tmp"
+    for staged in (live, dead):
+        staged.mkdir(parents=True)
+        (staged / "residuals.png").write_bytes(b"png")
+    collected = runs.gc(s)
+    assert live.is_dir() and not dead.exists()
+    assert dead in collected.directories
