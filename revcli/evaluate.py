@@ -415,6 +415,7 @@ def evaluate(settings: Settings, *, run: str | None = None, model: str | Path | 
                                    segment_sort, period, worst, backtest, reporter)
         if logger is None:
             return result
+        reporter.step("opening the MLflow store")
         remote, experiment_id = logger.result()
         result.tracking_uri = remote.shown
         _log_run(result, ws, remote, experiment_id, plots, *logged, reporter)
