@@ -804,11 +804,20 @@ def _warn_champion(tracker: tracking.Tracker, name: str, ids: list[str],
                       "another run with `revcli push --promote` to replace it")
 
 
+def _abandoned(path: Path) -> bool:
+    """A temporary directory a killed command left: the writer its name holds
+    (:func:`revcli.atomic.writer_pid`) is gone, or, naming none, it is over an hour old."""
+    from revcli import processes
+
+    writer = atomic.writer_pid(path)
+    if writer is not None:
+        return processes.pid_gone(writer)
+    return time.time() - path.stat().st_mtime > 3600
+
+
 def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
     """Remove from the workspace the models and plots of runs MLflow no longer has (deleted or
     gone), and temp files of killed commands; pending (unlogged) runs are kept."""
-    import time as time_module
-
     from revcli import processes
 
     workspace = Workspace(settings.workspace).ensure()
@@ -821,11 +830,8 @@ def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
                     directory / PENDING_FILE).exists():
                 continue
             if name.startswith("."):
-                # A temporary (plots a train draws before its run exists, or an atomic
-                # directory): gone with its writer, or, naming none, after an hour.
-                writer = atomic.writer_pid(directory)
-                if (processes.pid_gone(writer) if writer is not None
-                        else time_module.time() - directory.stat().st_mtime > 3600):
+                # a temporary (plots a train draws before its run exists, an atomic directory)
+                if _abandoned(directory):
                     reporter.step(f"removing {directory}")
                     _remove_tree(directory, cleanup)
                 continue
@@ -835,9 +841,8 @@ def gc(settings: Settings, reporter: Reporter = SILENT) -> Cleanup:
             if run is None or run.raw.info.lifecycle_stage == "deleted":
                 reporter.step(f"removing {directory}")
                 _remove_tree(directory, cleanup)
-    now = time_module.time()
     for path in workspace.root.glob(".revcli-model-*"):  # a killed run's model staging
-        if path.is_dir() and now - path.stat().st_mtime > 3600:
+        if path.is_dir() and _abandoned(path):
             _remove_tree(path, cleanup)
     for path in [*workspace.root.glob(f"{atomic.INCOMING}*"),
                  *workspace.datasets_dir.glob(f"{atomic.INCOMING}*"),
