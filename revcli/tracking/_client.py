@@ -99,9 +99,10 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def model_requirements() -> list[str]:
-    """Pinned pip requirements of a logged model (skips MLflow's slow inference)."""
-    versions = library_versions()
+def model_requirements(versions: dict[str, str] | None = None) -> list[str]:
+    """Pinned pip requirements of a logged model (skips MLflow's slow inference), from
+    ``versions`` (:func:`library_versions`, read here when not given)."""
+    versions = versions if versions is not None else library_versions()
     return [f"{dist}=={versions[dist]}" for dist in
             ("scikit-learn", "xgboost-cpu" if "xgboost-cpu" in versions else "xgboost", "numpy",
              "pandas", "pyarrow", "skops", "mlflow") if dist in versions]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revcli.tracking._client import model_requirements
+from revcli.tracking._client import library_versions, model_requirements
 from revcli.tracking.registry import MODEL_NAME
 
 if TYPE_CHECKING:
@@ -169,7 +169,6 @@ def log_model(tracker: Tracker, run_id: str, model_file: str | Path, sample: Any
     (~1.3 s of the logger process's CPU, issue 19).
     """
     import shutil
-    from importlib import metadata
 
     import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -180,6 +179,7 @@ def log_model(tracker: Tracker, run_id: str, model_file: str | Path, sample: Any
 
     model_file = Path(model_file)
     need = model_file.stat().st_size
+    versions = library_versions()  # the requirements and the sklearn flavour pin the same
     _skip_package_scan()
     client = tracker.client
     run = client.get_run(run_id)
@@ -205,11 +205,11 @@ def log_model(tracker: Tracker, run_id: str, model_file: str | Path, sample: Any
                 mlflow.pyfunc.save_model(
                     path=str(local), loader_module=serialization.__name__,
                     mlflow_model=description, signature=signature, input_example=example,
-                    pip_requirements=model_requirements(),
+                    pip_requirements=model_requirements(versions),
                     code_paths=[*code_paths, _stage_code(Path(tmp) / "code")])
                 shutil.copyfile(model_file, local / serialization.SKOPS_FILE)
                 _add_sklearn_flavour(description, local, list(
-                    trusted or serialization.trusted_types()), metadata.version("scikit-learn"))
+                    trusted or serialization.trusted_types()), versions["scikit-learn"])
             except OSError as exc:
                 if _full(exc):
                     raise _no_space(exc, tmp, need, "saving the MLflow model") from None
